@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test suite (what CI runs): lint, then pytest on 2 workers.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+cd "$ROOT"
+"$VENV/bin/ruff" check .
+exec "$VENV/bin/python" -m pytest -q -n 2 "$@"
