@@ -1,0 +1,56 @@
+"""LAS-ResNet models, the masker, training utilities and the reference sparse executor.
+
+Plain PyTorch: nothing here imports TVM. Installed as ``las_compiler.models``.
+"""
+
+from .blocks import BlockStats, Bottleneck, DynamicBlock
+from .calibrate import calibrate
+from .checkpoint import LoadReport, load_checkpoint, read_state_dict
+from .granularity import (
+    check_granularity_fits,
+    conv_output_size,
+    format_granularity,
+    parse_granularity,
+    patch_grid,
+)
+from .las_resnet import (
+    DEFAULT_GRANULARITY,
+    MODELS,
+    LASResNet,
+    NetworkStats,
+    build_model,
+    las_resnet50,
+    las_resnet101,
+)
+from .masker import Masker
+from .reference import sparse_block_forward, sparse_forward
+from .training import FinetuneConfig, FinetuneHistory, SparsityLoss, finetune
+
+__all__ = [
+    "DEFAULT_GRANULARITY",
+    "MODELS",
+    "BlockStats",
+    "Bottleneck",
+    "DynamicBlock",
+    "FinetuneConfig",
+    "FinetuneHistory",
+    "LASResNet",
+    "LoadReport",
+    "Masker",
+    "NetworkStats",
+    "SparsityLoss",
+    "build_model",
+    "calibrate",
+    "check_granularity_fits",
+    "conv_output_size",
+    "finetune",
+    "format_granularity",
+    "las_resnet50",
+    "las_resnet101",
+    "load_checkpoint",
+    "parse_granularity",
+    "patch_grid",
+    "read_state_dict",
+    "sparse_block_forward",
+    "sparse_forward",
+]

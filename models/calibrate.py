@@ -1,0 +1,82 @@
+"""Calibrate masker biases to a target activation rate (for demos and benchmarks).
+
+Random-weight networks have no learned masks; benchmarks still need blocks that run at a
+chosen activation rate r. :func:`calibrate` shifts each masker's channel-0 bias so that a
+fraction r of the patches on the given images is active. Blocks are calibrated in execution
+order because each block's input depends on the masks of the blocks before it.
+
+A masker that was never trained has zero weights (see masker.py) and scores every patch the
+same, so no bias can split them: such maskers first get PyTorch's default conv init (from
+torch's global RNG, so ``torch.manual_seed`` makes calibration reproducible).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .las_resnet import LASResNet
+
+
+def _bias_shift_for_rate(margin: torch.Tensor, rate: float) -> float:
+    """Shift d so that a fraction ``rate`` of ``d + shift >= 0`` holds (d = logit0 - logit1)."""
+    values = torch.sort(margin.flatten().double(), descending=True).values
+    n = values.numel()
+    keep = int(round(rate * n))
+    spread = float(values[0] - values[-1]) + 1.0
+    if keep == 0:
+        return -float(values[0]) - 1e-3 * spread
+    if keep == n:
+        return -float(values[-1]) + 1e-3 * spread
+    # Midway between the last kept and the first dropped patch: robust to float rounding.
+    return -0.5 * float(values[keep - 1] + values[keep])
+
+
+@torch.no_grad()
+def calibrate(
+    model: LASResNet, rate: float | Sequence[float], images: torch.Tensor
+) -> list[float]:
+    """Set masker biases so each block's activation rate on ``images`` is close to ``rate``.
+
+    Parameters
+    ----------
+    model
+        The network; its masker biases are changed in place. Evaluated in eval mode.
+    rate
+        Target activation rate in [0, 1], one for all blocks or one per block.
+    images
+        Calibration batch (N, C, H, W). Precision is limited by the number of patches: a
+        block with one patch per image can only hit multiples of 1/N.
+
+    Returns
+    -------
+    list[float]
+        The activation rate each block reaches on ``images`` afterwards.
+    """
+    blocks = list(model.dynamic_blocks())
+    rates = [float(rate)] * len(blocks) if isinstance(rate, int | float) else list(rate)
+    if len(rates) != len(blocks):
+        raise ValueError(f"got {len(rates)} rates for {len(blocks)} blocks")
+    bad = [r for r in rates if not 0.0 <= r <= 1.0]
+    if bad:
+        raise ValueError(f"activation rates must lie in [0, 1], got {sorted(set(bad))}")
+
+    was_training = model.training
+    model.eval()
+    reached = []
+    h = model.stem(images)
+    for block, target in zip(blocks, rates, strict=True):
+        block.check_input(h)
+        weight = block.masker.conv2.weight
+        if not weight.any():
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))  # nn.Conv2d's default init
+        logits = block.masker.logits(h, block.granularity, block.stride)
+        shift = _bias_shift_for_rate(logits[:, 0] - logits[:, 1], target)
+        block.masker.conv2.bias[0] += shift
+        h, stats = block.forward_with_stats(h)
+        reached.append(float(stats.activation))
+    model.train(was_training)
+    return reached
