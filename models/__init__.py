@@ -4,7 +4,7 @@ Plain PyTorch: nothing here imports TVM. Installed as ``las_compiler.models``.
 """
 
 from .blocks import BlockStats, Bottleneck, DynamicBlock
-from .calibrate import calibrate
+from .calibrate import calibrate, calibrate_block
 from .checkpoint import LoadReport, load_checkpoint, read_state_dict
 from .granularity import (
     check_granularity_fits,
@@ -41,6 +41,7 @@ __all__ = [
     "SparsityLoss",
     "build_model",
     "calibrate",
+    "calibrate_block",
     "check_granularity_fits",
     "conv_output_size",
     "finetune",

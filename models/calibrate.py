@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .blocks import DynamicBlock
 from .las_resnet import LASResNet
 
 
@@ -69,14 +70,23 @@ def calibrate(
     reached = []
     h = model.stem(images)
     for block, target in zip(blocks, rates, strict=True):
-        block.check_input(h)
-        weight = block.masker.conv2.weight
-        if not weight.any():
-            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))  # nn.Conv2d's default init
-        logits = block.masker.logits(h, block.granularity, block.stride)
-        shift = _bias_shift_for_rate(logits[:, 0] - logits[:, 1], target)
-        block.masker.conv2.bias[0] += shift
-        h, stats = block.forward_with_stats(h)
-        reached.append(float(stats.activation))
+        reached.append(calibrate_block(block, h, target))
+        h = block(h)
     model.train(was_training)
     return reached
+
+
+@torch.no_grad()
+def calibrate_block(block: DynamicBlock, x: torch.Tensor, rate: float) -> float:
+    """Set one block's masker bias so a fraction ``rate`` of its patches on ``x`` is active.
+
+    Returns the activation rate reached (the block must be in eval mode).
+    """
+    block.check_input(x)
+    weight = block.masker.conv2.weight
+    if not weight.any():
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5))  # nn.Conv2d's default init
+    logits = block.masker.logits(x, block.granularity, block.stride)
+    shift = _bias_shift_for_rate(logits[:, 0] - logits[:, 1], rate)
+    block.masker.conv2.bias[0] += shift
+    return float(block.patch_mask(x).mean())
