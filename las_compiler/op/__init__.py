@@ -1,0 +1,38 @@
+"""Kernel generators: (layer shape, S, stride) -> a target-neutral TIR PrimFunc.
+
+Conventions shared by every kernel (and assumed by the schedule rules in
+``las_compiler.schedules``):
+
+* Feature maps are NHWC float32. Channels innermost make a pixel's channels one contiguous
+  vector, so gathering a patch's halo is a few contiguous copies and the output-channel loop
+  vectorises; NCHW would turn every gathered pixel into C strided loads.
+* Weights are BN-folded and packed ``[K/16][kh][kw][C][16]`` (see :mod:`.params`).
+* A sparse kernel receives ``idx`` (int32, shape ``(n,)`` with **symbolic** n): flat patch-cell
+  ids ``b * gh * gw + i * gw + j`` over the batch-flattened patch grid, as the masker's
+  compaction emits them. One compiled kernel serves every n, including 0.
+* Patch outputs are flat ``(n, S*S, K)``: tiling a fused (i, j) pixel axis of an
+  ``(n, S, S, K)`` buffer writes back rectangles that overwrite neighbours (a silent-wrong
+  trap measured in the probes), so pixel axes are declared flat.
+* Each kernel is: optional producer blocks (pad / gather staging), one reduction block named
+  by the function attribute ``las.reduce_block`` that accumulates into an intermediate buffer,
+  and one epilogue block that writes the real output (bias, ReLU, residual add, scattered
+  stores). Loop order of the reduction block: ``[outer..., pixel, channel, reductions...]``;
+  ``las.num_reduce`` says how many reductions. Rules tile pixel x channel and compute the
+  epilogue on the register tile.
+* ``las.kernel`` names the kernel kind for rule dispatch and for the latency predictor.
+"""
+
+from .dense import conv1x1, conv3x3, relu_inplace
+from .gather_conv import gather_conv3x3
+from .masker import compact, masker
+from .scatter_conv import conv1x1_scatter_add
+
+__all__ = [
+    "compact",
+    "conv1x1",
+    "conv1x1_scatter_add",
+    "conv3x3",
+    "gather_conv3x3",
+    "masker",
+    "relu_inplace",
+]

@@ -1,0 +1,129 @@
+"""Dense NHWC convolutions for the static parts of a LAS network.
+
+The stem, the downsample shortcuts, conv1 when dense is cheaper than its dilated-sparse form,
+and the dense baseline blocks all use these. Outputs are flat ``(N*Ho*Wo, K)`` (same memory as
+NHWC) so the pixel axis is one loop the rules tile by 6 without 2-D write-back hazards.
+"""
+
+from __future__ import annotations
+
+from tvm.script import tirx as T
+
+from .params import CHANNEL_BLOCK as NB
+
+EPILOGUES = ("none", "relu", "add_relu")
+
+
+def _check_epilogue(epilogue: str) -> None:
+    if epilogue not in EPILOGUES:
+        raise ValueError(f"unknown epilogue {epilogue!r}; choose from {EPILOGUES}")
+
+
+def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue="relu"):
+    """Pointwise conv as a GEMM: ``(x, w[K/16,C,16], bias[K], [residual[M,K]], y[M,K])``.
+
+    Stride 1 reads ``x`` as ``(N*H*W, C)``; stride 2 reads ``x[N,H,W,C]`` at even pixels.
+    ``epilogue``: "none" (BN only, e.g. a downsample shortcut), "relu", or "add_relu"
+    (``relu(conv + bias + residual)``, the dense block's last conv).
+    """
+    _check_epilogue(epilogue)
+    N, H, W, C, K, s = batch, height, width, in_channels, out_channels, stride  # noqa: N806
+    Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1  # noqa: N806
+    M = N * Ho * Wo  # noqa: N806
+    x_shape = (M, C) if s == 1 else (N, H, W, C)
+    has_residual = epilogue == "add_relu"
+    res_shape = (M, K) if has_residual else (1, 1)
+
+    @T.prim_func(s_tir=True)
+    def func(
+        x_handle: T.handle,
+        w: T.Buffer((K // NB, C, NB), "float32"),
+        bias: T.Buffer((K,), "float32"),
+        residual: T.Buffer(res_shape, "float32"),
+        y: T.Buffer((M, K), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "conv1x1",
+                     "las.reduce_block": "conv", "las.num_reduce": 1})
+        x = T.match_buffer(x_handle, x_shape, "float32")
+        acc = T.sblock_alloc_buffer((M, K), "float32")
+        for m, k, rc in T.grid(M, K, C):
+            with T.sblock("conv"):
+                vm, vk, vrc = T.axis.remap("SSR", [m, k, rc])
+                with T.init():
+                    acc[vm, vk] = T.float32(0)
+                if s == 1:
+                    acc[vm, vk] = acc[vm, vk] + x[vm, vrc] * w[vk // NB, vrc, vk % NB]
+                else:
+                    acc[vm, vk] = acc[vm, vk] + x[
+                        vm // (Ho * Wo), vm % (Ho * Wo) // Wo * s, vm % Wo * s, vrc
+                    ] * w[vk // NB, vrc, vk % NB]
+        for m, k in T.grid(M, K):
+            with T.sblock("epilogue"):
+                vm, vk = T.axis.remap("SS", [m, k])
+                if epilogue == "none":
+                    y[vm, vk] = acc[vm, vk] + bias[vk]
+                elif epilogue == "relu":
+                    y[vm, vk] = T.max(acc[vm, vk] + bias[vk], T.float32(0))
+                else:
+                    y[vm, vk] = T.max(acc[vm, vk] + bias[vk] + residual[vm, vk], T.float32(0))
+
+    return func
+
+
+def conv3x3(batch, height, width, in_channels, out_channels, stride=1):
+    """Dense 3x3 conv (padding 1) + bias + ReLU: ``(x[N,H,W,C], w[K/16,3,3,C,16], bias, y[M,K])``.
+
+    A separate pad stage (about 0.5 % of the time) keeps the hot loop free of bounds checks.
+    """
+    N, H, W, C, K, s = batch, height, width, in_channels, out_channels, stride  # noqa: N806
+    Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1  # noqa: N806
+    M = N * Ho * Wo  # noqa: N806
+
+    @T.prim_func(s_tir=True)
+    def func(
+        x: T.Buffer((N, H, W, C), "float32"),
+        w: T.Buffer((K // NB, 3, 3, C, NB), "float32"),
+        bias: T.Buffer((K,), "float32"),
+        y: T.Buffer((M, K), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "conv3x3",
+                     "las.reduce_block": "conv", "las.num_reduce": 3})
+        padded = T.sblock_alloc_buffer((N, H + 2, W + 2, C), "float32")
+        acc = T.sblock_alloc_buffer((M, K), "float32")
+        for b, a, c, ch in T.grid(N, H + 2, W + 2, C):
+            with T.sblock("pad"):
+                vb, va, vc, vch = T.axis.remap("SSSS", [b, a, c, ch])
+                padded[vb, va, vc, vch] = T.if_then_else(
+                    1 <= va and va <= H and 1 <= vc and vc <= W,
+                    x[vb, va - 1, vc - 1, vch],
+                    T.float32(0),
+                )
+        for m, k, ry, rx, rc in T.grid(M, K, 3, 3, C):
+            with T.sblock("conv"):
+                vm, vk, vry, vrx, vrc = T.axis.remap("SSRRR", [m, k, ry, rx, rc])
+                with T.init():
+                    acc[vm, vk] = T.float32(0)
+                acc[vm, vk] = acc[vm, vk] + padded[
+                    vm // (Ho * Wo), vm % (Ho * Wo) // Wo * s + vry, vm % Wo * s + vrx, vrc
+                ] * w[vk // NB, vry, vrx, vrc, vk % NB]
+        for m, k in T.grid(M, K):
+            with T.sblock("epilogue"):
+                vm, vk = T.axis.remap("SS", [m, k])
+                y[vm, vk] = T.max(acc[vm, vk] + bias[vk], T.float32(0))
+
+    return func
+
+
+def relu_inplace(size: int):
+    """``out = max(src, 0)`` over a flat buffer; callers pass the same buffer twice to apply it
+    in place (downsample blocks' inactive pixels). Not ``noalias`` for that reason."""
+
+    @T.prim_func(s_tir=True)
+    def func(src: T.Buffer((size,), "float32"), out: T.Buffer((size,), "float32")):
+        T.func_attr({"las.kernel": "relu_inplace"})
+        for i in range(size):
+            with T.sblock("relu"):
+                vi = T.axis.remap("S", [i])
+                out[vi] = T.max(src[vi], T.float32(0))
+
+    return func

@@ -1,0 +1,100 @@
+"""Masker (patch pooling + 1x1 conv + compare) and compaction into an active-patch list.
+
+The masker writes one int32 per patch cell (1 = active) over the batch-flattened grid; the
+compaction turns that into ``idx`` — active cell ids first, in row-major order, then the
+inactive ones — and ``count`` (the symbolic n every sparse kernel takes). Keeping the inactive
+ids after the active ones gives kernels that must visit inactive patches (e.g. the whole-block
+kernel copying the shortcut) their list for free.
+"""
+
+from __future__ import annotations
+
+from tvm.script import tirx as T
+
+from .geometry import PatchGeometry
+
+
+def masker(geometry: PatchGeometry, in_channels: int):
+    """PrimFunc ``(x[N,H,W,C], w[2,C], bias[2], mask[cells] int32)``.
+
+    Cell (i, j) averages input rows ``i*S*stride ..`` over the window's in-map pixels (border
+    cells of maps S does not divide are partial), then ``mask = logit0 >= logit1``.
+    """
+    g = geometry
+    N, H, W, C = g.batch, g.height, g.width, in_channels  # noqa: N806
+    step, cells, gw, total = g.step, g.cells_per_image, g.grid[1], g.num_cells
+
+    @T.prim_func(s_tir=True)
+    def func(
+        x: T.Buffer((N, H, W, C), "float32"),
+        w: T.Buffer((2, C), "float32"),
+        bias: T.Buffer((2,), "float32"),
+        mask: T.Buffer((total,), "int32"),
+    ):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "masker"})
+        pooled = T.sblock_alloc_buffer((total, C), "float32")
+        logits = T.sblock_alloc_buffer((total, 2), "float32")
+        for q, c, a, b in T.grid(total, C, step, step):
+            with T.sblock("pool"):
+                vq, vc, va, vb = T.axis.remap("SSRR", [q, c, a, b])
+                with T.init():
+                    pooled[vq, vc] = T.float32(0)
+                pooled[vq, vc] = pooled[vq, vc] + T.if_then_else(
+                    vq % cells // gw * step + va < H and vq % gw * step + vb < W,
+                    x[vq // cells, T.min(vq % cells // gw * step + va, H - 1),
+                      T.min(vq % gw * step + vb, W - 1), vc],
+                    T.float32(0),
+                )
+        for q, j, c in T.grid(total, 2, C):
+            with T.sblock("logits"):
+                vq, vj, vc = T.axis.remap("SSR", [q, j, c])
+                with T.init():
+                    logits[vq, vj] = bias[vj]
+                # divide by the in-map pixel count of the (possibly partial) window
+                logits[vq, vj] = logits[vq, vj] + pooled[vq, vc] * w[vj, vc] / T.Cast(
+                    "float32",
+                    T.min(step, H - vq % cells // gw * step) * T.min(step, W - vq % gw * step),
+                )
+        for q in range(total):
+            with T.sblock("compare"):
+                vq = T.axis.remap("S", [q])
+                mask[vq] = T.Select(logits[vq, 0] >= logits[vq, 1], 1, 0)
+
+    return func
+
+
+def compact(num_cells: int):
+    """PrimFunc ``(mask[cells] int32, idx[cells] int32, count[1] int32)``: a serial scan.
+
+    Runs single-threaded: the grid has at most a few thousand cells (56x56 at S=1), microseconds
+    of work, and a parallel prefix sum would cost more in synchronisation.
+    """
+
+    @T.prim_func(s_tir=True)
+    def func(
+        mask: T.Buffer((num_cells,), "int32"),
+        idx: T.Buffer((num_cells,), "int32"),
+        count: T.Buffer((1,), "int32"),
+    ):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "compact"})
+        with T.sblock("compact"):
+            T.reads(mask[0:num_cells])
+            T.writes(idx[0:num_cells], count[0:1])
+            active = T.sblock_alloc_buffer((1,), "int32", scope="local")
+            inactive = T.sblock_alloc_buffer((1,), "int32", scope="local")
+            active[0] = 0
+            for q in range(num_cells):
+                if mask[q] != 0:
+                    active[0] = active[0] + 1
+            inactive[0] = active[0]
+            active[0] = 0
+            for q in range(num_cells):
+                if mask[q] != 0:
+                    idx[active[0]] = q
+                    active[0] = active[0] + 1
+                else:
+                    idx[inactive[0]] = q
+                    inactive[0] = inactive[0] + 1
+            count[0] = active[0]
+
+    return func

@@ -1,0 +1,36 @@
+"""Kernel parameters from PyTorch layers: BN folding and weight packing.
+
+Every conv kernel takes BN-folded weights packed with 16 output channels innermost
+(``[K/16][kh][kw][C][16]``): one 16-channel slice is two AVX2 registers (one AVX-512 register),
+so the micro-kernel's weight loads are contiguous and its output-channel loop vectorises without
+shuffles. Bias is the folded BN shift.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+CHANNEL_BLOCK = 16
+
+
+def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+    """Fold eval-mode BN into the conv: (weight OIHW, bias K) as float32 numpy arrays."""
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    weight = conv.weight.detach() * scale[:, None, None, None]
+    bias = bn.bias.detach() - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias.detach() * scale
+    return weight.float().numpy(), bias.float().numpy()
+
+
+def pack_weight(weight: np.ndarray, block: int = CHANNEL_BLOCK) -> np.ndarray:
+    """OIHW -> [O/block][H][W][I][block] (1x1 convs: [O/block][I][block] after squeezing)."""
+    out_c, in_c, kh, kw = weight.shape
+    if out_c % block:
+        raise ValueError(f"{out_c} output channels are not a multiple of {block}")
+    packed = weight.reshape(out_c // block, block, in_c, kh, kw).transpose(0, 3, 4, 2, 1)
+    if kh == kw == 1:
+        packed = packed.reshape(out_c // block, in_c, block)
+    return np.ascontiguousarray(packed, dtype=np.float32)

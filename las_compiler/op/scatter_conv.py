@@ -1,0 +1,62 @@
+"""conv1x1 + bias + residual add + ReLU, scattered into the block output in place.
+
+``identity`` is the shortcut and ``out`` the block output; callers pass the *same* buffer for
+both (the block input x for blocks without downsample, whose values are already >= 0 so
+relu(identity) = identity) and the kernel overwrites only the active patches' pixels with
+``relu(identity + conv3(y) + bias)``. Each element is read and then written by one iteration,
+so the aliasing is safe; the function is not marked ``noalias`` because of it. Two parameters
+instead of one read-write buffer keep the epilogue a "complete" block the rules can move onto
+the register tile. Inactive
+pixels are never touched, so a block at activation rate r moves r of the output, not all of it.
+Border patches of maps S does not divide skip their out-of-map pixels.
+"""
+
+from __future__ import annotations
+
+from tvm.script import tirx as T
+
+from .geometry import PatchGeometry
+from .params import CHANNEL_BLOCK as NB
+
+
+def conv1x1_scatter_add(geometry: PatchGeometry, in_channels: int, out_channels: int):
+    """PrimFunc ``(y[n,S*S,C], idx[n], w[K/16,C,16], bias[K], identity, out)``, both
+    ``[N,Ho,Wo,K]`` and usually the same buffer."""
+    g = geometry
+    N, Ho, Wo, C, K, S = g.batch, g.out_height, g.out_width, in_channels, out_channels, g.granularity  # noqa: N806,E501
+    cells, gw = g.cells_per_image, g.grid[1]
+
+    @T.prim_func(s_tir=True)
+    def func(
+        y_handle: T.handle,
+        idx_handle: T.handle,
+        w: T.Buffer((K // NB, C, NB), "float32"),
+        bias: T.Buffer((K,), "float32"),
+        identity: T.Buffer((N, Ho, Wo, K), "float32"),
+        out: T.Buffer((N, Ho, Wo, K), "float32"),
+    ):
+        T.func_attr({"las.kernel": "conv1x1_scatter_add",
+                     "las.reduce_block": "conv", "las.num_reduce": 1})
+        n = T.int32()
+        y = T.match_buffer(y_handle, (n, S * S, C), "float32")
+        idx = T.match_buffer(idx_handle, (n,), "int32")
+        acc = T.sblock_alloc_buffer((n, S * S, K), "float32")
+        for p, m, k, rc in T.grid(n, S * S, K, C):
+            with T.sblock("conv"):
+                vp, vm, vk, vrc = T.axis.remap("SSSR", [p, m, k, rc])
+                with T.init():
+                    acc[vp, vm, vk] = T.float32(0)
+                acc[vp, vm, vk] = acc[vp, vm, vk] + y[vp, vm, vrc] * w[vk // NB, vrc, vk % NB]
+        for p, m, k in T.grid(n, S * S, K):
+            with T.sblock("epilogue"):
+                vp, vm, vk = T.axis.remap("SSS", [p, m, k])
+                if (idx[vp] % cells // gw * S + vm // S < Ho
+                        and idx[vp] % gw * S + vm % S < Wo):
+                    out[idx[vp] // cells, idx[vp] % cells // gw * S + vm // S,
+                        idx[vp] % gw * S + vm % S, vk] = T.max(
+                        identity[idx[vp] // cells, idx[vp] % cells // gw * S + vm // S,
+                                 idx[vp] % gw * S + vm % S, vk] + acc[vp, vm, vk] + bias[vk],
+                        T.float32(0),
+                    )
+
+    return func
