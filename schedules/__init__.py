@@ -1,4 +1,47 @@
 """Per-target schedule rules for LAS kernels (dlight style); ``las_compiler.schedules``.
 
-Rules arrive with the kernel issue; the package exists so the install layout is fixed now.
+``schedule_kernel(func, target)`` tries the target family's rules in order (most specific
+first) and returns the scheduled PrimFunc. Rules live one per file under ``cpu/`` (x86 AVX2 /
+AVX-512 and aarch64 NEON share them; knobs differ by vector width); CUDA rules come with the
+GPU issue.
 """
+
+from __future__ import annotations
+
+import tvm
+
+from .base import ScheduleError, ScheduleRule, check, kernel_kind
+from .cpu.elementwise import Elementwise
+from .cpu.masker import MaskerRule
+from .cpu.tiled_conv import Config as TiledConvConfig
+from .cpu.tiled_conv import TiledConv
+
+RULES: dict[str, list[ScheduleRule]] = {
+    "cpu": [TiledConv(), MaskerRule(), Elementwise()],
+}
+
+
+def schedule_kernel(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> tvm.tirx.PrimFunc:
+    """Schedule one LAS kernel for ``target`` with the first rule that matches."""
+    family = next((key for key in RULES if key in target.keys), None)
+    if family is None:
+        raise ValueError(
+            f"no LAS schedule rules for target {target.kind.name} with keys {list(target.keys)}; "
+            f"supported: {sorted(RULES)}"
+        )
+    for rule in RULES[family]:
+        sch = rule.apply(func, target)
+        if sch is not None:
+            return sch.mod["main"]
+    raise ValueError(f"no {family} rule matches kernel {kernel_kind(func)!r}")
+
+
+__all__ = [
+    "RULES",
+    "ScheduleError",
+    "ScheduleRule",
+    "TiledConv",
+    "TiledConvConfig",
+    "check",
+    "schedule_kernel",
+]
