@@ -1,0 +1,81 @@
+"""Compiled block pipelines equal the PyTorch reference sparse executor."""
+
+import numpy as np
+import pytest
+import torch
+import tvm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from las_compiler.block_executor import VARIANTS, BlockExecutor
+from las_compiler.models import calibrate_block, sparse_block_forward
+from las_compiler.target import host_target
+
+from .models.helpers import force_mask, make_block
+
+
+@pytest.fixture(scope="module")
+def target():
+    return host_target()
+
+
+def run(executor, x):
+    """Executor on a copy of x (in-place variants overwrite their input)."""
+    xt = tvm.runtime.tensor(x.permute(0, 2, 3, 1).contiguous().numpy())
+    return torch.from_numpy(executor.run(xt).numpy()).permute(0, 3, 1, 2)
+
+
+@settings(max_examples=10)
+@given(
+    shape=st.sampled_from([(64, 16, 1, 12), (32, 16, 2, 13), (64, 32, 1, 9), (64, 16, 2, 16)]),
+    s=st.sampled_from([1, 2, 3, 4]),
+    batch=st.sampled_from([1, 2]),
+    rate=st.sampled_from([0.0, 0.4, 1.0]),
+    seed=st.integers(0, 50),
+)
+def test_fused_pipeline_any_mask(target, shape, s, batch, rate, seed):
+    in_c, planes, stride, size = shape
+    block = make_block(in_c, planes, stride, s, seed=seed)
+    x = torch.randn(batch, in_c, size, size, generator=torch.Generator().manual_seed(seed))
+    x = x.relu()  # block inputs are post-ReLU in a network
+    h_out = (size - 1) // stride + 1
+    gh = -(-h_out // s)
+    mask = (torch.rand(batch, gh, gh, generator=torch.Generator().manual_seed(seed)) < rate)
+    force_mask(block, mask.float())
+    expected = sparse_block_forward(block, x)
+    executor = BlockExecutor(block, batch, size, size, target, "fused")
+    active = np.flatnonzero(mask.flatten().numpy()).astype("int32")
+    xt = tvm.runtime.tensor(x.permute(0, 2, 3, 1).contiguous().numpy())
+    got = torch.from_numpy(executor.run(xt, active).numpy()).permute(0, 3, 1, 2)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("stride, s, size", [(1, 4, 28), (2, 2, 27), (1, 7, 14)])
+def test_pipeline_with_its_own_masker(target, variant, stride, s, size):
+    in_c = 64 if stride == 1 else 32
+    block = make_block(in_c, 16, stride, s, seed=3)
+    ramp = torch.linspace(0, 2, size)  # spatially varied input, so patches differ
+    x = (torch.randn(2, in_c, size, size) + ramp[:, None] * ramp).relu()
+    calibrate_block(block, x, 0.5)  # a masker with mixed decisions on this input
+    executor = BlockExecutor(block, 2, size, size, target, variant)
+    got = run(executor, x)
+    if variant == "dense":
+        with torch.no_grad():
+            expected = torch.relu(block.identity(x) + block.residual(x))
+    else:
+        expected = sparse_block_forward(block, x)
+        mask = block.patch_mask(x)
+        assert executor.last_active == int(mask.sum())
+        assert 0 < executor.last_active < mask.numel()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_inputs_are_clear_errors(target):
+    block = make_block(64, 16, 1, 8)
+    with pytest.raises(ValueError, match="S=8 does not fit a 7x7 output map"):
+        BlockExecutor(block, 1, 7, 7, target)
+    with pytest.raises(ValueError, match="unknown variant 'sparse'"):
+        BlockExecutor(block, 1, 16, 16, target, "sparse")
+    with pytest.raises(ValueError, match="eval-mode"):
+        BlockExecutor(block.train(), 1, 16, 16, target)
