@@ -4,16 +4,20 @@ The Relax pipeline will chain these kernels inside a compiled module; this execu
 them from Python (a few microseconds per call) so kernels and pipelines can be tested against
 the PyTorch reference and benchmarked in isolation. Feature maps are NHWC.
 
-Pipelines (``variant``):
+Pipelines (``variant``), all starting with masker -> compaction (except ``dense``):
 
-* ``"fused"``: masker -> compaction -> conv1 (dense, BN+ReLU fused) -> gather+conv3x3
-  (+BN+ReLU) -> conv1x1+BN+scatter-add+ReLU in place into the shortcut.
-* ``"dense"``: the same block computed densely with the same kernels' dense forms (our rules):
-  the baseline every sparse variant must beat.
+* ``"fused"``: conv1 dense (+BN+ReLU) -> gather+conv3x3 (+BN+ReLU, halo read straight from
+  the conv1 map) -> conv1x1+BN+scatter-add+ReLU in place into the shortcut.
+* ``"whole"``: one kernel per block: conv1 on each active patch's halo, conv2, conv3 and the
+  shortcut add, intermediates per patch; plus a copy of the shortcut for inactive cells.
+* ``"unfused"``: conv1 dense -> gather -> conv3x3 on the gathered tensor -> conv1x1 ->
+  scatter into a zero map -> add+ReLU over the whole map (the fusion ablation's baseline).
+* ``"dense"``: the dense block with the same micro-kernels (our rules): the baseline every
+  sparse pipeline must beat.
 
-Blocks without downsample update their input buffer in place: the shortcut *is* the input
-(already >= 0, so relu(identity) = identity), inactive pixels are never touched, and the block
-input is dead after the block in a network. Callers that still need x pass a copy.
+``fused`` updates its input buffer in place for blocks without downsample: the shortcut *is*
+the input (already >= 0, so relu(identity) = identity), inactive pixels are never touched, and
+in a network the block input is dead after the block. Callers that still need x pass a copy.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from .models import Bottleneck
 from .op.geometry import PatchGeometry
 from .op.params import fold_bn, pack_weight
 
-VARIANTS = ("fused", "dense")
+VARIANTS = ("fused", "whole", "unfused", "dense")
 
 
 @dataclass
@@ -85,78 +89,162 @@ class BlockExecutor:
             raise ValueError("BlockExecutor needs an eval-mode block (BN folding)")
         self.variant = variant
         self.geometry = g = PatchGeometry(batch, height, width, block.granularity, block.stride)
-        self.in_channels, self.width_, self.out_channels = (
-            block.in_channels, block.width, block.out_channels)
+        self.channels = (block.in_channels, block.width, block.out_channels)
         self.has_downsample = block.downsample is not None
-        dev = self.device = tvm.cpu()
-        p = BottleneckParams.from_block(block)
-        self.params = {k: (tvm.runtime.tensor(v, dev) if v is not None else None)
-                       for k, v in vars(p).items()}
-        n_in, c, w, k = batch * height * width, block.in_channels, block.width, block.out_channels
-        n_out = batch * g.out_height * g.out_width
-        self.out_shape = (batch, g.out_height, g.out_width, k)
-        empty = lambda shape, dtype="float32": tvm.runtime.empty(shape, dtype, dev)  # noqa: E731
-        self.h1 = empty((n_in, w))
-        self.dummy = empty((1, 1))
-        build = lambda gen, *args: kernel_function(gen, *args, target=target)  # noqa: E731
-        self.k_conv1 = build(op.conv1x1, batch, height, width, c, w, 1, "relu")
+        self.device = tvm.cpu()
+        self.params = {k: (tvm.runtime.tensor(v, self.device) if v is not None else None)
+                       for k, v in vars(BottleneckParams.from_block(block)).items()}
+        self.out_shape = (batch, g.out_height, g.out_width, block.out_channels)
+        self._target = target
+        self.dummy = self._empty(1, 1)
+        c, w, k = self.channels
         if self.has_downsample:
-            self.k_down = build(op.conv1x1, batch, height, width, c, k, block.stride, "none")
-            self.identity = empty((n_out, k))
-        if variant == "dense":
-            self.h2 = empty((n_out, w))
-            self.k_conv2 = build(op.conv3x3, batch, height, width, w, w, block.stride)
-            self.k_conv3 = build(op.conv1x1, batch, g.out_height, g.out_width, w, k, 1,
-                                 "add_relu")
-            self.out = empty((n_out, k))
-        else:
+            self.k_down = self._kernel(op.conv1x1, batch, height, width, c, k, block.stride,
+                                       "none")
+            self.identity = self._empty(int(np.prod(self.out_shape[:3])), k)
+        if variant != "whole":
+            self.k_conv1 = self._kernel(op.conv1x1, batch, height, width, c, w, 1, "relu")
+            self.h1 = self._empty(batch * height * width, w)
+        if variant != "dense":
             cells = g.num_cells
-            self.mask, self.idx = empty((cells,), "int32"), empty((cells,), "int32")
-            self.count = empty((1,), "int32")
-            self.y2 = empty((cells, g.granularity**2, w))
-            self.k_masker = build(op.masker, g, c)
-            self.k_compact = build(op.compact, cells)
-            self.k_gather_conv = build(op.gather_conv3x3, g, w, w)
-            self.k_scatter = build(op.conv1x1_scatter_add, g, w, k)
-            if self.has_downsample:
-                self.k_relu = build(op.relu_inplace, n_out * k)
+            self.k_masker = self._kernel(op.masker, g, c)
+            self.k_compact = self._kernel(op.compact, cells)
+            self.mask, self.idx = self._empty(cells, dtype="int32"), self._empty(cells,
+                                                                                 dtype="int32")
+            self.count = self._empty(1, dtype="int32")
+        getattr(self, f"_build_{variant}")()
         self.last_active = None
 
+    # -- helpers ---------------------------------------------------------------------------
+    def _empty(self, *shape, dtype="float32"):
+        return tvm.runtime.empty(shape, dtype, self.device)
+
+    def _kernel(self, generator, *args):
+        return kernel_function(generator, *args, target=self._target)
+
+    def _flat(self, x, channels):
+        g = self.geometry
+        return x._create_view((g.batch * g.height * g.width, channels))
+
+    def _shortcut(self, x):
+        """The identity branch as an NHWC view: x itself, or the dense downsample result."""
+        if not self.has_downsample:
+            return x
+        c = self.channels[0]
+        down_in = self._flat(x, c) if self.geometry.stride == 1 else x  # stride 1 reads flat
+        self.k_down(down_in, self.params["wd"], self.params["bd"], self.dummy, self.identity)
+        return self.identity._create_view(self.out_shape)
+
+    def _conv1(self, x):
+        c, w, _ = self.channels
+        g = self.geometry
+        self.k_conv1(self._flat(x, c), self.params["w1"], self.params["b1"], self.dummy, self.h1)
+        return self.h1._create_view((g.batch, g.height, g.width, w))
+
+    def _active(self, x, active_cells):
+        """Masker + compaction; returns (n, idx view of n, full partition)."""
+        prm = self.params
+        self.k_masker(x, prm["masker_w"], prm["masker_b"], self.mask)
+        self.k_compact(self.mask, self.idx, self.count)
+        if active_cells is not None:  # benchmark override: a fixed patch list, same work done
+            active = np.asarray(active_cells, dtype="int32")
+            rest = np.setdiff1d(np.arange(self.geometry.num_cells, dtype="int32"), active)
+            partition = tvm.runtime.tensor(np.concatenate([active, rest]), self.device)
+            n = len(active)
+        else:
+            partition, n = self.idx, int(self.count.numpy()[0])
+        self.last_active = n
+        return n, partition._create_view((n,)), partition
+
+    # -- pipelines -------------------------------------------------------------------------
+    def _build_dense(self):
+        g, (_, w, k) = self.geometry, self.channels
+        self.k_conv2 = self._kernel(op.conv3x3, g.batch, g.height, g.width, w, w, g.stride)
+        self.k_conv3 = self._kernel(op.conv1x1, g.batch, g.out_height, g.out_width, w, k, 1,
+                                    "add_relu")
+        n_out = int(np.prod(self.out_shape[:3]))
+        self.h2, self.out = self._empty(n_out, w), self._empty(n_out, k)
+
+    def _run_dense(self, x, active_cells):
+        prm = self.params
+        shortcut = self._shortcut(x)._create_view((int(np.prod(self.out_shape[:3])),
+                                                   self.out_shape[3]))
+        self.k_conv2(self._conv1(x), prm["w2"], prm["b2"], self.h2)
+        self.k_conv3(self.h2, prm["w3"], prm["b3"], shortcut, self.out)
+        return self.out._create_view(self.out_shape)
+
+    def _build_fused(self):
+        g, (_, w, k) = self.geometry, self.channels
+        self.y2 = self._empty(g.num_cells, g.granularity**2, w)
+        self.k_gather_conv = self._kernel(op.gather_conv3x3, g, w, w)
+        self.k_scatter = self._kernel(op.conv1x1_scatter_add, g, w, k)
+        if self.has_downsample:
+            self.k_relu = self._kernel(op.relu_inplace, int(np.prod(self.out_shape)))
+
+    def _run_fused(self, x, active_cells):
+        prm, g = self.params, self.geometry
+        n, idx, _ = self._active(x, active_cells)
+        y2 = self.y2._create_view((n, g.granularity**2, self.channels[1]))
+        self.k_gather_conv(self._conv1(x), idx, prm["w2"], prm["b2"], y2)
+        out = self._shortcut(x)
+        self.k_scatter(y2, idx, prm["w3"], prm["b3"], out, out)
+        if self.has_downsample:  # inactive pixels need relu(identity); relu is idempotent
+            flat = out._create_view((int(np.prod(self.out_shape)),))
+            self.k_relu(flat, flat)
+        return out
+
+    def _build_whole(self):
+        g, (c, w, k) = self.geometry, self.channels
+        self.k_block = self._kernel(op.fused_block, g, c, w, k)
+        self.k_copy = self._kernel(op.copy_inactive, g, k)
+        if not self.has_downsample:
+            self.out = self._empty(*self.out_shape)
+
+    def _run_whole(self, x, active_cells):
+        prm = self.params
+        n, _, partition = self._active(x, active_cells)
+        identity = self._shortcut(x)
+        out = identity if self.has_downsample else self.out  # may alias a separate identity
+        self.k_block(x, partition, n, prm["w1"], prm["b1"], prm["w2"], prm["b2"], prm["w3"],
+                     prm["b3"], identity, out)
+        self.k_copy(partition, n, identity, out)
+        return out
+
+    def _build_unfused(self):
+        g, (_, w, k) = self.geometry, self.channels
+        cells, pixels = g.num_cells, g.granularity**2
+        self.gathered = self._empty(cells, g.span, g.span, w)
+        self.y2 = self._empty(cells, pixels, w)
+        self.z = self._empty(cells, pixels, k)
+        self.scattered = self._empty(*self.out_shape)
+        self.out = self._empty(*self.out_shape)
+        size = int(np.prod(self.out_shape))
+        self.k_gather = self._kernel(op.gather_patches, g, w)
+        self.k_conv2 = self._kernel(op.gathered_conv3x3, g, w, w)
+        self.k_conv3 = self._kernel(op.patch_conv1x1, pixels, w, k)
+        self.k_scatter = self._kernel(op.scatter_patches, g, k)
+        self.k_add = self._kernel(op.add_relu, size)
+
+    def _run_unfused(self, x, active_cells):
+        prm, g = self.params, self.geometry
+        n, idx, partition = self._active(x, active_cells)
+        w, k = self.channels[1:]
+        gathered = self.gathered._create_view((n, g.span, g.span, w))
+        y2 = self.y2._create_view((n, g.granularity**2, w))
+        self.k_gather(self._conv1(x), idx, gathered)
+        self.k_conv2(gathered, prm["w2"], prm["b2"], y2)
+        self.k_conv3(y2, prm["w3"], prm["b3"], self.z._create_view((n, g.granularity**2, k)))
+        count = tvm.runtime.tensor(np.array([n], "int32"), self.device)
+        self.k_scatter(self.z, partition, count, self.scattered)
+        size = (int(np.prod(self.out_shape)),)
+        self.k_add(self._shortcut(x)._create_view(size), self.scattered._create_view(size),
+                   self.out._create_view(size))
+        return self.out
+
     def run(self, x: tvm.runtime.Tensor, active_cells: np.ndarray | None = None):
-        """Run the block on NHWC ``x`` (overwritten by in-place variants); returns NHWC output.
+        """Run the block on NHWC ``x`` (overwritten by in-place pipelines); returns NHWC output.
 
         ``active_cells`` (benchmarks): use this patch list instead of the masker's, after still
         running the masker and compaction, so a fixed activation rate can be timed.
         """
-        prm, g = self.params, self.geometry
-        flat_in = x._create_view((g.batch * g.height * g.width, self.in_channels))
-        self.k_conv1(flat_in, prm["w1"], prm["b1"], self.dummy, self.h1)
-        h1 = self.h1._create_view((g.batch, g.height, g.width, self.width_))
-        if self.has_downsample:
-            down_in = flat_in if self.geometry.stride == 1 else x  # stride 1 reads (N*H*W, C)
-            self.k_down(down_in, prm["wd"], prm["bd"], self.dummy, self.identity)
-            shortcut = self.identity
-        else:
-            shortcut = flat_in
-        if self.variant == "dense":
-            self.k_conv2(h1, prm["w2"], prm["b2"], self.h2)
-            self.k_conv3(self.h2, prm["w3"], prm["b3"], shortcut, self.out)
-            return self.out._create_view(self.out_shape)
-
-        self.k_masker(x, prm["masker_w"], prm["masker_b"], self.mask)
-        self.k_compact(self.mask, self.idx, self.count)
-        if active_cells is not None:
-            n = len(active_cells)
-            idx = tvm.runtime.tensor(np.asarray(active_cells, dtype="int32"), self.device)
-        else:
-            n = int(self.count.numpy()[0])
-            idx = self.idx._create_view((n,))
-        self.last_active = n
-        y2 = self.y2._create_view((n, g.granularity**2, self.width_))
-        out = shortcut._create_view(self.out_shape)
-        self.k_gather_conv(h1, idx, prm["w2"], prm["b2"], y2)
-        self.k_scatter(y2, idx, prm["w3"], prm["b3"], out, out)
-        if self.has_downsample:
-            flat_out = shortcut._create_view((int(np.prod(self.out_shape)),))
-            self.k_relu(flat_out, flat_out)
-        return out
+        return getattr(self, f"_run_{self.variant}")(x, active_cells)

@@ -1,7 +1,9 @@
 """Fallback for small data-parallel kernels (e.g. ``relu_inplace``) on CPUs.
 
 Pattern matched: a LAS kernel with one non-reduction loop nest and no rule of its own.
-Schedule strategy: split the flat loop into 2 x cores parallel chunks of vector-width runs.
+Schedule strategy: a flat loop is split into parallel chunks of 64 vectorised elements; a
+multi-dimensional nest (e.g. a scatter over patches x pixels x channels, whose stores are
+indirect) runs its first loop in parallel and vectorises the innermost, contiguous one.
 Kernels that are one opaque serial block (``compact``) are left as they are: they run in
 microseconds and cannot be split.
 """
@@ -27,10 +29,13 @@ class Elementwise(CPURule):
         if len(blocks) != 1:
             return None
         loops = sch.get_loops(blocks[0])
-        flat = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-        outer, inner = sch.split(flat, [None, 64])
-        sch.parallel(outer)
-        sch.vectorize(inner)
+        if len(loops) == 1:
+            outer, inner = sch.split(loops[0], [None, 64])
+            sch.parallel(outer)
+            sch.vectorize(inner)
+        else:
+            sch.parallel(loops[0])
+            sch.vectorize(loops[-1])
         return sch
 
 

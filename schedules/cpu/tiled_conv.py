@@ -66,37 +66,64 @@ class TiledConv(CPURule):
         consumers = sch.get_consumers(conv)
         check(len(consumers) == 1, f"{kernel_kind(func)}: expected one epilogue block, "
                                    f"found {len(consumers)}")
-        loops = sch.get_loops(conv)
-        outer = loops[: -(num_reduce + 2)]
-        pixel, channel = loops[-(num_reduce + 2)], loops[-(num_reduce + 1)]
-        reductions = loops[-num_reduce:]
-        extent = sch.get(channel).extent
-        check(isinstance(extent, tvm.tirx.IntImm) and int(extent) % cfg.channels == 0,
-              f"{kernel_kind(func)}: {extent} output channels are not a multiple of "
-              f"{cfg.channels}")
-
-        pixel_o, pixel_i = sch.split(pixel, [None, cfg.pixels])
-        channel_o, channel_i = sch.split(channel, [None, cfg.channels])
-        sch.reorder(*outer, pixel_o, channel_o, *reductions, pixel_i, channel_i)
-        sch.set_scope(conv, 0, "local")
-        sch.reverse_compute_at(consumers[0], channel_o)
-
+        outer = tile_reduction(sch, conv, consumers[0], num_reduce, cfg, kernel_kind(func))
         for producer in producers:
             if outer:
                 sch.compute_at(producer, outer[-1])
                 sch.vectorize(sch.get_loops(producer)[-1])
             else:
                 _parallel_root_stage(sch, producer)
-        sch.parallel(outer[0] if outer else pixel_o)
-
-        sch.unroll(pixel_i)
-        sch.vectorize(channel_i)
-        init = sch.decompose_reduction(conv, reductions[0])
-        for block in (init, consumers[0]):
-            inner = sch.get_loops(block)
-            sch.unroll(inner[-2])
-            sch.vectorize(inner[-1])
         return sch
+
+
+def tile_reduction(sch: s_tir.Schedule, conv, epilogue, num_reduce: int, cfg: Config,
+                   name: str = "", parallel: bool = True) -> list:
+    """Steps 1, 2 and 4 of the strategy on one reduction block; returns its outer loops.
+
+    Loops of ``conv`` must be ``[outer..., pixel, channel, reductions (num_reduce)...]``.
+    ``parallel`` marks the first outer loop (or the pixel tiles) parallel; it must happen
+    before the reduction is decomposed, which ``parallel()``'s dataflow check rejects.
+    """
+    roles = _loops_by_iter(sch, conv)  # one entry per block iter; None for a unit loop
+    outer = [loop for loop in roles[: -(num_reduce + 2)] if loop is not None]
+    pixel, channel = roles[-(num_reduce + 2)], roles[-(num_reduce + 1)]
+    reductions = [loop for loop in roles[-num_reduce:] if loop is not None]
+    extent = sch.get(channel).extent
+    check(isinstance(extent, tvm.tirx.IntImm) and int(extent) % cfg.channels == 0,
+          f"{name}: {extent} output channels are not a multiple of {cfg.channels}")
+    channel_o, channel_i = sch.split(channel, [None, cfg.channels])
+    if pixel is None:  # one pixel per patch (S = 1): the tile is 1 x channels
+        pixel_o = pixel_i = None
+        sch.reorder(channel_o, *reductions, channel_i)
+    else:
+        pixel_o, pixel_i = sch.split(pixel, [None, cfg.pixels])
+        sch.reorder(pixel_o, channel_o, *reductions, pixel_i, channel_i)  # outer stay outermost
+    if parallel:
+        sch.parallel(outer[0] if outer else pixel_o if pixel_o is not None else channel_o)
+    sch.set_scope(conv, 0, "local")
+    sch.reverse_compute_at(epilogue, channel_o)
+    if pixel_i is not None:
+        sch.unroll(pixel_i)
+    sch.vectorize(channel_i)
+    init = sch.decompose_reduction(conv, reductions[0])
+    for block in (init, epilogue):
+        inner = sch.get_loops(block)
+        if pixel_i is not None:
+            sch.unroll(inner[-2])
+        sch.vectorize(inner[-1])
+    return outer
+
+
+def _loops_by_iter(sch: s_tir.Schedule, block) -> list:
+    """The loop bound to each iterator of ``block`` (None where no loop remains: schedule
+    primitives such as compute_at drop unit-extent loops, so positions alone mislead)."""
+    loops = sch.get_loops(block)
+    realize = sch.get(loops[-1]).body
+    check(isinstance(realize, s_tir.SBlockRealize),
+          "expected the reduction block directly under its innermost loop")
+    by_var = {sch.get(loop).loop_var: loop for loop in loops}
+    return [by_var.get(value) if isinstance(value, tvm.tirx.Var) else None
+            for value in realize.iter_values]
 
 
 def _parallel_root_stage(sch: s_tir.Schedule, block) -> None:

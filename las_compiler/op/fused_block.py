@@ -1,0 +1,139 @@
+"""Whole-block per-patch fusion: conv1 -> conv2 -> conv3 + shortcut + ReLU in one kernel.
+
+For each active patch, conv1 runs on the patch's halo window straight from the block input
+(recomputing the 1-pixel halo that neighbouring patches share), conv2 on that, conv3 on the
+result, and the output pixels are written once. A patch's intermediates (span^2 x width and
+S^2 x width floats, a few KiB) never leave L1/L2; no full-size intermediate map exists.
+
+The output cannot alias the input (other patches still read their halos from it), so inactive
+cells are written by :func:`copy_inactive` (``relu(identity)`` over the compaction's inactive
+list ``idx[n:]``); a separate kernel because two writers of one buffer in one function stop
+the schedule from moving either onto its loop tile. Whether the saved intermediate traffic
+beats the halo recompute and the copy depends on S, r and the layer: the benchmark measures it.
+"""
+
+from __future__ import annotations
+
+from tvm.script import tirx as T
+
+from .geometry import PatchGeometry
+from .params import CHANNEL_BLOCK as NB
+
+
+def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_channels: int):
+    """PrimFunc ``(x, idx[cells], n, w1, b1, w2, b2, w3, b3, identity, out)``.
+
+    ``x[N,H,W,Cin]``; ``idx`` the compaction's partition, ``n`` (int32 scalar) the active
+    count; weights packed;
+    ``identity`` and ``out`` are ``[N,Ho,Wo,K]`` (``identity`` may be ``x`` itself for blocks
+    without downsample; ``out`` must not alias ``x``, but may alias ``identity`` when that is a
+    separate downsample result).
+    """
+    g = geometry
+    N, H, W, Cin, Wd, K = g.batch, g.height, g.width, in_channels, width, out_channels  # noqa: N806
+    Ho, Wo, S, stride, span, step = g.out_height, g.out_width, g.granularity, g.stride, g.span, g.step  # noqa: N806,E501
+    total, cells, gw = g.num_cells, g.cells_per_image, g.grid[1]
+    halo = span * span
+
+    @T.prim_func(s_tir=True)
+    def func(
+        x: T.Buffer((N, H, W, Cin), "float32"),
+        idx: T.Buffer((total,), "int32"),
+        n: T.int32,
+        w1: T.Buffer((Wd // NB, Cin, NB), "float32"),
+        b1: T.Buffer((Wd,), "float32"),
+        w2: T.Buffer((Wd // NB, 3, 3, Wd, NB), "float32"),
+        b2: T.Buffer((Wd,), "float32"),
+        w3: T.Buffer((K // NB, Wd, NB), "float32"),
+        b3: T.Buffer((K,), "float32"),
+        identity: T.Buffer((N, Ho, Wo, K), "float32"),
+        out: T.Buffer((N, Ho, Wo, K), "float32"),
+    ):
+        T.func_attr({"las.kernel": "fused_block"})
+        acc1 = T.sblock_alloc_buffer((total, halo, Wd), "float32")
+        h1 = T.sblock_alloc_buffer((total, halo, Wd), "float32")
+        acc2 = T.sblock_alloc_buffer((total, S * S, Wd), "float32")
+        y2 = T.sblock_alloc_buffer((total, S * S, Wd), "float32")
+        acc3 = T.sblock_alloc_buffer((total, S * S, K), "float32")
+        for p, m, k, rc in T.grid(n, halo, Wd, Cin):
+            with T.sblock("conv1"):
+                vp, vm, vk, vrc = T.axis.remap("SSSR", [p, m, k, rc])
+                with T.init():
+                    acc1[vp, vm, vk] = T.float32(0)
+                acc1[vp, vm, vk] = acc1[vp, vm, vk] + x[
+                    idx[vp] // cells,
+                    T.max(T.min(idx[vp] % cells // gw * step + vm // span - 1, H - 1), 0),
+                    T.max(T.min(idx[vp] % gw * step + vm % span - 1, W - 1), 0),
+                    vrc,
+                ] * w1[vk // NB, vrc, vk % NB]
+        for p, m, k in T.grid(n, halo, Wd):
+            with T.sblock("epilogue1"):
+                vp, vm, vk = T.axis.remap("SSS", [p, m, k])
+                # outside the map conv2 sees zero padding, not relu(bias)
+                h1[vp, vm, vk] = T.Select(
+                    1 <= idx[vp] % cells // gw * step + vm // span
+                    and idx[vp] % cells // gw * step + vm // span <= H
+                    and 1 <= idx[vp] % gw * step + vm % span
+                    and idx[vp] % gw * step + vm % span <= W,
+                    T.max(acc1[vp, vm, vk] + b1[vk], T.float32(0)),
+                    T.float32(0),
+                )
+        for p, m, k, ry, rx, rc in T.grid(n, S * S, Wd, 3, 3, Wd):
+            with T.sblock("conv2"):
+                vp, vm, vk, vry, vrx, vrc = T.axis.remap("SSSRRR", [p, m, k, ry, rx, rc])
+                with T.init():
+                    acc2[vp, vm, vk] = T.float32(0)
+                acc2[vp, vm, vk] = acc2[vp, vm, vk] + h1[
+                    vp, (vm // S * stride + vry) * span + vm % S * stride + vrx, vrc
+                ] * w2[vk // NB, vry, vrx, vrc, vk % NB]
+        for p, m, k in T.grid(n, S * S, Wd):
+            with T.sblock("epilogue2"):
+                vp, vm, vk = T.axis.remap("SSS", [p, m, k])
+                y2[vp, vm, vk] = T.max(acc2[vp, vm, vk] + b2[vk], T.float32(0))
+        for p, m, k, rc in T.grid(n, S * S, K, Wd):
+            with T.sblock("conv3"):
+                vp, vm, vk, vrc = T.axis.remap("SSSR", [p, m, k, rc])
+                with T.init():
+                    acc3[vp, vm, vk] = T.float32(0)
+                acc3[vp, vm, vk] = acc3[vp, vm, vk] + y2[vp, vm, vrc] * w3[vk // NB, vrc, vk % NB]
+        for p, m, k in T.grid(n, S * S, K):
+            with T.sblock("epilogue3"):
+                vp, vm, vk = T.axis.remap("SSS", [p, m, k])
+                if (idx[vp] % cells // gw * S + vm // S < Ho
+                        and idx[vp] % gw * S + vm % S < Wo):
+                    out[idx[vp] // cells, idx[vp] % cells // gw * S + vm // S,
+                        idx[vp] % gw * S + vm % S, vk] = T.max(
+                        identity[idx[vp] // cells, idx[vp] % cells // gw * S + vm // S,
+                                 idx[vp] % gw * S + vm % S, vk] + acc3[vp, vm, vk] + b3[vk],
+                        T.float32(0),
+                    )
+    return func
+
+
+def copy_inactive(geometry: PatchGeometry, channels: int):
+    """PrimFunc ``(idx[cells], n, identity, out)``: ``out = relu(identity)`` on inactive cells."""
+    g = geometry
+    N, Ho, Wo, K, S = g.batch, g.out_height, g.out_width, channels, g.granularity  # noqa: N806
+    total, cells, gw = g.num_cells, g.cells_per_image, g.grid[1]
+
+    @T.prim_func(s_tir=True)
+    def func(
+        idx: T.Buffer((total,), "int32"),
+        n: T.int32,
+        identity: T.Buffer((N, Ho, Wo, K), "float32"),
+        out: T.Buffer((N, Ho, Wo, K), "float32"),
+    ):
+        T.func_attr({"las.kernel": "copy_inactive"})
+        for q, m, k in T.grid(total - n, S * S, K):
+            with T.sblock("copy_inactive"):
+                vq, vm, vk = T.axis.remap("SSS", [q, m, k])
+                if (idx[n + vq] % cells // gw * S + vm // S < Ho
+                        and idx[n + vq] % gw * S + vm % S < Wo):
+                    out[idx[n + vq] // cells, idx[n + vq] % cells // gw * S + vm // S,
+                        idx[n + vq] % gw * S + vm % S, vk] = T.max(
+                        identity[idx[n + vq] // cells, idx[n + vq] % cells // gw * S + vm // S,
+                                 idx[n + vq] % gw * S + vm % S, vk],
+                        T.float32(0),
+                    )
+
+    return func

@@ -1,0 +1,138 @@
+"""The unfused sparse pipeline, for the fusion ablation (paper Table: 163 us -> 71 us on GPU).
+
+gather (halo windows -> a gathered tensor in memory) -> conv3x3 over it -> conv1x1 over the
+patches -> scatter into a zero map -> add + ReLU over the whole map. Every step round-trips its
+result through memory and the last one touches every pixel, which is what fusion removes.
+"""
+
+from __future__ import annotations
+
+from tvm.script import tirx as T
+
+from .geometry import PatchGeometry
+from .params import CHANNEL_BLOCK as NB
+
+
+def gather_patches(geometry: PatchGeometry, channels: int):
+    """``(x[N,H,W,C], idx[n], g[n,span,span,C])``: every active patch's halo window."""
+    g = geometry
+    N, H, W, C = g.batch, g.height, g.width, channels  # noqa: N806
+    span, step, cells, gw = g.span, g.step, g.cells_per_image, g.grid[1]
+
+    @T.prim_func(s_tir=True)
+    def func(x: T.Buffer((N, H, W, C), "float32"), idx_handle: T.handle, g_handle: T.handle):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "gather_patches"})
+        n = T.int32()
+        idx = T.match_buffer(idx_handle, (n,), "int32")
+        out = T.match_buffer(g_handle, (n, span, span, C), "float32")
+        for p, a, b, c in T.grid(n, span, span, C):
+            with T.sblock("gather"):
+                vp, va, vb, vc = T.axis.remap("SSSS", [p, a, b, c])
+                out[vp, va, vb, vc] = T.if_then_else(
+                    1 <= idx[vp] % cells // gw * step + va
+                    and idx[vp] % cells // gw * step + va <= H
+                    and 1 <= idx[vp] % gw * step + vb
+                    and idx[vp] % gw * step + vb <= W,
+                    x[idx[vp] // cells, idx[vp] % cells // gw * step + va - 1,
+                      idx[vp] % gw * step + vb - 1, vc],
+                    T.float32(0),
+                )
+
+    return func
+
+
+def gathered_conv3x3(geometry: PatchGeometry, in_channels: int, out_channels: int):
+    """``(g[n,span,span,C], w[K/16,3,3,C,16], bias[K], y[n,S*S,K])``: valid conv + BN + ReLU."""
+    S, stride, span = geometry.granularity, geometry.stride, geometry.span  # noqa: N806
+    C, K = in_channels, out_channels  # noqa: N806
+
+    @T.prim_func(s_tir=True)
+    def func(g_handle: T.handle, w: T.Buffer((K // NB, 3, 3, C, NB), "float32"),
+             bias: T.Buffer((K,), "float32"), y_handle: T.handle):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "gathered_conv3x3",
+                     "las.reduce_block": "conv", "las.num_reduce": 3})
+        n = T.int32()
+        g = T.match_buffer(g_handle, (n, span, span, C), "float32")
+        y = T.match_buffer(y_handle, (n, S * S, K), "float32")
+        acc = T.sblock_alloc_buffer((n, S * S, K), "float32")
+        for p, m, k, ry, rx, rc in T.grid(n, S * S, K, 3, 3, C):
+            with T.sblock("conv"):
+                vp, vm, vk, vry, vrx, vrc = T.axis.remap("SSSRRR", [p, m, k, ry, rx, rc])
+                with T.init():
+                    acc[vp, vm, vk] = T.float32(0)
+                acc[vp, vm, vk] = acc[vp, vm, vk] + g[
+                    vp, vm // S * stride + vry, vm % S * stride + vrx, vrc
+                ] * w[vk // NB, vry, vrx, vrc, vk % NB]
+        for p, m, k in T.grid(n, S * S, K):
+            with T.sblock("epilogue"):
+                vp, vm, vk = T.axis.remap("SSS", [p, m, k])
+                y[vp, vm, vk] = T.max(acc[vp, vm, vk] + bias[vk], T.float32(0))
+
+    return func
+
+
+def patch_conv1x1(pixels: int, in_channels: int, out_channels: int):
+    """``(y[n,P,C], w[K/16,C,16], bias[K], z[n,P,K])``: conv1x1 + BN on gathered patches."""
+    P, C, K = pixels, in_channels, out_channels  # noqa: N806
+
+    @T.prim_func(s_tir=True)
+    def func(y_handle: T.handle, w: T.Buffer((K // NB, C, NB), "float32"),
+             bias: T.Buffer((K,), "float32"), z_handle: T.handle):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "patch_conv1x1",
+                     "las.reduce_block": "conv", "las.num_reduce": 1})
+        n = T.int32()
+        y = T.match_buffer(y_handle, (n, P, C), "float32")
+        z = T.match_buffer(z_handle, (n, P, K), "float32")
+        acc = T.sblock_alloc_buffer((n, P, K), "float32")
+        for p, m, k, rc in T.grid(n, P, K, C):
+            with T.sblock("conv"):
+                vp, vm, vk, vrc = T.axis.remap("SSSR", [p, m, k, rc])
+                with T.init():
+                    acc[vp, vm, vk] = T.float32(0)
+                acc[vp, vm, vk] = acc[vp, vm, vk] + y[vp, vm, vrc] * w[vk // NB, vrc, vk % NB]
+        for p, m, k in T.grid(n, P, K):
+            with T.sblock("epilogue"):
+                vp, vm, vk = T.axis.remap("SSS", [p, m, k])
+                z[vp, vm, vk] = acc[vp, vm, vk] + bias[vk]
+
+    return func
+
+
+def scatter_patches(geometry: PatchGeometry, channels: int):
+    """``(z[cells,S*S,K], idx[cells], count[1], d[N,Ho,Wo,K])``: a dense map holding each
+    active patch's values and zeros elsewhere. ``idx`` is the compaction's full partition
+    (active cells first), so every pixel is written exactly once.
+    """
+    g = geometry
+    N, Ho, Wo, K, S = g.batch, g.out_height, g.out_width, channels, g.granularity  # noqa: N806
+    total, cells, gw = g.num_cells, g.cells_per_image, g.grid[1]
+
+    @T.prim_func(s_tir=True)
+    def func(z: T.Buffer((total, S * S, K), "float32"), idx: T.Buffer((total,), "int32"),
+             count: T.Buffer((1,), "int32"), d: T.Buffer((N, Ho, Wo, K), "float32")):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "scatter_patches"})
+        for q, m, k in T.grid(total, S * S, K):
+            with T.sblock("scatter"):
+                vq, vm, vk = T.axis.remap("SSS", [q, m, k])
+                if (idx[vq] % cells // gw * S + vm // S < Ho
+                        and idx[vq] % gw * S + vm % S < Wo):
+                    d[idx[vq] // cells, idx[vq] % cells // gw * S + vm // S,
+                      idx[vq] % gw * S + vm % S, vk] = T.Select(
+                        vq < count[0], z[vq, vm, vk], T.float32(0))
+
+    return func
+
+
+def add_relu(size: int):
+    """``(a[size], b[size], out[size])``: out = relu(a + b) over the whole map."""
+
+    @T.prim_func(s_tir=True)
+    def func(a: T.Buffer((size,), "float32"), b: T.Buffer((size,), "float32"),
+             out: T.Buffer((size,), "float32")):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "add_relu"})
+        for i in range(size):
+            with T.sblock("add_relu"):
+                vi = T.axis.remap("S", [i])
+                out[vi] = T.max(a[vi] + b[vi], T.float32(0))
+
+    return func
