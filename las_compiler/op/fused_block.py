@@ -27,12 +27,13 @@ def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_chann
     count; weights packed;
     ``identity`` and ``out`` are ``[N,Ho,Wo,K]`` (``identity`` may be ``x`` itself for blocks
     without downsample; ``out`` must not alias ``x``, but may alias ``identity`` when that is a
-    separate downsample result).
+    separate downsample result: benign under ``noalias`` for the reason given in
+    :mod:`.scatter_conv`).
     """
     g = geometry
     N, H, W, Cin, Wd, K = g.batch, g.height, g.width, in_channels, width, out_channels  # noqa: N806
-    Ho, Wo, S, stride, span, step = g.out_height, g.out_width, g.granularity, g.stride, g.span, g.step  # noqa: N806,E501
-    total, cells, gw = g.num_cells, g.cells_per_image, g.grid[1]
+    Ho, Wo, S, stride, span = g.out_height, g.out_width, g.granularity, g.stride, g.span  # noqa: N806
+    total = g.num_cells
     halo = span * span
 
     @T.prim_func(s_tir=True)
@@ -49,7 +50,7 @@ def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_chann
         identity: T.Buffer((N, Ho, Wo, K), "float32"),
         out: T.Buffer((N, Ho, Wo, K), "float32"),
     ):
-        T.func_attr({"las.kernel": "fused_block"})
+        T.func_attr({"tirx.noalias": True, "las.kernel": "fused_block"})
         acc1 = T.sblock_alloc_buffer((total, halo, Wd), "float32")
         h1 = T.sblock_alloc_buffer((total, halo, Wd), "float32")
         acc2 = T.sblock_alloc_buffer((total, S * S, Wd), "float32")
@@ -60,10 +61,11 @@ def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_chann
                 vp, vm, vk, vrc = T.axis.remap("SSSR", [p, m, k, rc])
                 with T.init():
                     acc1[vp, vm, vk] = T.float32(0)
+                # clamped reads outside the map: those rows are zeroed in epilogue1
                 acc1[vp, vm, vk] = acc1[vp, vm, vk] + x[
-                    idx[vp] // cells,
-                    T.max(T.min(idx[vp] % cells // gw * step + vm // span - 1, H - 1), 0),
-                    T.max(T.min(idx[vp] % gw * step + vm % span - 1, W - 1), 0),
+                    g.window_pixel(idx[vp], vm // span, vm % span)[0],
+                    T.max(T.min(g.window_pixel(idx[vp], vm // span, vm % span)[1], H - 1), 0),
+                    T.max(T.min(g.window_pixel(idx[vp], vm // span, vm % span)[2], W - 1), 0),
                     vrc,
                 ] * w1[vk // NB, vrc, vk % NB]
         for p, m, k in T.grid(n, halo, Wd):
@@ -71,10 +73,7 @@ def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_chann
                 vp, vm, vk = T.axis.remap("SSS", [p, m, k])
                 # outside the map conv2 sees zero padding, not relu(bias)
                 h1[vp, vm, vk] = T.Select(
-                    1 <= idx[vp] % cells // gw * step + vm // span
-                    and idx[vp] % cells // gw * step + vm // span <= H
-                    and 1 <= idx[vp] % gw * step + vm % span
-                    and idx[vp] % gw * step + vm % span <= W,
+                    g.window_inside(idx[vp], vm // span, vm % span),
                     T.max(acc1[vp, vm, vk] + b1[vk], T.float32(0)),
                     T.float32(0),
                 )
@@ -99,22 +98,21 @@ def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_chann
         for p, m, k in T.grid(n, S * S, K):
             with T.sblock("epilogue3"):
                 vp, vm, vk = T.axis.remap("SSS", [p, m, k])
-                if (idx[vp] % cells // gw * S + vm // S < Ho
-                        and idx[vp] % gw * S + vm % S < Wo):
-                    out[idx[vp] // cells, idx[vp] % cells // gw * S + vm // S,
-                        idx[vp] % gw * S + vm % S, vk] = T.max(
-                        identity[idx[vp] // cells, idx[vp] % cells // gw * S + vm // S,
-                                 idx[vp] % gw * S + vm % S, vk] + acc3[vp, vm, vk] + b3[vk],
+                if g.output_inside(idx[vp], vm):
+                    out[g.output_pixel(idx[vp], vm) + (vk,)] = T.max(
+                        identity[g.output_pixel(idx[vp], vm) + (vk,)] + acc3[vp, vm, vk]
+                        + b3[vk],
                         T.float32(0),
                     )
     return func
 
 
 def copy_inactive(geometry: PatchGeometry, channels: int):
-    """PrimFunc ``(idx[cells], n, identity, out)``: ``out = relu(identity)`` on inactive cells."""
+    """PrimFunc ``(idx[cells], n, identity, out)``: ``out = relu(identity)`` on inactive cells
+    (``out`` may alias ``identity``: element-wise, benign under ``noalias``)."""
     g = geometry
     N, Ho, Wo, K, S = g.batch, g.out_height, g.out_width, channels, g.granularity  # noqa: N806
-    total, cells, gw = g.num_cells, g.cells_per_image, g.grid[1]
+    total = g.num_cells
 
     @T.prim_func(s_tir=True)
     def func(
@@ -123,17 +121,13 @@ def copy_inactive(geometry: PatchGeometry, channels: int):
         identity: T.Buffer((N, Ho, Wo, K), "float32"),
         out: T.Buffer((N, Ho, Wo, K), "float32"),
     ):
-        T.func_attr({"las.kernel": "copy_inactive"})
+        T.func_attr({"tirx.noalias": True, "las.kernel": "copy_inactive"})
         for q, m, k in T.grid(total - n, S * S, K):
             with T.sblock("copy_inactive"):
                 vq, vm, vk = T.axis.remap("SSS", [q, m, k])
-                if (idx[n + vq] % cells // gw * S + vm // S < Ho
-                        and idx[n + vq] % gw * S + vm % S < Wo):
-                    out[idx[n + vq] // cells, idx[n + vq] % cells // gw * S + vm // S,
-                        idx[n + vq] % gw * S + vm % S, vk] = T.max(
-                        identity[idx[n + vq] // cells, idx[n + vq] % cells // gw * S + vm // S,
-                                 idx[n + vq] % gw * S + vm % S, vk],
-                        T.float32(0),
+                if g.output_inside(idx[n + vq], vm):
+                    out[g.output_pixel(idx[n + vq], vm) + (vk,)] = T.max(
+                        identity[g.output_pixel(idx[n + vq], vm) + (vk,)], T.float32(0)
                     )
 
     return func

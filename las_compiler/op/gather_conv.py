@@ -17,8 +17,7 @@ def gather_conv3x3(geometry: PatchGeometry, in_channels: int, out_channels: int)
     """PrimFunc ``(x[N,H,W,C], idx[n], w[K/16,3,3,C,16], bias[K], y[n,S*S,K])``."""
     g = geometry
     N, H, W, C, K = g.batch, g.height, g.width, in_channels, out_channels  # noqa: N806
-    S, stride, span, step = g.granularity, g.stride, g.span, g.step  # noqa: N806
-    cells, gw = g.cells_per_image, g.grid[1]
+    S, stride, span = g.granularity, g.stride, g.span  # noqa: N806
 
     @T.prim_func(s_tir=True)
     def func(
@@ -39,12 +38,8 @@ def gather_conv3x3(geometry: PatchGeometry, in_channels: int, out_channels: int)
             with T.sblock("gather"):
                 vp, va, vb, vc = T.axis.remap("SSSS", [p, a, b, c])
                 halo[vp, va, vb, vc] = T.if_then_else(
-                    1 <= idx[vp] % cells // gw * step + va
-                    and idx[vp] % cells // gw * step + va <= H
-                    and 1 <= idx[vp] % gw * step + vb
-                    and idx[vp] % gw * step + vb <= W,
-                    x[idx[vp] // cells, idx[vp] % cells // gw * step + va - 1,
-                      idx[vp] % gw * step + vb - 1, vc],
+                    g.window_inside(idx[vp], va, vb),
+                    x[g.window_pixel(idx[vp], va, vb) + (vc,)],
                     T.float32(0),
                 )
         for p, m, k, ry, rx, rc in T.grid(n, S * S, K, 3, 3, C):

@@ -59,3 +59,25 @@ class PatchGeometry:
     def step(self) -> int:
         """Input rows between the windows of neighbouring patches."""
         return self.granularity * self.stride
+
+    # -- index expressions for kernels (called inside TVMScript; they build PrimExprs) -------
+    def output_pixel(self, cell, pixel) -> tuple:
+        """(batch, row, col) of pixel ``pixel`` (row-major in S x S) of patch cell ``cell``."""
+        s, cells, gw = self.granularity, self.cells_per_image, self.grid[1]
+        return cell // cells, cell % cells // gw * s + pixel // s, cell % gw * s + pixel % s
+
+    def output_inside(self, cell, pixel):
+        """Whether that output pixel lies in the map (border patches may stick out)."""
+        _, row, col = self.output_pixel(cell, pixel)
+        return (row < self.out_height) & (col < self.out_width)
+
+    def window_pixel(self, cell, a, b) -> tuple:
+        """(batch, row, col) of element (a, b) of the cell's span x span input window; the
+        window starts one pixel above and left of the patch (conv padding), so it may lie
+        outside the map (see :meth:`window_inside`)."""
+        cells, gw, step = self.cells_per_image, self.grid[1], self.step
+        return cell // cells, cell % cells // gw * step + a - 1, cell % gw * step + b - 1
+
+    def window_inside(self, cell, a, b):
+        _, row, col = self.window_pixel(cell, a, b)
+        return (row >= 0) & (row < self.height) & (col >= 0) & (col < self.width)

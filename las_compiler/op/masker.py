@@ -39,26 +39,31 @@ def masker(geometry: PatchGeometry, in_channels: int):
                 vq, vc, va, vb = T.axis.remap("SSRR", [q, c, a, b])
                 with T.init():
                     pooled[vq, vc] = T.float32(0)
+                # the cell's step x step pooling window = its conv window without the halo
                 pooled[vq, vc] = pooled[vq, vc] + T.if_then_else(
-                    vq % cells // gw * step + va < H and vq % gw * step + vb < W,
-                    x[vq // cells, T.min(vq % cells // gw * step + va, H - 1),
-                      T.min(vq % gw * step + vb, W - 1), vc],
+                    g.window_inside(vq, va + 1, vb + 1),
+                    x[g.window_pixel(vq, va + 1, vb + 1)[0],
+                      T.min(g.window_pixel(vq, va + 1, vb + 1)[1], H - 1),
+                      T.min(g.window_pixel(vq, va + 1, vb + 1)[2], W - 1), vc],
                     T.float32(0),
                 )
         for q, j, c in T.grid(total, 2, C):
             with T.sblock("logits"):
                 vq, vj, vc = T.axis.remap("SSR", [q, j, c])
                 with T.init():
-                    logits[vq, vj] = bias[vj]
-                # divide by the in-map pixel count of the (possibly partial) window
-                logits[vq, vj] = logits[vq, vj] + pooled[vq, vc] * w[vj, vc] / T.Cast(
-                    "float32",
-                    T.min(step, H - vq % cells // gw * step) * T.min(step, W - vq % gw * step),
-                )
+                    logits[vq, vj] = T.float32(0)
+                logits[vq, vj] = logits[vq, vj] + pooled[vq, vc] * w[vj, vc]
         for q in range(total):
             with T.sblock("compare"):
                 vq = T.axis.remap("S", [q])
-                mask[vq] = T.Select(logits[vq, 0] >= logits[vq, 1], 1, 0)
+                # logits are window sums: divide by the in-map pixel count of the (possibly
+                # partial) window once per cell, then add the bias
+                mask[vq] = T.Select(
+                    logits[vq, 0] / T.Cast("float32", T.min(step, H - vq % cells // gw * step)
+                                           * T.min(step, W - vq % gw * step)) + bias[0]
+                    >= logits[vq, 1] / T.Cast("float32", T.min(step, H - vq % cells // gw * step)
+                                              * T.min(step, W - vq % gw * step)) + bias[1],
+                    1, 0)
 
     return func
 

@@ -17,7 +17,7 @@ def gather_patches(geometry: PatchGeometry, channels: int):
     """``(x[N,H,W,C], idx[n], g[n,span,span,C])``: every active patch's halo window."""
     g = geometry
     N, H, W, C = g.batch, g.height, g.width, channels  # noqa: N806
-    span, step, cells, gw = g.span, g.step, g.cells_per_image, g.grid[1]
+    span = g.span
 
     @T.prim_func(s_tir=True)
     def func(x: T.Buffer((N, H, W, C), "float32"), idx_handle: T.handle, g_handle: T.handle):
@@ -29,12 +29,8 @@ def gather_patches(geometry: PatchGeometry, channels: int):
             with T.sblock("gather"):
                 vp, va, vb, vc = T.axis.remap("SSSS", [p, a, b, c])
                 out[vp, va, vb, vc] = T.if_then_else(
-                    1 <= idx[vp] % cells // gw * step + va
-                    and idx[vp] % cells // gw * step + va <= H
-                    and 1 <= idx[vp] % gw * step + vb
-                    and idx[vp] % gw * step + vb <= W,
-                    x[idx[vp] // cells, idx[vp] % cells // gw * step + va - 1,
-                      idx[vp] % gw * step + vb - 1, vc],
+                    g.window_inside(idx[vp], va, vb),
+                    x[g.window_pixel(idx[vp], va, vb) + (vc,)],
                     T.float32(0),
                 )
 
@@ -105,7 +101,7 @@ def scatter_patches(geometry: PatchGeometry, channels: int):
     """
     g = geometry
     N, Ho, Wo, K, S = g.batch, g.out_height, g.out_width, channels, g.granularity  # noqa: N806
-    total, cells, gw = g.num_cells, g.cells_per_image, g.grid[1]
+    total = g.num_cells
 
     @T.prim_func(s_tir=True)
     def func(z: T.Buffer((total, S * S, K), "float32"), idx: T.Buffer((total,), "int32"),
@@ -114,10 +110,8 @@ def scatter_patches(geometry: PatchGeometry, channels: int):
         for q, m, k in T.grid(total, S * S, K):
             with T.sblock("scatter"):
                 vq, vm, vk = T.axis.remap("SSS", [q, m, k])
-                if (idx[vq] % cells // gw * S + vm // S < Ho
-                        and idx[vq] % gw * S + vm % S < Wo):
-                    d[idx[vq] // cells, idx[vq] % cells // gw * S + vm // S,
-                      idx[vq] % gw * S + vm % S, vk] = T.Select(
+                if g.output_inside(idx[vq], vm):
+                    d[g.output_pixel(idx[vq], vm) + (vk,)] = T.Select(
                         vq < count[0], z[vq, vm, vk], T.float32(0))
 
     return func
