@@ -114,6 +114,7 @@ class BlockExecutor:
             self.count = self._empty(1, dtype="int32")
         getattr(self, f"_build_{variant}")()
         self.last_active = None
+        self._fixed = None  # (n, partition, count) from fix_active_cells()
 
     # -- helpers ---------------------------------------------------------------------------
     def _empty(self, *shape, dtype="float32"):
@@ -141,20 +142,34 @@ class BlockExecutor:
         self.k_conv1(self._flat(x, c), self.params["w1"], self.params["b1"], self.dummy, self.h1)
         return self.h1._create_view((g.batch, g.height, g.width, w))
 
-    def _active(self, x, active_cells):
-        """Masker + compaction; returns (n, idx view of n, full partition)."""
+    def fix_active_cells(self, active_cells: np.ndarray | None) -> None:
+        """Benchmarks: use this patch list instead of the masker's (None: back to the masker).
+
+        The masker and compaction still run on every call, so the timed work is unchanged;
+        only their result is replaced, which makes a chosen activation rate reproducible.
+        """
+        if active_cells is None:
+            self._fixed = None
+            return
+        active = np.unique(np.asarray(active_cells, dtype="int32"))
+        if active.size and (active[0] < 0 or active[-1] >= self.geometry.num_cells):
+            raise ValueError(f"active cells must lie in [0, {self.geometry.num_cells})")
+        rest = np.setdiff1d(np.arange(self.geometry.num_cells, dtype="int32"), active)
+        partition = tvm.runtime.tensor(np.concatenate([active, rest]), self.device)
+        count = tvm.runtime.tensor(np.array([len(active)], "int32"), self.device)
+        self._fixed = (len(active), partition, count)
+
+    def _active(self, x):
+        """Masker + compaction; returns (n, idx view of n, full partition, count tensor)."""
         prm = self.params
         self.k_masker(x, prm["masker_w"], prm["masker_b"], self.mask)
         self.k_compact(self.mask, self.idx, self.count)
-        if active_cells is not None:  # benchmark override: a fixed patch list, same work done
-            active = np.asarray(active_cells, dtype="int32")
-            rest = np.setdiff1d(np.arange(self.geometry.num_cells, dtype="int32"), active)
-            partition = tvm.runtime.tensor(np.concatenate([active, rest]), self.device)
-            n = len(active)
+        if self._fixed is not None:
+            n, partition, count = self._fixed
         else:
-            partition, n = self.idx, int(self.count.numpy()[0])
+            n, partition, count = int(self.count.numpy()[0]), self.idx, self.count
         self.last_active = n
-        return n, partition._create_view((n,)), partition
+        return n, partition._create_view((n,)), partition, count
 
     # -- pipelines -------------------------------------------------------------------------
     def _build_dense(self):
@@ -165,7 +180,7 @@ class BlockExecutor:
         n_out = int(np.prod(self.out_shape[:3]))
         self.h2, self.out = self._empty(n_out, w), self._empty(n_out, k)
 
-    def _run_dense(self, x, active_cells):
+    def _run_dense(self, x):
         prm = self.params
         shortcut = self._shortcut(x)._create_view((int(np.prod(self.out_shape[:3])),
                                                    self.out_shape[3]))
@@ -181,9 +196,9 @@ class BlockExecutor:
         if self.has_downsample:
             self.k_relu = self._kernel(op.relu_inplace, int(np.prod(self.out_shape)))
 
-    def _run_fused(self, x, active_cells):
+    def _run_fused(self, x):
         prm, g = self.params, self.geometry
-        n, idx, _ = self._active(x, active_cells)
+        n, idx, _, _ = self._active(x)
         y2 = self.y2._create_view((n, g.granularity**2, self.channels[1]))
         self.k_gather_conv(self._conv1(x), idx, prm["w2"], prm["b2"], y2)
         out = self._shortcut(x)
@@ -200,9 +215,9 @@ class BlockExecutor:
         if not self.has_downsample:
             self.out = self._empty(*self.out_shape)
 
-    def _run_whole(self, x, active_cells):
+    def _run_whole(self, x):
         prm = self.params
-        n, _, partition = self._active(x, active_cells)
+        n, _, partition, _ = self._active(x)
         identity = self._shortcut(x)
         out = identity if self.has_downsample else self.out  # may alias a separate identity
         self.k_block(x, partition, n, prm["w1"], prm["b1"], prm["w2"], prm["b2"], prm["w3"],
@@ -225,26 +240,21 @@ class BlockExecutor:
         self.k_scatter = self._kernel(op.scatter_patches, g, k)
         self.k_add = self._kernel(op.add_relu, size)
 
-    def _run_unfused(self, x, active_cells):
+    def _run_unfused(self, x):
         prm, g = self.params, self.geometry
-        n, idx, partition = self._active(x, active_cells)
+        n, idx, partition, count = self._active(x)
         w, k = self.channels[1:]
         gathered = self.gathered._create_view((n, g.span, g.span, w))
         y2 = self.y2._create_view((n, g.granularity**2, w))
         self.k_gather(self._conv1(x), idx, gathered)
         self.k_conv2(gathered, prm["w2"], prm["b2"], y2)
         self.k_conv3(y2, prm["w3"], prm["b3"], self.z._create_view((n, g.granularity**2, k)))
-        count = tvm.runtime.tensor(np.array([n], "int32"), self.device)
         self.k_scatter(self.z, partition, count, self.scattered)
         size = (int(np.prod(self.out_shape)),)
         self.k_add(self._shortcut(x)._create_view(size), self.scattered._create_view(size),
                    self.out._create_view(size))
         return self.out
 
-    def run(self, x: tvm.runtime.Tensor, active_cells: np.ndarray | None = None):
-        """Run the block on NHWC ``x`` (overwritten by in-place pipelines); returns NHWC output.
-
-        ``active_cells`` (benchmarks): use this patch list instead of the masker's, after still
-        running the masker and compaction, so a fixed activation rate can be timed.
-        """
-        return getattr(self, f"_run_{self.variant}")(x, active_cells)
+    def run(self, x: tvm.runtime.Tensor):
+        """Run the block on NHWC ``x`` (overwritten by in-place pipelines); returns NHWC output."""
+        return getattr(self, f"_run_{self.variant}")(x)
