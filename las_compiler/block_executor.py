@@ -8,6 +8,9 @@ Pipelines (``variant``), all starting with masker -> compaction (except ``dense`
 
 * ``"fused"``: conv1 dense (+BN+ReLU) -> gather+conv3x3 (+BN+ReLU, halo read straight from
   the conv1 map) -> conv1x1+BN+scatter-add+ReLU in place into the shortcut.
+* ``"halo"``: conv1 (+BN+ReLU) on each active patch's halo window inside the gather+conv3x3
+  kernel (no dense conv1, no conv1 map) -> conv1x1+BN+scatter-add+ReLU in place. Cheaper than
+  ``fused`` at low r, dearer at high r (halo recompute): a per-layer choice.
 * ``"whole"``: one kernel per block: conv1 on each active patch's halo, conv2, conv3 and the
   shortcut add, intermediates per patch; plus a copy of the shortcut for inactive cells.
 * ``"unfused"``: conv1 dense -> gather -> conv3x3 on the gathered tensor -> conv1x1 ->
@@ -33,7 +36,7 @@ from .models import Bottleneck
 from .op.geometry import PatchGeometry
 from .op.params import fold_bn, pack_weight
 
-VARIANTS = ("fused", "whole", "unfused", "dense")
+VARIANTS = ("fused", "halo", "whole", "unfused", "dense")
 
 
 @dataclass
@@ -102,7 +105,7 @@ class BlockExecutor:
             self.k_down = self._kernel(op.conv1x1, batch, height, width, c, k, block.stride,
                                        "none")
             self.identity = self._empty(int(np.prod(self.out_shape[:3])), k)
-        if variant != "whole":
+        if variant not in ("whole", "halo"):
             self.k_conv1 = self._kernel(op.conv1x1, batch, height, width, c, w, 1, "relu")
             self.h1 = self._empty(batch * height * width, w)
         if variant != "dense":
@@ -201,12 +204,31 @@ class BlockExecutor:
         n, idx, _, _ = self._active(x)
         y2 = self.y2._create_view((n, g.granularity**2, self.channels[1]))
         self.k_gather_conv(self._conv1(x), idx, prm["w2"], prm["b2"], y2)
+        return self._scatter_add(x, y2, idx)
+
+    def _scatter_add(self, x, y2, idx):
+        """conv3 + shortcut + ReLU of the active patches, in place into the shortcut."""
         out = self._shortcut(x)
-        self.k_scatter(y2, idx, prm["w3"], prm["b3"], out, out)
+        self.k_scatter(y2, idx, self.params["w3"], self.params["b3"], out, out)
         if self.has_downsample:  # inactive pixels need relu(identity); relu is idempotent
             flat = out._create_view((int(np.prod(self.out_shape)),))
             self.k_relu(flat, flat)
         return out
+
+    def _build_halo(self):
+        g, (c, w, k) = self.geometry, self.channels
+        self.y2 = self._empty(g.num_cells, g.granularity**2, w)
+        self.k_halo_conv = self._kernel(op.halo_conv3x3, g, c, w)
+        self.k_scatter = self._kernel(op.conv1x1_scatter_add, g, w, k)
+        if self.has_downsample:
+            self.k_relu = self._kernel(op.relu_inplace, int(np.prod(self.out_shape)))
+
+    def _run_halo(self, x):
+        prm, g = self.params, self.geometry
+        n, idx, _, _ = self._active(x)
+        y2 = self.y2._create_view((n, g.granularity**2, self.channels[1]))
+        self.k_halo_conv(x, idx, prm["w1"], prm["b1"], prm["w2"], prm["b2"], y2)
+        return self._scatter_add(x, y2, idx)
 
     def _build_whole(self):
         g, (c, w, k) = self.geometry, self.channels

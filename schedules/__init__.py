@@ -12,13 +12,13 @@ import tvm
 
 from .base import ScheduleError, ScheduleRule, check, kernel_kind
 from .cpu.elementwise import Elementwise
-from .cpu.fused_block import FusedBlock
 from .cpu.masker import MaskerRule
+from .cpu.patch_chain import PatchChain
 from .cpu.tiled_conv import Config as TiledConvConfig
 from .cpu.tiled_conv import TiledConv
 
 RULES: dict[str, list[ScheduleRule]] = {
-    "cpu": [TiledConv(), FusedBlock(), MaskerRule(), Elementwise()],
+    "cpu": [TiledConv(), PatchChain(), MaskerRule(), Elementwise()],
 }
 
 

@@ -32,7 +32,7 @@ GEOMETRIES = [(64, 16, 1, 12, 4, 2), (32, 16, 2, 13, 3, 1), (64, 32, 1, 9, 1, 1)
               (64, 16, 2, 16, 2, 2)]
 
 
-@pytest.mark.parametrize("variant", ["fused", "whole", "unfused"])
+@pytest.mark.parametrize("variant", ["fused", "halo", "whole", "unfused"])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 @settings(max_examples=6)
 @given(rate=st.sampled_from([0.0, 0.4, 1.0]), seed=st.integers(0, 50))

@@ -24,7 +24,7 @@ Conventions shared by every kernel (and assumed by the schedule rules in
 
 from .dense import conv1x1, conv3x3, relu_inplace
 from .fused_block import copy_inactive, fused_block
-from .gather_conv import gather_conv3x3
+from .gather_conv import gather_conv3x3, halo_conv3x3
 from .masker import compact, masker
 from .scatter_conv import conv1x1_scatter_add
 from .unfused import add_relu, gather_patches, gathered_conv3x3, patch_conv1x1, scatter_patches
@@ -34,6 +34,7 @@ __all__ = [
     "fused_block",
     "gather_patches",
     "gathered_conv3x3",
+    "halo_conv3x3",
     "patch_conv1x1",
     "scatter_patches",
     "compact",

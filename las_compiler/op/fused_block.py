@@ -50,7 +50,8 @@ def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_chann
         identity: T.Buffer((N, Ho, Wo, K), "float32"),
         out: T.Buffer((N, Ho, Wo, K), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "fused_block"})
+        T.func_attr({"tirx.noalias": True, "las.kernel": "fused_block",
+                     "las.chain": "conv1:epilogue1:1,conv2:epilogue2:3,conv3:epilogue3:1"})
         acc1 = T.sblock_alloc_buffer((total, halo, Wd), "float32")
         h1 = T.sblock_alloc_buffer((total, halo, Wd), "float32")
         acc2 = T.sblock_alloc_buffer((total, S * S, Wd), "float32")

@@ -1,58 +1,120 @@
 """Gather + conv3x3 + bias + ReLU over the active patches (symbolic patch count).
 
-Reads each active patch's halo window straight from the conv1 output map into a per-patch
-staging buffer (``span x span x C``, a few KiB: stays in L1), convolves it with the block's
-strided 3x3 conv and writes ``(n, S*S, K)``. No gathered copy of the map ever exists in memory.
+Two ways to get each active patch's ``span x span`` input window, both per patch (a few KiB,
+L1-resident) and never as a gathered copy of the map in memory:
+
+* :func:`gather_conv3x3` reads the window from the conv1 output map (conv1 ran densely);
+* :func:`halo_conv3x3` computes it: conv1 (+BN+ReLU) on the window straight from the block
+  input, recomputing the 1-pixel halo neighbouring patches share. No conv1 map exists; conv1
+  costs ``(span/S)^2 * r`` of dense instead of 1, which wins at low r.
+
+Written in TE so the shared stages compose as Python functions; stage names (``conv1``,
+``epilogue1``, ``conv``, ``epilogue``) are what the ``las.chain`` attribute tells the rules.
 """
 
 from __future__ import annotations
 
-from tvm.script import tirx as T
+from tvm import te, tirx
 
 from .geometry import PatchGeometry
 from .params import CHANNEL_BLOCK as NB
 
 
+def _window_inside(g: PatchGeometry, cell, a, b):
+    _, row, col = g.window_pixel(cell, a, b)
+    return tirx.all(row >= 0, row < g.height, col >= 0, col < g.width)
+
+
+def _window_read(g: PatchGeometry, fmap, cell, a, b, c):
+    """fmap at window element (a, b), clamped into the map (callers mask outside values)."""
+    batch, row, col = g.window_pixel(cell, a, b)
+    return fmap[batch, tirx.max(tirx.min(row, g.height - 1), 0),
+                tirx.max(tirx.min(col, g.width - 1), 0), c]
+
+
+def gathered_windows(g: PatchGeometry, fmap, idx, n):
+    """Stage ``gather``: (n, span, span, C) windows of ``fmap``, zero outside the map."""
+    return te.compute(
+        (n, g.span, g.span, fmap.shape[3]),
+        lambda p, a, b, c: tirx.if_then_else(
+            _window_inside(g, idx[p], a, b), _window_read(g, fmap, idx[p], a, b, c), 0.0),
+        name="gather",
+    )
+
+
+def conv1_windows(g: PatchGeometry, x, idx, n, w1, b1):
+    """Stages ``conv1`` + ``epilogue1``: relu(conv1x1(x) + b1) on each window, as
+    (n, span*span, width); zero outside the map (conv2's zero padding, not relu(b1))."""
+    span, width, cin = g.span, w1.shape[0] * NB, x.shape[3]
+    rc = te.reduce_axis((0, cin), "rc")
+    acc = te.compute(
+        (n, span * span, width),
+        lambda p, m, k: te.sum(
+            _window_read(g, x, idx[p], m // span, m % span, rc) * w1[k // NB, rc, k % NB],
+            axis=rc),
+        name="conv1",
+    )
+    return te.compute(
+        (n, span * span, width),
+        lambda p, m, k: tirx.if_then_else(
+            _window_inside(g, idx[p], m // span, m % span),
+            tirx.max(acc[p, m, k] + b1[k], 0.0), 0.0),
+        name="epilogue1",
+    )
+
+
+def conv3x3_on_windows(g: PatchGeometry, window, w2, b2, n):
+    """Stages ``conv`` + ``epilogue``: relu(conv3x3 + b2) over windows -> (n, S*S, K).
+
+    ``window(p, row, col, c)`` reads element (row, col) of patch p's window.
+    """
+    s, stride, k_out, c_in = g.granularity, g.stride, w2.shape[0] * NB, w2.shape[3]
+    ry, rx = te.reduce_axis((0, 3), "ry"), te.reduce_axis((0, 3), "rx")
+    rc = te.reduce_axis((0, c_in), "rc")
+    acc = te.compute(
+        (n, s * s, k_out),
+        lambda p, m, k: te.sum(
+            window(p, m // s * stride + ry, m % s * stride + rx, rc)
+            * w2[k // NB, ry, rx, rc, k % NB], axis=[ry, rx, rc]),
+        name="conv",
+    )
+    return te.compute((n, s * s, k_out), lambda p, m, k: tirx.max(acc[p, m, k] + b2[k], 0.0),
+                      name="epilogue")
+
+
 def gather_conv3x3(geometry: PatchGeometry, in_channels: int, out_channels: int):
     """PrimFunc ``(x[N,H,W,C], idx[n], w[K/16,3,3,C,16], bias[K], y[n,S*S,K])``."""
+    g, c, k = geometry, in_channels, out_channels
+    n = te.var("n", "int32")
+    x = te.placeholder((g.batch, g.height, g.width, c), "float32", name="x")
+    idx = te.placeholder((n,), "int32", name="idx")
+    w = te.placeholder((k // NB, 3, 3, c, NB), "float32", name="w")
+    bias = te.placeholder((k,), "float32", name="bias")
+    halo = gathered_windows(g, x, idx, n)
+    y = conv3x3_on_windows(g, lambda p, a, b, ch: halo[p, a, b, ch], w, bias, n)
+    return _finish(te.create_prim_func([x, idx, w, bias, y]), "gather_conv3x3",
+                   {"las.reduce_block": "conv", "las.num_reduce": 3})
+
+
+def halo_conv3x3(geometry: PatchGeometry, in_channels: int, width: int):
+    """PrimFunc ``(x[N,H,W,Cin], idx[n], w1[width/16,Cin,16], b1, w2[.,3,3,width,16], b2,
+    y[n,S*S,width])``: conv1 on each active patch's halo window, then conv2."""
     g = geometry
-    N, H, W, C, K = g.batch, g.height, g.width, in_channels, out_channels  # noqa: N806
-    S, stride, span = g.granularity, g.stride, g.span  # noqa: N806
+    n = te.var("n", "int32")
+    x = te.placeholder((g.batch, g.height, g.width, in_channels), "float32", name="x")
+    idx = te.placeholder((n,), "int32", name="idx")
+    w1 = te.placeholder((width // NB, in_channels, NB), "float32", name="w1")
+    b1 = te.placeholder((width,), "float32", name="b1")
+    w2 = te.placeholder((width // NB, 3, 3, width, NB), "float32", name="w2")
+    b2 = te.placeholder((width,), "float32", name="b2")
+    h1 = conv1_windows(g, x, idx, n, w1, b1)
+    y = conv3x3_on_windows(g, lambda p, a, b, ch: h1[p, a * g.span + b, ch], w2, b2, n)
+    return _finish(te.create_prim_func([x, idx, w1, b1, w2, b2, y]), "halo_conv3x3",
+                   {"las.chain": "conv1:epilogue1:1,conv:epilogue:3"})
 
-    @T.prim_func(s_tir=True)
-    def func(
-        x: T.Buffer((N, H, W, C), "float32"),
-        idx_handle: T.handle,
-        w: T.Buffer((K // NB, 3, 3, C, NB), "float32"),
-        bias: T.Buffer((K,), "float32"),
-        y_handle: T.handle,
-    ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "gather_conv3x3",
-                     "las.reduce_block": "conv", "las.num_reduce": 3})
-        n = T.int32()
-        idx = T.match_buffer(idx_handle, (n,), "int32")
-        y = T.match_buffer(y_handle, (n, S * S, K), "float32")
-        halo = T.sblock_alloc_buffer((n, span, span, C), "float32")
-        acc = T.sblock_alloc_buffer((n, S * S, K), "float32")
-        for p, a, b, c in T.grid(n, span, span, C):
-            with T.sblock("gather"):
-                vp, va, vb, vc = T.axis.remap("SSSS", [p, a, b, c])
-                halo[vp, va, vb, vc] = T.if_then_else(
-                    g.window_inside(idx[vp], va, vb),
-                    x[g.window_pixel(idx[vp], va, vb) + (vc,)],
-                    T.float32(0),
-                )
-        for p, m, k, ry, rx, rc in T.grid(n, S * S, K, 3, 3, C):
-            with T.sblock("conv"):
-                vp, vm, vk, vry, vrx, vrc = T.axis.remap("SSSRRR", [p, m, k, ry, rx, rc])
-                with T.init():
-                    acc[vp, vm, vk] = T.float32(0)
-                acc[vp, vm, vk] = acc[vp, vm, vk] + halo[
-                    vp, vm // S * stride + vry, vm % S * stride + vrx, vrc
-                ] * w[vk // NB, vry, vrx, vrc, vk % NB]
-        for p, m, k in T.grid(n, S * S, K):
-            with T.sblock("epilogue"):
-                vp, vm, vk = T.axis.remap("SSS", [p, m, k])
-                y[vp, vm, vk] = T.max(acc[vp, vm, vk] + bias[vk], T.float32(0))
 
+def _finish(func, kind: str, attrs: dict):
+    func = func.with_attr("las.kernel", kind).with_attr("tirx.noalias", True)
+    for key, value in attrs.items():
+        func = func.with_attr(key, value)
     return func

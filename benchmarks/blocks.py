@@ -1,0 +1,289 @@
+"""LAS bottleneck blocks vs the best dense peers, on this CPU (2 threads, batch 1).
+
+    python -m benchmarks.blocks --json results/blocks.json [--quick]
+
+For the ResNet-50 bottleneck shapes of all 4 stages (first, strided block and a later one),
+every S in {1, 2, 4, 7, 8} that fits and r in {0.1, 0.25, 0.5, 0.75, 1.0}, it measures our
+sparse pipelines (``fused``, ``whole``-block fused, ``unfused``; see
+``las_compiler.block_executor``) and the dense block in ONNX Runtime, PyTorch eager
+(channels_last) and TVM with our rules (``dense_tvm``). Each framework runs in its own process
+(``benchmarks._isolate``); medians over ``--repeats`` calls. A patch list with round(r * cells)
+random cells replaces the masker's decision (the masker and compaction still run and are
+timed), so every r is exact.
+
+Writes JSON rows ``{stage, block, stride, S, r, variant, median_ms, gflops, ...}``, a Markdown
+summary into ``benchmarks/README.md`` (between markers) and a PNG of the latency ratio
+r_l = l_dynamic / l_best_dense against r, one line per S (the paper's Figure). ``gflops`` of a
+sparse row counts the useful multiply-accumulates (conv1 on the 3x3-dilated mask, conv2/conv3
+on the mask, dense downsample) x 2 per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._isolate import median_ms, run_isolated, wait_for_idle
+from .peers import (
+    BLOCK_SHAPES,
+    as_shape,
+    make_block,
+    make_input,
+    measure_peers,
+    write_json_atomic,
+)
+
+GRANULARITIES = (1, 2, 4, 7, 8)
+RATES = (0.1, 0.25, 0.5, 0.75, 1.0)
+SPARSE_VARIANTS = ("fused", "halo", "whole", "unfused")
+QUICK = {"shapes": ("s1b1", "s2b0", "s3b1"), "granularities": (2, 4, 7), "rates": (0.25, 0.5, 1.0),
+         "repeats": 10}
+README = Path(__file__).with_name("README.md")
+BEGIN, END = "<!-- blocks:begin -->", "<!-- blocks:end -->"
+
+
+def useful_macs(shape, granularity: int, active) -> float:
+    """Multiply-accumulates a sparse block must do for this patch list (official counting)."""
+    import torch
+
+    from las_compiler.models.masker import dilate_mask, upsample_mask
+
+    s = granularity
+    grid = -(-shape.out_size // s)
+    mask = torch.zeros(grid * grid)
+    mask[torch.as_tensor(active, dtype=torch.long)] = 1
+    up = upsample_mask(mask.reshape(1, grid, grid), s, shape.out_size, shape.out_size)
+    rate = float(up.mean())
+    dilated = float(dilate_mask(up, shape.stride, shape.in_size, shape.in_size).mean())
+    in_px, out_px = shape.in_size**2, shape.out_size**2
+    macs = shape.in_channels * shape.width * in_px * dilated
+    macs += (shape.width * shape.width * 9 + shape.width * shape.out_channels) * out_px * rate
+    if shape.has_downsample:
+        macs += shape.in_channels * shape.out_channels * out_px
+    return macs
+
+
+def measure_tvm(shape: dict, granularities: Sequence[int], rates: Sequence[float],
+                variants: Sequence[str], repeats: int, seed: int = 0) -> list[dict]:
+    """(Child process) every TVM pipeline of one block shape; returns JSON rows."""
+    import numpy as np
+    import tvm
+
+    from las_compiler.block_executor import BlockExecutor
+    from las_compiler.target import host_target
+
+    shape = as_shape(shape)
+    target = host_target()
+    block = make_block(shape, seed)
+    x = make_input(shape, seed).relu().permute(0, 2, 3, 1).contiguous().numpy()
+    base = {"stage": shape.stage, "block": shape.name, "stride": shape.stride}
+    rows = []
+
+    def timed(executor) -> dict:
+        xt = tvm.runtime.tensor(x)  # fresh input: in-place pipelines overwrite it
+        return median_ms(lambda: executor.run(xt), repeats)
+
+    dense = timed(BlockExecutor(block, 1, shape.in_size, shape.in_size, target, "dense"))
+    rows.append({**base, "S": None, "r": 1.0, "variant": "dense_tvm", **dense,
+                 "gflops": shape.gflops(dense["median_ms"])})
+    rng = np.random.default_rng(seed)
+    for s in (s for s in granularities if s <= shape.out_size):
+        block.granularity = s
+        for variant in variants:
+            executor = BlockExecutor(block, 1, shape.in_size, shape.in_size, target, variant)
+            cells = executor.geometry.num_cells
+            for r in rates:
+                active = np.sort(rng.choice(cells, int(round(r * cells)), replace=False))
+                executor.fix_active_cells(active)
+                t = timed(executor)
+                macs = useful_macs(shape, s, active)
+                rows.append({**base, "S": s, "r": r, "variant": variant, **t,
+                             "active_cells": len(active), "cells": cells,
+                             "gflops": 2 * macs / (t["median_ms"] * 1e-3) / 1e9})
+    return rows
+
+
+def best_dense(rows: list[dict]) -> dict[str, dict]:
+    """Fastest dense row per block (over ONNX Runtime, PyTorch and our TVM rules)."""
+    best = {}
+    for row in rows:
+        if row["variant"].startswith("dense_"):
+            cur = best.get(row["block"])
+            if cur is None or row["median_ms"] < cur["median_ms"]:
+                best[row["block"]] = row
+    return best
+
+
+def summarise(rows: list[dict]) -> str:
+    """Markdown: dense peers per block, then ratios to the best dense peer per S and r."""
+    best = best_dense(rows)
+    blocks = sorted({r["block"] for r in rows}, key=lambda b: (int(b[1]), int(b[3:])))
+    lines = ["### Dense peers (ms, GFLOP/s)", "",
+             "| block | stride | " + " | ".join(_dense_names(rows)) + " | best |",
+             "|---|---|" + "---|" * (len(_dense_names(rows)) + 1)]
+    for b in blocks:
+        cells = []
+        for name in _dense_names(rows):
+            row = _find(rows, b, name)
+            cells.append(f"{row['median_ms']:.2f} ({row['gflops']:.0f})" if row else "-")
+        stride = next(r["stride"] for r in rows if r["block"] == b)
+        lines.append(f"| {b} | {stride} | " + " | ".join(cells) + f" | {best[b]['variant']} |")
+    lines += ["", "### Sparse pipelines: latency / best dense peer (lower is better)", "",
+              "| block | S | variant | " + " | ".join(f"r={r}" for r in _rates(rows)) + " |",
+              "|---|---|---|" + "---|" * len(_rates(rows))]
+    for b in blocks:
+        for s in sorted({r["S"] for r in rows if r["block"] == b and r["S"] is not None}):
+            for variant in SPARSE_VARIANTS:
+                ratios = []
+                for rate in _rates(rows):
+                    row = next((r for r in rows if r["block"] == b and r["S"] == s
+                                and r["variant"] == variant and r["r"] == rate), None)
+                    ratios.append(f"{row['median_ms'] / best[b]['median_ms']:.2f}" if row else "-")
+                if any(v != "-" for v in ratios):
+                    lines.append(f"| {b} | {s} | {variant} | " + " | ".join(ratios) + " |")
+    lines += ["", *targets_report(rows)]
+    return "\n".join(lines)
+
+
+def targets_report(rows: list[dict]) -> list[str]:
+    """The kernel issue's targets, measured (best S per block, stages 1-3)."""
+    best = best_dense(rows)
+    out = ["### Against the targets", ""]
+
+    def best_ratio(block, rate, variant="fused"):
+        cands = [r["median_ms"] for r in rows if r["block"] == block and r["r"] == rate
+                 and r["variant"] == variant]
+        return min(cands) / best[block]["median_ms"] if cands else None
+
+    for rate, goal in ((0.5, 0.55), (0.25, 0.35), (1.0, 1.10)):
+        vals = {b: best_ratio(b, rate) for b in best if b[1] in "123"}
+        vals = {b: v for b, v in vals.items() if v is not None}
+        if vals:
+            text = ", ".join(f"{b} {v:.2f}" for b, v in sorted(vals.items()))
+            ok = all(v <= goal for v in vals.values())
+            out.append(f"- r={rate}: best-S fused / best dense (goal <= {goal}): {text} "
+                       f"-> {'met' if ok else 'missed'}")
+    speedups = []
+    for b in best:
+        for s in {r["S"] for r in rows if r["block"] == b and r["S"] is not None}:
+            f = _find(rows, b, "fused", s, 0.5)
+            u = _find(rows, b, "unfused", s, 0.5)
+            if f and u:
+                speedups.append(u["median_ms"] / f["median_ms"])
+    if speedups:
+        out.append(f"- fused vs unfused at r=0.5 (goal >= 2.3x): median "
+                   f"{statistics.median(speedups):.2f}x, range {min(speedups):.2f}-"
+                   f"{max(speedups):.2f}x over {len(speedups)} (block, S)")
+    ort = {r["block"]: r for r in rows if r["variant"] == "dense_onnxruntime"}
+    ours = {r["block"]: r for r in rows if r["variant"] == "dense_tvm"}
+    common = sorted(set(ort) & set(ours))
+    if common:
+        ratios = [ours[b]["gflops"] / ort[b]["gflops"] for b in common]
+        out.append("- dense TVM (our rules) GFLOP/s / ONNX Runtime (goal >= 1.0): "
+                   + ", ".join(f"{b} {v:.2f}" for b, v in zip(common, ratios, strict=True)))
+    return out
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """r_l = l_fused / l_best_dense against r, one line per S, one panel per block."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    best = best_dense(rows)
+    blocks = sorted({r["block"] for r in rows if r["S"] is not None},
+                    key=lambda b: (int(b[1]), int(b[3:])))
+    cols = min(4, len(blocks))
+    fig, axes = plt.subplots(math.ceil(len(blocks) / cols), cols, figsize=(4 * cols, 3.3 *
+                             math.ceil(len(blocks) / cols)), squeeze=False)
+    for ax, b in zip(axes.flat, blocks, strict=False):
+        for s in sorted({r["S"] for r in rows if r["block"] == b and r["S"] is not None}):
+            pts = sorted((r["r"], r["median_ms"] / best[b]["median_ms"]) for r in rows
+                         if r["block"] == b and r["S"] == s and r["variant"] == "fused")
+            ax.plot(*zip(*pts, strict=True), marker="o", label=f"S={s}")
+        ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=1)
+        ax.axhline(1.0, c="k", lw=0.8)
+        ax.set_title(f"{b} (stride {next(r['stride'] for r in rows if r['block'] == b)})")
+        ax.set_xlabel("activation rate r")
+        ax.set_ylabel("latency / best dense")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(blocks):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+
+
+def write_readme_section(markdown: str, command: str) -> None:
+    text = README.read_text() if README.exists() else "# Benchmarks\n"
+    section = f"{BEGIN}\n## Blocks (`{command}`)\n\n{markdown}\n{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    tmp = README.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(README)
+
+
+def _dense_names(rows):
+    return sorted({r["variant"] for r in rows if r["variant"].startswith("dense_")})
+
+
+def _rates(rows):
+    return sorted({r["r"] for r in rows if r["S"] is not None})
+
+
+def _find(rows, block, variant, s=None, rate=None):
+    return next((r for r in rows if r["block"] == block and r["variant"] == variant
+                 and (s is None or r["S"] == s) and (rate is None or r["r"] == rate)), None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.blocks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default="results/blocks.json")
+    parser.add_argument("--png", default="results/blocks.png")
+    parser.add_argument("--quick", action="store_true", help="3 blocks, S 2/4/7, r .25/.5/1")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="peer rounds (median of medians)")
+    parser.add_argument("--no-readme", action="store_true", help="do not update the README")
+    args = parser.parse_args(argv)
+    shapes = [s.name for s in BLOCK_SHAPES]
+    granularities, rates, repeats = GRANULARITIES, RATES, args.repeats
+    if args.quick:
+        shapes, granularities, rates = QUICK["shapes"], QUICK["granularities"], QUICK["rates"]
+        repeats = min(repeats, QUICK["repeats"])
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    rows = [{"S": None, "r": 1.0, **row}  # dense peers: every pixel computed
+            for row in measure_peers(shapes, repeats=repeats,
+                                     rounds=1 if args.quick else args.rounds, log=log)]
+    for name in shapes:
+        wait_for_idle()
+        log(f"[blocks] TVM pipelines for {name}")
+        rows += run_isolated("benchmarks.blocks:measure_tvm",
+                             {"shape": name, "granularities": granularities, "rates": rates,
+                              "variants": SPARSE_VARIANTS, "repeats": repeats}, timeout=1800)
+    write_json_atomic(args.json, {"rows": rows, "quick": args.quick, "repeats": repeats})
+    plot(rows, Path(args.png))
+    markdown = summarise(rows)
+    print(markdown)
+    if not args.no_readme:
+        command = "python -m benchmarks.blocks" + (" --quick" if args.quick else "")
+        write_readme_section(markdown + f"\n\nPlot: `{args.png}`.", command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

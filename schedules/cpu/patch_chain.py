@@ -1,0 +1,58 @@
+"""Chains of convolutions per patch (whole-block fusion, conv1 on halos) on CPUs.
+
+Pattern matched: a kernel with the ``las.chain`` attribute, ``"conv1:epilogue1:1,..."``: the
+(reduction block, epilogue block, number of reduction loops) of each conv, in order, all over
+the same patch loop; the last conv's epilogue writes the output.
+
+Schedule strategy:
+1. move the chain under the last conv's patch loop (compute_at, last producer first), so one
+   patch's intermediates (e.g. conv1 on its halo, span^2 x width) are per-thread scratch
+   buffers that stay in L1/L2;
+2. mark the patch loop parallel (before step 3: ``parallel()`` rejects decomposed reductions);
+3. tile every conv with the same register micro-kernel as every other conv
+   (:func:`tile_reduction`), epilogues on the register tiles.
+Not done: sharing halo results between neighbouring patches (would need ordering between
+threads; the recompute is the price of independent patches).
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir
+
+from ..base import check, new_schedule
+from .base import CPURule
+from .tiled_conv import get_config, tile_reduction
+
+
+def parse_chain(text: str) -> list[tuple[str, str, int]]:
+    """``"conv1:epilogue1:1,conv:epilogue:3"`` -> [("conv1", "epilogue1", 1), ...]."""
+    stages = []
+    for item in str(text).split(","):
+        parts = item.split(":")
+        check(len(parts) == 3 and parts[2].isdigit(), f"bad las.chain entry {item!r}")
+        stages.append((parts[0], parts[1], int(parts[2])))
+    return stages
+
+
+class PatchChain(CPURule):
+    def __init__(self, config=None):
+        self.config = config
+
+    def apply(self, func, target) -> s_tir.Schedule | None:
+        if not self.is_target_available(target) or func.attrs is None:
+            return None
+        if "las.chain" not in func.attrs:
+            return None
+        cfg = self.config or get_config(target)
+        chain = parse_chain(func.attrs["las.chain"])
+        sch = new_schedule(func)
+        get = sch.get_sblock
+        patch = sch.get_loops(get(chain[-1][0]))[0]
+        for conv, epilogue, _ in reversed(chain[:-1]):
+            sch.compute_at(get(epilogue), patch)
+            sch.compute_at(get(conv), patch)
+        sch.parallel(patch)
+        for conv, epilogue, num_reduce in chain:
+            tile_reduction(sch, get(conv), get(epilogue), num_reduce, cfg,
+                           str(func.attrs["las.kernel"]), parallel=False)
+        return sch
