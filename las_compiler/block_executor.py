@@ -25,6 +25,8 @@ in a network the block input is dead after the block. Callers that still need x 
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,13 +120,24 @@ class BlockExecutor:
         getattr(self, f"_build_{variant}")()
         self.last_active = None
         self._fixed = None  # (n, partition, count) from fix_active_cells()
+        self._timings: dict[str, list[float]] | None = None  # per-kernel, while profiling
 
     # -- helpers ---------------------------------------------------------------------------
     def _empty(self, *shape, dtype="float32"):
         return tvm.runtime.empty(shape, dtype, self.device)
 
     def _kernel(self, generator, *args):
-        return kernel_function(generator, *args, target=self._target)
+        func = kernel_function(generator, *args, target=self._target)
+        name = generator.__name__
+
+        def call(*call_args):
+            if self._timings is None:
+                return func(*call_args)
+            start = time.perf_counter()  # CPU kernels return when done: no sync needed
+            func(*call_args)
+            self._timings[name].append((time.perf_counter() - start) * 1e3)
+
+        return call
 
     def _flat(self, x, channels):
         g = self.geometry
@@ -276,6 +289,23 @@ class BlockExecutor:
         self.k_add(self._shortcut(x)._create_view(size), self.scattered._create_view(size),
                    self.out._create_view(size))
         return self.out
+
+    def profile(self, x: tvm.runtime.Tensor, repeats: int = 20) -> dict[str, float]:
+        """Median milliseconds per kernel over ``repeats`` runs (after one warm-up run), plus
+        ``"total"`` (median of whole runs, including the Python glue between kernels)."""
+        self.run(x)
+        self._timings = defaultdict(list)
+        totals = []
+        try:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                self.run(x)
+                totals.append((time.perf_counter() - start) * 1e3)
+            per_run = {k: sorted(v)[len(v) // 2] * len(v) / repeats
+                       for k, v in self._timings.items()}  # kernels called twice count twice
+        finally:
+            self._timings = None
+        return {**per_run, "total": sorted(totals)[len(totals) // 2]}
 
     def run(self, x: tvm.runtime.Tensor):
         """Run the block on NHWC ``x`` (overwritten by in-place pipelines); returns NHWC output."""

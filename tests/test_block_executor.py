@@ -27,9 +27,9 @@ def run(executor, x):
 
 # (in_channels, planes, stride, size, S, batch): few geometries, so compiled kernels are reused
 # while hypothesis varies the masks; together they cover stride 1/2, downsample with stride 1,
-# S = 1, S that does not divide the map, and batch > 1.
+# S = 1, S that does not divide the map, a single patch covering the map, and batch > 1.
 GEOMETRIES = [(64, 16, 1, 12, 4, 2), (32, 16, 2, 13, 3, 1), (64, 32, 1, 9, 1, 1),
-              (64, 16, 2, 16, 2, 2)]
+              (64, 16, 2, 16, 2, 2), (32, 16, 2, 14, 7, 2)]
 
 
 @pytest.mark.parametrize("variant", ["fused", "halo", "whole", "unfused"])
@@ -83,3 +83,17 @@ def test_bad_inputs_are_clear_errors(target):
         BlockExecutor(block, 1, 16, 16, target, "sparse")
     with pytest.raises(ValueError, match="eval-mode"):
         BlockExecutor(block.train(), 1, 16, 16, target)
+
+
+@pytest.mark.parametrize("variant, kernels", [
+    ("halo", {"masker", "compact", "halo_conv3x3", "conv1x1_scatter_add"}),
+    ("fused", {"masker", "compact", "conv1x1", "gather_conv3x3", "conv1x1_scatter_add"}),
+])
+def test_profile_names_every_kernel_of_the_pipeline(target, variant, kernels):
+    block = make_block(64, 16, 1, 4)
+    executor = BlockExecutor(block, 1, 16, 16, target, variant)
+    x = tvm.runtime.tensor(torch.rand(1, 16, 16, 64).numpy())
+    profile = executor.profile(x, repeats=3)
+    assert set(profile) == kernels | {"total"}
+    assert all(v >= 0 for v in profile.values())
+    assert executor.run(x) is not None  # profiling leaves the executor usable

@@ -52,11 +52,12 @@ def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_chann
     ):
         T.func_attr({"tirx.noalias": True, "las.kernel": "fused_block",
                      "las.chain": "conv1:epilogue1:1,conv2:epilogue2:3,conv3:epilogue3:1"})
-        acc1 = T.sblock_alloc_buffer((total, halo, Wd), "float32")
-        h1 = T.sblock_alloc_buffer((total, halo, Wd), "float32")
-        acc2 = T.sblock_alloc_buffer((total, S * S, Wd), "float32")
-        y2 = T.sblock_alloc_buffer((total, S * S, Wd), "float32")
-        acc3 = T.sblock_alloc_buffer((total, S * S, K), "float32")
+        # scratch sized by n (not the static cell count): the schedule shrinks it to one patch
+        acc1 = T.sblock_alloc_buffer((n, halo, Wd), "float32")
+        h1 = T.sblock_alloc_buffer((n, halo, Wd), "float32")
+        acc2 = T.sblock_alloc_buffer((n, S * S, Wd), "float32")
+        y2 = T.sblock_alloc_buffer((n, S * S, Wd), "float32")
+        acc3 = T.sblock_alloc_buffer((n, S * S, K), "float32")
         for p, m, k, rc in T.grid(n, halo, Wd, Cin):
             with T.sblock("conv1"):
                 vp, vm, vk, vrc = T.axis.remap("SSSR", [p, m, k, rc])
