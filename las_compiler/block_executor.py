@@ -105,10 +105,11 @@ class BlockExecutor:
         c, w, k = self.channels
         if self.has_downsample:
             self.k_down = self._kernel(op.conv1x1, batch, height, width, c, k, block.stride,
-                                       "none")
+                                       "none", label="downsample")
             self.identity = self._empty(int(np.prod(self.out_shape[:3])), k)
         if variant not in ("whole", "halo"):
-            self.k_conv1 = self._kernel(op.conv1x1, batch, height, width, c, w, 1, "relu")
+            self.k_conv1 = self._kernel(op.conv1x1, batch, height, width, c, w, 1, "relu",
+                                        label="conv1")
             self.h1 = self._empty(batch * height * width, w)
         if variant != "dense":
             cells = g.num_cells
@@ -126,9 +127,10 @@ class BlockExecutor:
     def _empty(self, *shape, dtype="float32"):
         return tvm.runtime.empty(shape, dtype, self.device)
 
-    def _kernel(self, generator, *args):
+    def _kernel(self, generator, *args, label: str | None = None):
+        """A compiled kernel; ``label`` names it in profiles (default: the generator's name)."""
         func = kernel_function(generator, *args, target=self._target)
-        name = generator.__name__
+        name = label or generator.__name__
 
         def call(*call_args):
             if self._timings is None:
@@ -205,12 +207,9 @@ class BlockExecutor:
         return self.out._create_view(self.out_shape)
 
     def _build_fused(self):
-        g, (_, w, k) = self.geometry, self.channels
-        self.y2 = self._empty(g.num_cells, g.granularity**2, w)
+        g, w = self.geometry, self.channels[1]
         self.k_gather_conv = self._kernel(op.gather_conv3x3, g, w, w)
-        self.k_scatter = self._kernel(op.conv1x1_scatter_add, g, w, k)
-        if self.has_downsample:
-            self.k_relu = self._kernel(op.relu_inplace, int(np.prod(self.out_shape)))
+        self._build_scatter_add()
 
     def _run_fused(self, x):
         prm, g = self.params, self.geometry
@@ -218,6 +217,14 @@ class BlockExecutor:
         y2 = self.y2._create_view((n, g.granularity**2, self.channels[1]))
         self.k_gather_conv(self._conv1(x), idx, prm["w2"], prm["b2"], y2)
         return self._scatter_add(x, y2, idx)
+
+    def _build_scatter_add(self):
+        """Patch buffer, scatter kernel (and ReLU for downsample blocks) of fused and halo."""
+        g, (_, w, k) = self.geometry, self.channels
+        self.y2 = self._empty(g.num_cells, g.granularity**2, w)
+        self.k_scatter = self._kernel(op.conv1x1_scatter_add, g, w, k)
+        if self.has_downsample:
+            self.k_relu = self._kernel(op.relu_inplace, int(np.prod(self.out_shape)))
 
     def _scatter_add(self, x, y2, idx):
         """conv3 + shortcut + ReLU of the active patches, in place into the shortcut."""
@@ -229,12 +236,9 @@ class BlockExecutor:
         return out
 
     def _build_halo(self):
-        g, (c, w, k) = self.geometry, self.channels
-        self.y2 = self._empty(g.num_cells, g.granularity**2, w)
+        g, (c, w, _) = self.geometry, self.channels
         self.k_halo_conv = self._kernel(op.halo_conv3x3, g, c, w)
-        self.k_scatter = self._kernel(op.conv1x1_scatter_add, g, w, k)
-        if self.has_downsample:
-            self.k_relu = self._kernel(op.relu_inplace, int(np.prod(self.out_shape)))
+        self._build_scatter_add()
 
     def _run_halo(self, x):
         prm, g = self.params, self.geometry
