@@ -202,7 +202,7 @@ class BlockExecutor:
         prm = self.params
         shortcut = self._shortcut(x)._create_view((int(np.prod(self.out_shape[:3])),
                                                    self.out_shape[3]))
-        self.k_conv2(self._conv1(x), prm["w2"], prm["b2"], self.h2)
+        self.k_conv2(self._conv1(x), prm["w2"], prm["b2"], self.dummy, self.h2)
         self.k_conv3(self.h2, prm["w3"], prm["b3"], shortcut, self.out)
         return self.out._create_view(self.out_shape)
 

@@ -206,3 +206,33 @@ def host_target(
     import tvm
 
     return tvm.target.Target(host_target_dict(cpuinfo_text, num_cores, machine))
+
+
+def resolve_target(spec):
+    """One place that turns what a user typed into a ``tvm.target.Target``.
+
+    Accepts ``"host"`` (this CPU, see :func:`host_target`), a TVM tag (``"nvidia/jetson-tx2"``;
+    ``tvm.target.list_tags()``), a target dict, its JSON text, or a ``Target``. Anything else
+    raises ``ValueError`` naming the input and the accepted forms.
+    """
+    import json
+
+    import tvm
+
+    if isinstance(spec, tvm.target.Target):
+        return spec
+    if isinstance(spec, dict):
+        return tvm.target.Target(spec)
+    text = str(spec).strip()
+    if text == "host":
+        return host_target()
+    if text.startswith("{"):
+        try:
+            return tvm.target.Target(json.loads(text))
+        except (json.JSONDecodeError, ValueError) as err:
+            raise ValueError(f"invalid target JSON {text!r}: {err}") from None
+    if text in tvm.target.list_tags():
+        return tvm.target.Target(text)
+    raise ValueError(f"unknown target {text!r}: use 'host', a TVM target tag such as "
+                     "'nvidia/jetson-tx2' (see tvm.target.list_tags()), or a target JSON object "
+                     "such as '{\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\"}'")

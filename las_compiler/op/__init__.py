@@ -22,14 +22,15 @@ Conventions shared by every kernel (and assumed by the schedule rules in
 * ``las.kernel`` names the kernel kind for rule dispatch and for the latency predictor.
 """
 
-from .dense import conv1x1, conv3x3, relu_inplace
+from .dense import conv1x1, conv2d, conv3x3, relu_inplace
 from .fused_block import copy_inactive, fused_block
 from .gather_conv import gather_conv3x3, halo_conv3x3
-from .masker import compact, masker
+from .masker import active_prefix, compact, masker
 from .scatter_conv import conv1x1_scatter_add
 from .unfused import add_relu, gather_patches, gathered_conv3x3, patch_conv1x1, scatter_patches
 
 __all__ = [
+    "active_prefix",
     "add_relu",
     "fused_block",
     "gather_patches",
@@ -40,6 +41,7 @@ __all__ = [
     "compact",
     "conv1x1",
     "conv1x1_scatter_add",
+    "conv2d",
     "conv3x3",
     "copy_inactive",
     "gather_conv3x3",

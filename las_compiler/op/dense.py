@@ -71,34 +71,47 @@ def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue=
 
 
 def conv3x3(batch, height, width, in_channels, out_channels, stride=1):
-    """Dense 3x3 conv (padding 1) + bias + ReLU: ``(x[N,H,W,C], w[K/16,3,3,C,16], bias, y[M,K])``.
+    """Dense 3x3 conv (padding 1) + bias + ReLU: the bottleneck's conv2 (see :func:`conv2d`)."""
+    return conv2d(batch, height, width, in_channels, out_channels, 3, stride, 1, "relu")
 
-    A separate pad stage (about 0.5 % of the time) keeps the hot loop free of bounds checks.
+
+def conv2d(batch, height, width, in_channels, out_channels, kernel, stride=1, padding=0,
+           epilogue="relu"):
+    """Dense kxk conv + bias + epilogue: ``(x[N,H,W,C], w[K/16,k,k,C,16], bias, res, y[M,K])``.
+
+    Covers the 3x3 convs and the 7x7 stem. A separate pad stage (about 0.5 % of the time) keeps
+    the hot loop free of bounds checks. ``res`` is read only by the "add_relu" epilogue (pass a
+    1x1 dummy otherwise), as in :func:`conv1x1`.
     """
-    N, H, W, C, K, s = batch, height, width, in_channels, out_channels, stride  # noqa: N806
-    Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1  # noqa: N806
+    _check_epilogue(epilogue)
+    N, H, W, C, K, s, r, p = (batch, height, width, in_channels,  # noqa: N806
+                              out_channels, stride, kernel, padding)
+    Ho, Wo = (H + 2 * p - r) // s + 1, (W + 2 * p - r) // s + 1  # noqa: N806
     M = N * Ho * Wo  # noqa: N806
+    Hp, Wp = H + 2 * p, W + 2 * p  # noqa: N806
+    res_shape = (M, K) if epilogue == "add_relu" else (1, 1)
 
     @T.prim_func(s_tir=True)
     def func(
         x: T.Buffer((N, H, W, C), "float32"),
-        w: T.Buffer((K // NB, 3, 3, C, NB), "float32"),
+        w: T.Buffer((K // NB, r, r, C, NB), "float32"),
         bias: T.Buffer((K,), "float32"),
+        residual: T.Buffer(res_shape, "float32"),
         y: T.Buffer((M, K), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "conv3x3",
+        T.func_attr({"tirx.noalias": True, "las.kernel": "conv2d",
                      "las.reduce_block": "conv", "las.num_reduce": 3})
-        padded = T.sblock_alloc_buffer((N, H + 2, W + 2, C), "float32")
+        padded = T.sblock_alloc_buffer((N, Hp, Wp, C), "float32")
         acc = T.sblock_alloc_buffer((M, K), "float32")
-        for b, a, c, ch in T.grid(N, H + 2, W + 2, C):
+        for b, a, c, ch in T.grid(N, Hp, Wp, C):
             with T.sblock("pad"):
                 vb, va, vc, vch = T.axis.remap("SSSS", [b, a, c, ch])
                 padded[vb, va, vc, vch] = T.if_then_else(
-                    1 <= va and va <= H and 1 <= vc and vc <= W,
-                    x[vb, va - 1, vc - 1, vch],
+                    p <= va and va < H + p and p <= vc and vc < W + p,
+                    x[vb, va - p, vc - p, vch],
                     T.float32(0),
                 )
-        for m, k, ry, rx, rc in T.grid(M, K, 3, 3, C):
+        for m, k, ry, rx, rc in T.grid(M, K, r, r, C):
             with T.sblock("conv"):
                 vm, vk, vry, vrx, vrc = T.axis.remap("SSRRR", [m, k, ry, rx, rc])
                 with T.init():
@@ -109,7 +122,12 @@ def conv3x3(batch, height, width, in_channels, out_channels, stride=1):
         for m, k in T.grid(M, K):
             with T.sblock("epilogue"):
                 vm, vk = T.axis.remap("SS", [m, k])
-                y[vm, vk] = T.max(acc[vm, vk] + bias[vk], T.float32(0))
+                if epilogue == "none":
+                    y[vm, vk] = acc[vm, vk] + bias[vk]
+                elif epilogue == "relu":
+                    y[vm, vk] = T.max(acc[vm, vk] + bias[vk], T.float32(0))
+                else:
+                    y[vm, vk] = T.max(acc[vm, vk] + bias[vk] + residual[vm, vk], T.float32(0))
 
     return func
 

@@ -103,3 +103,24 @@ def compact(num_cells: int):
             count[0] = active[0]
 
     return func
+
+
+def active_prefix(num_cells: int):
+    """PrimFunc ``(idx[cells] int32, active[n] int32)``: the first n entries of a compaction.
+
+    The sparse kernels take ``idx`` of shape (n,); in a Relax graph n is the symbolic shape made
+    from ``count``. This copy is a kernel of ours rather than a Relax ``strided_slice`` because
+    Relax's FuseOps may move a fused slice above the ``match_cast`` that defines n.
+    """
+
+    @T.prim_func(s_tir=True)
+    def func(idx: T.Buffer((num_cells,), "int32"), active_handle: T.handle):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "active_prefix"})
+        n = T.int32()
+        active = T.match_buffer(active_handle, (n,), "int32")
+        for i in range(n):
+            with T.sblock("copy"):
+                vi = T.axis.remap("S", [i])
+                active[vi] = idx[vi]
+
+    return func

@@ -162,18 +162,29 @@ def test_dense_conv1x1(target, stride, epilogue):
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("stride, size", [(1, (14, 14)), (2, (14, 14)), (2, (9, 12))])
-def test_dense_conv3x3(target, stride, size):
-    n, c, k = 2, 16, 32
+@pytest.mark.parametrize("kernel, stride, padding, size, epilogue", [
+    (3, 1, 1, (14, 14), "relu"), (3, 2, 1, (14, 14), "relu"), (3, 2, 1, (9, 12), "add_relu"),
+    (7, 2, 3, (17, 22), "relu"),  # the stem's shape class (C=3 input)
+    (3, 1, 0, (8, 9), "none"),
+])
+def test_dense_conv2d(target, kernel, stride, padding, size, epilogue):
+    n, k = 2, 32
+    c = 3 if kernel == 7 else 16
     x = RNG.standard_normal((n, *size, c)).astype("float32")
-    w = (RNG.standard_normal((k, c, 3, 3)) * 0.1).astype("float32")
+    w = (RNG.standard_normal((k, c, kernel, kernel)) * 0.1).astype("float32")
     b = RNG.standard_normal(k).astype("float32")
-    ref = torch.relu(F.conv2d(nchw(x), torch.from_numpy(w), torch.from_numpy(b),
-                              stride=stride, padding=1))
-    ref = ref.permute(0, 2, 3, 1).reshape(-1, k).numpy()
+    ref = F.conv2d(nchw(x), torch.from_numpy(w), torch.from_numpy(b), stride=stride,
+                   padding=padding).permute(0, 2, 3, 1).reshape(-1, k).numpy()
+    residual = RNG.standard_normal(ref.shape).astype("float32")
+    if epilogue == "relu":
+        ref = np.maximum(ref, 0)
+    elif epilogue == "add_relu":
+        ref = np.maximum(ref + residual, 0)
+    res_arg = residual if epilogue == "add_relu" else np.zeros((1, 1), "float32")
     y = empty(*ref.shape)
-    kernel_function(op.conv3x3, n, *size, c, k, stride, target=target)(
-        tensor(x), tensor(pack_weight(w)), tensor(b), y)
+    kernel_function(op.conv2d, n, *size, c, k, kernel, stride, padding, epilogue,
+                    target=target)(tensor(x), tensor(pack_weight(w)), tensor(b),
+                                   tensor(res_arg), y)
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-4, atol=1e-4)
 
 

@@ -1,0 +1,91 @@
+"""The artifact directory of a compiled LAS network.
+
+Layout::
+
+    out/
+      model.so        TVM ``export_library`` of the Relax VM executable: kernels, VM bytecode
+                      and the BN-folded, packed weights (embedded constants)
+      metadata.json   model name, S per block, block pipelines, target, input spec, versions
+
+The directory is built under a temporary name beside the destination and renamed into place,
+so a failed or interrupted export never leaves a half-written artifact; an existing artifact
+at the destination is replaced only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+LIBRARY_FILE = "model.so"
+METADATA_FILE = "metadata.json"
+FORMAT = "las-compiler-artifact/1"
+
+
+class ArtifactError(ValueError):
+    """An artifact directory is missing, incomplete or corrupt."""
+
+
+def write_artifact(directory: str | os.PathLike, executable, metadata: dict) -> Path:
+    """Export ``executable`` and ``metadata`` to ``directory`` atomically; returns the path."""
+    dest = Path(directory).resolve()
+    parent = dest.parent
+    if dest.exists() and not dest.is_dir():
+        raise ArtifactError(f"output path {dest} exists and is not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=parent))
+    except OSError as err:
+        raise ArtifactError(f"cannot write the artifact to {dest}: {err.strerror}") from None
+    try:
+        executable.export_library(str(staging / LIBRARY_FILE))
+        (staging / METADATA_FILE).write_text(json.dumps({"format": FORMAT, **metadata},
+                                                        indent=2, sort_keys=True) + "\n")
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=parent))
+            os.replace(dest, old / "artifact")
+            os.replace(staging, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
+
+
+def read_metadata(directory: str | os.PathLike) -> dict:
+    path = Path(directory)
+    if not path.is_dir():
+        raise ArtifactError(f"{path} is not an artifact directory (expected {LIBRARY_FILE} and "
+                            f"{METADATA_FILE})")
+    meta_path = path / METADATA_FILE
+    try:
+        metadata = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing {METADATA_FILE}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{meta_path}: corrupt metadata ({err})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ArtifactError(f"{meta_path}: not a {FORMAT} metadata file")
+    return metadata
+
+
+def load_artifact(directory: str | os.PathLike):
+    """(runtime module, metadata) of an artifact; needs only ``tvm.runtime``."""
+    import tvm
+
+    metadata = read_metadata(directory)
+    library = Path(directory) / LIBRARY_FILE
+    if not library.is_file():
+        raise ArtifactError(f"{directory}: missing {LIBRARY_FILE}")
+    try:
+        module = tvm.runtime.load_module(str(library))
+    except Exception as err:  # noqa: BLE001 - the loader raises several FFI error types
+        raise ArtifactError(f"{library}: cannot load the compiled library "
+                            f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+                            ) from None
+    return module, metadata

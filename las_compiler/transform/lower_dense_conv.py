@@ -1,0 +1,161 @@
+"""LowerDenseConv: NHWC ``conv2d`` + bias [+ residual] [+ ReLU] -> one of our dense kernels.
+
+Relax's legalised conv2d has no CPU schedule worth running (the untuned default was ~100x
+slower than ONNX Runtime here); our dense kernels share the sparse kernels' register-tiled
+micro-kernel. Matched chains (after ``FoldBatchnormToConv2D`` and ``ConvertLayout`` to NHWC /
+OHWI, with constant weights):
+
+* ``relu(add(add(conv2d(x, W), B), R))`` -> epilogue ``add_relu`` (the dense block's conv3);
+* ``relu(add(conv2d(x, W), B))`` -> ``relu`` (stem, conv1, conv2);
+* ``add(conv2d(x, W), B)`` whose value is used elsewhere -> ``none`` (downsample shortcut);
+* ``conv2d`` alone -> ``none`` with a zero bias.
+
+1x1 kernels (any stride) go to ``op.conv1x1``, others to ``op.conv2d``. Convs that do not fit
+(groups, dilation, channels not a multiple of 16, non-constant weights) stay Relax convs and are
+legalised; the pass never fails on them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from .. import op
+from ..op.params import CHANNEL_BLOCK, pack_weight
+from .kernel_table import KernelTable, constant
+
+
+def _op_name(expr) -> str | None:
+    if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+        return expr.op.name
+    return None
+
+
+@tvm.transform.module_pass(opt_level=0, name="LowerDenseConv")
+class LowerDenseConv:
+    def __init__(self, target: tvm.target.Target):
+        self.target = target
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        rewriter = _Rewriter(mod)
+        for gvar, func in list(mod.functions_items()):
+            if isinstance(func, relax.Function):
+                rewriter.prepare(func)
+                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+        return relax.transform.DeadCodeElimination()(rewriter.builder_.get())
+
+
+@mutator
+class _Rewriter(PyExprMutator):
+    def __init__(self, mod):
+        super().__init__(mod)
+        self.kernels = KernelTable(self.builder_)
+
+    def prepare(self, func: relax.Function) -> None:
+        """Find the chains: ``self.chains`` maps a chain's top call to its match; vars inside
+        a chain are left to dead-code elimination."""
+        self.value_of: dict[relax.Var, relax.Expr] = {}
+        self.uses: dict[relax.Var, int] = {}
+        bindings = [b for block in func.body.blocks for b in block.bindings]
+        for binding in bindings:
+            self.value_of[binding.var] = binding.value
+            for used in relax.analysis.free_vars(binding.value):
+                self.uses[used] = self.uses.get(used, 0) + 1
+        for used in relax.analysis.free_vars(func.body.body):
+            self.uses[used] = self.uses.get(used, 0) + 1
+        self.chains: dict[relax.Call, tuple] = {}
+        absorbed: set[relax.Var] = set()
+        for binding in reversed(bindings):  # tops first: a relu absorbs its add and conv
+            if binding.var in absorbed:
+                continue
+            match = self._match(binding.value)
+            if match is not None:
+                self.chains[binding.value] = match[:4]
+                absorbed.update(match[4])
+
+    # -- matching ------------------------------------------------------------------------
+    def _value(self, expr, name: str):
+        """The value bound to ``expr`` if it is a call of op ``name`` used once, else None."""
+        if not isinstance(expr, relax.Var) or self.uses.get(expr, 0) != 1:
+            return None
+        value = self.value_of.get(expr)
+        return value if _op_name(value) == name else None
+
+    def _conv_bias(self, expr):
+        """(conv, bias constant or None, vars inside) for ``add(conv2d, const)`` / ``conv2d``."""
+        if _op_name(expr) == "relax.nn.conv2d":
+            return expr, None, []
+        if _op_name(expr) != "relax.add":
+            return None
+        for conv_arg, bias in (expr.args, expr.args[::-1]):
+            conv = self._value(conv_arg, "relax.nn.conv2d")
+            if conv is not None and isinstance(bias, tvm.ir.expr.Constant):
+                return conv, bias, [conv_arg]
+        return None
+
+    def _match(self, value):
+        """(conv, bias, epilogue, residual, absorbed vars) for a chain topped by ``value``."""
+        if _op_name(value) == "relax.nn.relu":
+            arg = value.args[0]
+            biased = self._value(arg, "relax.add")
+            if biased is None:
+                return None
+            match = self._conv_bias(biased)
+            if match is not None:
+                return match[0], match[1], "relu", None, [arg, *match[2]]
+            for inner, residual in (biased.args, biased.args[::-1]):
+                inner_value = self._value(inner, "relax.add")
+                match = self._conv_bias(inner_value) if inner_value is not None else None
+                if match is not None:
+                    return match[0], match[1], "add_relu", residual, [arg, inner, *match[2]]
+            return None
+        match = self._conv_bias(value)
+        if match is not None:
+            return match[0], match[1], "none", None, match[2]
+        return None
+
+    def visit_call_(self, call: relax.Call):
+        match = self.chains.get(call)
+        if match is not None:
+            lowered = self._lower(*match)
+            if lowered is not None:
+                return lowered
+        return super().visit_call_(call)
+
+    # -- lowering ------------------------------------------------------------------------
+    def _lower(self, conv: relax.Call, bias, epilogue: str, residual=None):
+        attrs = conv.attrs
+        x, weight = conv.args
+        if not isinstance(weight, tvm.ir.expr.Constant) or attrs.data_layout != "NHWC" \
+                or attrs.kernel_layout != "OHWI" or int(attrs.groups) != 1 \
+                or any(int(d) != 1 for d in attrs.dilation):
+            return None
+        w = weight.value.numpy().transpose(0, 3, 1, 2)  # OHWI -> OIHW
+        k, c, kh, kw = w.shape
+        stride = [int(s) for s in attrs.strides]
+        pad = [int(p) for p in attrs.padding]
+        if k % CHANNEL_BLOCK or kh != kw or stride[0] != stride[1] or len(set(pad)) != 1:
+            return None
+        n, h, wd, _ = (int(d) for d in x.ty.shape)
+        out_shape = tuple(int(d) for d in conv.ty.shape)
+        m = int(np.prod(out_shape[:3]))
+        b = np.zeros(k, np.float32) if bias is None else np.broadcast_to(
+            bias.value.numpy(), (1, 1, 1, k)).reshape(k)
+        if bias is not None and bias.value.numpy().size not in (1, k):
+            return None
+        x_new = self.visit_expr(x)
+        res = constant(np.zeros((1, 1)))
+        if residual is not None:
+            res = self.builder_.emit(relax.op.reshape(self.visit_expr(residual), (m, k)))
+        if kh == 1 and pad[0] == 0:
+            if stride[0] == 1:
+                x_new = self.builder_.emit(relax.op.reshape(x_new, (n * h * wd, c)))
+            gvar = self.kernels.get(op.conv1x1, n, h, wd, c, k, stride[0], epilogue)
+        else:
+            gvar = self.kernels.get(op.conv2d, n, h, wd, c, k, kh, stride[0], pad[0], epilogue)
+        y = self.builder_.emit(relax.call_tir(
+            gvar, [x_new, constant(pack_weight(w)), constant(b), res],
+            out_ty=relax.TensorType((m, k), "float32")))
+        return relax.op.reshape(y, out_shape)

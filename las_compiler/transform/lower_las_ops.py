@@ -1,0 +1,236 @@
+"""LowerLASOps: replace ``las.*`` calls by our kernels (the one LAS dispatch pass).
+
+Input: a Relax function where LAS ops are ``call_pure_packed("las.<op>", ...)`` on NCHW tensors
+(see ``frontend.convert``), after BN folding and layout conversion of the dense rest. Output:
+``call_tir`` / ``call_tir_inplace`` of the kernels in ``las_compiler.op`` on NHWC tensors:
+
+* ``las.masker`` -> masker kernel (one int32 flag per patch cell); the op's bool (N, gh, gw)
+  value is a reshape + cast of it, dead unless the mask is a model output.
+* ``las.sparse_bottleneck`` -> compaction (active cell ids + count) -> ``tensor_to_shape`` of
+  the count, so the number of active patches ``n`` is a symbolic Relax shape -> the block's
+  kernel pipeline on ``idx[:n]``:
+
+  - ``"fused"``: dense conv1 -> gather+conv3x3 (halo read from the conv1 map) ->
+    conv1x1+scatter-add+ReLU in place into the shortcut;
+  - ``"halo"``: conv1 computed on each active patch's halo inside the gather-conv kernel ->
+    conv1x1+scatter-add+ReLU in place.
+
+BN is folded into the kernels' weights here (numpy, at compile time) and weights are packed
+``[K/16][kh][kw][C][16]``. NCHW<->NHWC: an input produced by ``permute_dims(t, NHWC->NCHW)`` is
+read as ``t`` directly; results are returned as ``permute_dims(out, NHWC->NCHW)``, which
+``CancelTransposePairs`` removes when the consumer wants NHWC again.
+
+In-place scatter: the shortcut buffer is updated in place when the shortcut is dead after the
+block (always, in a ResNet); otherwise it is copied first, so the pass never changes a value a
+later binding reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tvm
+from tvm import relax, tirx
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from .. import op
+from ..frontend.convert import las_op_name
+from ..op.geometry import PatchGeometry
+from ..op.params import pack_weight
+from .kernel_table import KernelTable, constant, fold_bn_arrays, numpy_of
+
+PIPELINES = ("fused", "halo")
+TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+@tvm.transform.module_pass(opt_level=0, name="LowerLASOps")
+class LowerLASOps:
+    """Lower every ``las.*`` op of every Relax function in the module.
+
+    Parameters
+    ----------
+    target
+        The compile target (kernels are target-neutral today; rules schedule them later).
+    pipelines
+        Kernel pipeline per dynamic block in execution order, or one name for all blocks
+        (see :data:`PIPELINES`).
+    """
+
+    def __init__(self, target: tvm.target.Target, pipelines: str | Sequence[str] = "fused"):
+        self.target = target
+        names = [pipelines] if isinstance(pipelines, str) else list(pipelines)
+        for name in names:
+            if name not in PIPELINES:
+                raise ValueError(f"unknown block pipeline {name!r}; choose from {PIPELINES}")
+        self.pipelines = pipelines
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        rewriter = _Rewriter(mod, self.pipelines)
+        for gvar, func in list(mod.functions_items()):
+            if isinstance(func, relax.Function):
+                rewriter.prepare(func)
+                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+        if rewriter.pending_pipelines():
+            raise ValueError(f"{len(self.pipelines)} block pipelines given but the model has "
+                             f"{rewriter.block_index} dynamic blocks")
+        return rewriter.builder_.get()
+
+
+def _permutation(value) -> tuple[int, ...] | None:
+    if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) \
+            and value.op.name == "relax.permute_dims" and value.attrs.axes is not None:
+        return tuple(int(a) for a in value.attrs.axes)
+    return None
+
+
+def _shape(expr) -> tuple[int, ...]:
+    return tuple(int(d) for d in expr.ty.shape)
+
+
+@mutator
+class _Rewriter(PyExprMutator):
+    def __init__(self, mod: tvm.IRModule, pipelines):
+        super().__init__(mod)
+        self.kernels = KernelTable(self.builder_)
+        self.pipelines = pipelines
+        self.block_index = 0
+        self.masks: dict[relax.Var, relax.Expr] = {}  # masker result var -> int32 cell flags
+
+    # -- analysis of the original function ------------------------------------------------
+    def prepare(self, func: relax.Function) -> None:
+        """Index bindings: value of each var, position, and last use (through transposes)."""
+        self.value_of, self.position, self.var_of = {}, {}, {}
+        last_use: dict[relax.Var, float] = {}
+        alias: dict[relax.Var, relax.Var] = {}  # transposed view -> source
+        bindings = [b for block in func.body.blocks for b in block.bindings]
+        for index, binding in enumerate(bindings):
+            var, value = binding.var, binding.value
+            self.value_of[var], self.position[var] = value, index
+            self.var_of[value] = var
+            if _permutation(value) is not None and isinstance(value.args[0], relax.Var):
+                alias[var] = alias.get(value.args[0], value.args[0])
+            for used in relax.analysis.free_vars(value):
+                last_use[used] = index
+                if used in alias:
+                    last_use[alias[used]] = index
+        for used in relax.analysis.free_vars(func.body.body):  # function outputs
+            last_use[alias.get(used, used)] = last_use[used] = float("inf")
+        self.last_use = last_use
+
+    def pending_pipelines(self) -> bool:
+        return not isinstance(self.pipelines, str) and self.block_index != len(self.pipelines)
+
+    # -- helpers --------------------------------------------------------------------------
+    def emit(self, expr, name: str = "") -> relax.Var:
+        return self.builder_.emit(expr, name)
+
+    def _source(self, expr):
+        """The NHWC tensor an NCHW argument is a transpose of (original var), or None."""
+        if isinstance(expr, relax.Var) and _permutation(self.value_of.get(expr)) == TO_NCHW:
+            return self.value_of[expr].args[0]
+        return None
+
+    def nhwc(self, expr):
+        source = self._source(expr)
+        if source is not None:
+            return self.visit_expr(source)
+        return self.emit(relax.op.permute_dims(self.visit_expr(expr), TO_NHWC))
+
+    def call(self, generator, gen_args, args, out_shape, dtype="float32", name=""):
+        gvar = self.kernels.get(generator, *gen_args)
+        return self.emit(relax.call_tir(gvar, args, out_ty=relax.TensorType(out_shape, dtype)),
+                         name)
+
+    def call_inplace(self, generator, gen_args, args, index, name=""):
+        gvar = self.kernels.get(generator, *gen_args)
+        return self.emit(relax.call_tir_inplace(gvar, args, index, out_ty=args[index].ty), name)
+
+    # -- dispatch -------------------------------------------------------------------------
+    def visit_call_(self, call: relax.Call):
+        name = las_op_name(call)
+        if name is None:
+            return super().visit_call_(call)
+        if name == "las.masker":
+            return self._lower_masker(call)
+        if name == "las.sparse_bottleneck":
+            return self._lower_sparse_bottleneck(call)
+        raise ValueError(f"Unknown las op {name}; known: las.masker, las.sparse_bottleneck")
+
+    def _lower_masker(self, call: relax.Call):
+        x, weight, bias, granularity, stride = call.args[1:]
+        n, c, h, w = _shape(x)
+        geometry = PatchGeometry(n, h, w, int(granularity.value), int(stride.value))
+        flags = self.call(op.masker, (geometry, c),
+                          [self.nhwc(x), constant(numpy_of(weight, "masker weight")[:, :, 0, 0]),
+                           constant(numpy_of(bias, "masker bias"))],
+                          (geometry.num_cells,), "int32", "mask_flags")
+        self.masks[self.var_of[call]] = flags
+        grid = self.emit(relax.op.reshape(flags, (n, *geometry.grid)))
+        return relax.op.astype(grid, "bool")
+
+    def _cell_flags(self, mask):
+        if mask in self.masks:
+            return self.masks[mask]
+        flat = self.emit(relax.op.reshape(self.visit_expr(mask), (int(np.prod(_shape(mask))),)))
+        return self.emit(relax.op.astype(flat, "int32"))
+
+    def _pipeline(self) -> str:
+        if isinstance(self.pipelines, str):
+            return self.pipelines
+        if self.block_index >= len(self.pipelines):
+            raise ValueError(f"{len(self.pipelines)} block pipelines given but the model has "
+                             f"more dynamic blocks")
+        return self.pipelines[self.block_index]
+
+    def _lower_sparse_bottleneck(self, call: relax.Call):
+        args = call.args[1:]
+        x, identity, mask = args[:3]
+        convs = [args[3 + 5 * i: 8 + 5 * i] for i in range(3)]
+        granularity, stride, eps = (a.value for a in args[18:21])
+        pipeline = self._pipeline()
+        self.block_index += 1
+        n, c, h, w = _shape(x)
+        g = PatchGeometry(n, h, w, int(granularity), int(stride))
+        folded = [fold_bn_arrays(*(numpy_of(t, "bottleneck weight") for t in conv), float(eps))
+                  for conv in convs]
+        (w1, b1), (w2, b2), (w3, b3) = [(constant(pack_weight(wt)), constant(bs))
+                                        for wt, bs in folded]
+        width, k = folded[0][0].shape[0], folded[2][0].shape[0]
+
+        # active patches: ids first, count -> symbolic n
+        flags = self._cell_flags(mask)
+        gvar = self.kernels.get(op.compact, g.num_cells)
+        both = self.emit(relax.call_tir(gvar, [flags], out_ty=[
+            relax.TensorType((g.num_cells,), "int32"), relax.TensorType((1,), "int32")]))
+        cells = self.emit(relax.TupleGetItem(both, 0))
+        count = self.emit(relax.op.astype(relax.TupleGetItem(both, 1), "int64"))
+        active = tirx.Var(f"active{self.block_index - 1}", "int64")
+        self.builder_.match_cast(self.emit(relax.op.tensor_to_shape(count)),
+                                 relax.ShapeType([active]))
+        idx = self.call(op.active_prefix, (g.num_cells,), [cells], (active,), "int32", "idx")
+
+        x_nhwc = self.nhwc(x)
+        patch_out = (active, g.granularity**2, width)
+        if pipeline == "halo":
+            y2 = self.call(op.halo_conv3x3, (g, c, width), [x_nhwc, idx, w1, b1, w2, b2],
+                           patch_out)
+        else:
+            flat = self.emit(relax.op.reshape(x_nhwc, (n * h * w, c)))
+            h1 = self.call(op.conv1x1, (n, h, w, c, width, 1, "relu"),
+                           [flat, w1, b1, constant(np.zeros((1, 1)))], (n * h * w, width))
+            h1 = self.emit(relax.op.reshape(h1, (n, h, w, width)))
+            y2 = self.call(op.gather_conv3x3, (g, width, width), [h1, idx, w2, b2], patch_out)
+
+        shortcut = x_nhwc if identity.same_as(x) else self.nhwc(identity)
+        source = self._source(identity)  # None: nhwc() made a fresh transpose, ours to update
+        if source is not None and self.last_use.get(source, 0) > self.position[self.var_of[call]]:
+            shortcut = self.emit(relax.op.add(shortcut, relax.const(0.0, "float32")))  # a copy
+        out = self.call_inplace(op.conv1x1_scatter_add, (g, width, k),
+                                [y2, idx, w3, b3, shortcut, shortcut], 5, "block_out")
+        if not identity.same_as(x):  # inactive pixels of a projected shortcut need the ReLU
+            size = int(np.prod(_shape(out)))
+            flat = self.emit(relax.op.reshape(out, (size,)))
+            flat = self.call_inplace(op.relu_inplace, (size,), [flat, flat], 1)
+            out = self.emit(relax.op.reshape(flat, _shape(out)))
+        return relax.op.permute_dims(out, TO_NCHW)
