@@ -9,7 +9,11 @@ import argparse
 import json
 import sys
 
+import numpy as np
+
 from .models import DEFAULT_GRANULARITY, MODELS
+
+PIPELINES = ("fused", "halo")  # las_compiler.transform.PIPELINES, without importing TVM here
 
 
 def _input_size(text: str) -> tuple[int, int]:
@@ -55,6 +59,61 @@ def _cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from .compile_job import run_compile
+
+    report = run_compile(args.model, args.snet, args.rate, args.input_size, args.batch,
+                         args.checkpoint, args.seed, args.target, args.output,
+                         args.tuning_logs, args.pipeline, not args.no_dense, args.repeats)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.format())
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .bench_job import read_input
+    from .compiler import load
+
+    compiled = load(args.artifact)
+    x = read_input(args.image, compiled.metadata["input"]["shape"], args.seed)
+    logits, masks = compiled.run_with_masks(x)
+    top = np.argsort(-logits, axis=1)[:, : args.top]
+    result = {"top": [[{"class": int(c), "logit": float(logits[i, c])} for c in row]
+                      for i, row in enumerate(top)],
+              "activation": {b["name"]: float(m.mean()) for b, m in zip(
+                  [b for b in compiled.metadata["blocks"] if b["pipeline"] != "dense"], masks,
+                  strict=True)}}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    for i, row in enumerate(result["top"]):
+        classes = ", ".join(f"{e['class']} ({e['logit']:.3f})" for e in row)
+        print(f"image {i}: top-{args.top} classes: {classes}")
+    print("activation: " + "  ".join(f"{k} {v:.2f}" for k, v in result["activation"].items()))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench_job import PEERS, measure_peer, read_input
+    from .compiler import load
+
+    compiled = load(args.artifact)
+    x = read_input(None, compiled.metadata["input"]["shape"], args.seed)
+    rows = {"las": compiled.benchmark(x, repeat=args.repeats)["median_ms"]}
+    if args.vs == "dense":
+        for peer in PEERS:
+            rows[f"dense_{peer}"] = measure_peer(peer, compiled.metadata, args.repeats)
+    if args.json:
+        print(json.dumps({"median_ms": rows}, indent=1))
+        return 0
+    meta = compiled.metadata
+    print(f"{meta['model']}  S_net={meta['snet']}  input={meta['input']['shape']}  "
+          f"(median of {args.repeats} runs, 2 threads)")
+    for name, ms in rows.items():
+        ratio = f"  LAS / this = {rows['las'] / ms:.2f}" if name != "las" else ""
+        print(f"{name:<20}{ms:9.2f} ms{ratio}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="las", description="Compiler for latency-aware spatially dynamic networks."
@@ -64,6 +123,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(ref)
     ref.add_argument("--json", action="store_true", help="print the report as JSON")
     ref.set_defaults(func=_cmd_reference)
+
+    comp = sub.add_parser("compile", help="compile a LAS-ResNet for a target, export, report")
+    _add_model_args(comp)
+    comp.add_argument("--target", default="host",
+                      help="'host', a TVM tag (e.g. nvidia/jetson-tx2) or a target JSON object")
+    comp.add_argument("-o", "--output", default=None,
+                      help="artifact directory (default: out/<model>-<snet>)")
+    comp.add_argument("--tuning-logs", default=None, help="meta_schedule database directory")
+    comp.add_argument("--pipeline", default="fused", choices=PIPELINES,
+                      help="kernel pipeline of every dynamic block")
+    comp.add_argument("--no-dense", action="store_true",
+                      help="skip compiling and timing the dense network for comparison")
+    comp.add_argument("--repeats", type=int, default=30, help="timed runs per latency")
+    comp.add_argument("--json", action="store_true", help="print the report as JSON")
+    comp.set_defaults(func=_cmd_compile)
+
+    run = sub.add_parser("run", help="run an exported artifact on an image or .npy input")
+    run.add_argument("artifact", help="directory written by `las compile`")
+    run.add_argument("--image", default=None, help=".npy array or image file (random if absent)")
+    run.add_argument("--top", type=int, default=5)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(func=_cmd_run)
+
+    bench = sub.add_parser("bench", help="time an exported artifact (and dense peers)")
+    bench.add_argument("artifact", help="directory written by `las compile`")
+    bench.add_argument("--vs", choices=("none", "dense"), default="none",
+                       help="'dense': also time the dense network in ONNX Runtime and PyTorch")
+    bench.add_argument("--repeats", type=int, default=20)
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
@@ -71,13 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     if not argv:
-        argv = ["reference"]  # the main job; becomes `compile` when the compiler lands
+        argv = ["compile"]  # the main job: the default LAS-ResNet-50 for this CPU
     args = parser.parse_args(argv)
-    if args.batch < 1:
+    if getattr(args, "batch", 1) < 1:
         parser.error(f"--batch must be >= 1, got {args.batch}")
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
         parser.exit(2, f"las: error: {err}\n")
 
 

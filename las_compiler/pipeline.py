@@ -51,7 +51,8 @@ def _phases(target: tvm.target.Target, pipelines, database) -> list[tuple[str, l
         ("las-ops", [LowerLASOps(target, pipelines)]),
         # Phase 4. dense rest
         ("dense", [LowerDenseConv(target), CancelTransposePairs(),
-                   relax.transform.CanonicalizeBindings(), relax.transform.DeadCodeElimination(),
+                   relax.transform.CanonicalizeBindings(), relax.transform.RemoveRedundantReshape(),
+                   relax.transform.DeadCodeElimination(),
                    *cpu_backend.legalize_passes(target), relax.transform.DeadCodeElimination()]),
         # Phase 5. schedules: tuning logs first, then rules for everything else
         ("schedule", [*apply_database, ApplyScheduleRules(target)]),

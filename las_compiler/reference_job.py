@@ -7,12 +7,12 @@ forward, and reports per-block activation, the FLOPs ratio and the reference tim
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 
 from .models import build_model, calibrate, load_checkpoint, sparse_forward
+from .timing import median_ms
 
 
 @dataclass
@@ -65,14 +65,20 @@ class ReferenceReport:
         return "\n".join(lines)
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return sorted(times)[len(times) // 2]
+@torch.no_grad()
+def prepare_model(model_name: str, granularity: str, rate: float | None,
+                  input_size: tuple[int, int], batch: int, checkpoint: str | None, seed: int):
+    """(eval model, example input): built by name, checkpoint loaded, maskers calibrated to
+    ``rate`` on random images (``None``: keep the checkpoint's maskers). Seeded."""
+    torch.manual_seed(seed)
+    model = build_model(model_name, granularity).eval()
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    x = torch.randn(batch, 3, *input_size)
+    if rate is not None:
+        calibration = torch.randn(max(8, batch), 3, *input_size)
+        calibrate(model, rate, calibration)
+    return model, x
 
 
 @torch.no_grad()
@@ -87,14 +93,7 @@ def run_reference(
     repeats: int = 5,
 ) -> ReferenceReport:
     """Build, (calibrate,) run dense and sparse, and report. ``rate=None`` keeps the masker."""
-    torch.manual_seed(seed)
-    model = build_model(model_name, granularity).eval()
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    x = torch.randn(batch, 3, *input_size)
-    if rate is not None:
-        calibration = torch.randn(max(8, batch), 3, *input_size)
-        calibrate(model, rate, calibration)
+    model, x = prepare_model(model_name, granularity, rate, input_size, batch, checkpoint, seed)
     dense_logits, stats = model.forward_with_stats(x)
     sparse_logits = sparse_forward(model, x)
     rows = []
@@ -109,6 +108,6 @@ def run_reference(
         dense_gflops=stats.dense_flops / 1e9,
         sparse_gflops=float(stats.sparse_flops) / 1e9,
         max_abs_error=float((dense_logits - sparse_logits).abs().max()),
-        dense_ms=_median_ms(lambda: model(x), repeats),
-        sparse_ms=_median_ms(lambda: sparse_forward(model, x), repeats),
+        dense_ms=median_ms(lambda: model(x), repeats),
+        sparse_ms=median_ms(lambda: sparse_forward(model, x), repeats),
     )

@@ -236,3 +236,16 @@ def resolve_target(spec):
     raise ValueError(f"unknown target {text!r}: use 'host', a TVM target tag such as "
                      "'nvidia/jetson-tx2' (see tvm.target.list_tags()), or a target JSON object "
                      "such as '{\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\"}'")
+
+
+def describe_target(target) -> str:
+    """Short human label of a target (or its JSON text): ``llvm znver3``, ``cuda sm_62``."""
+    import json
+
+    text = str(target)
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    detail = fields.get("mcpu") or fields.get("arch") or fields.get("mtriple") or ""
+    return f"{fields.get('kind', '?')} {detail}".strip()

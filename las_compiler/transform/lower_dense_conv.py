@@ -8,7 +8,8 @@ OHWI, with constant weights):
 * ``relu(add(add(conv2d(x, W), B), R))`` -> epilogue ``add_relu`` (the dense block's conv3);
 * ``relu(add(conv2d(x, W), B))`` -> ``relu`` (stem, conv1, conv2);
 * ``add(conv2d(x, W), B)`` whose value is used elsewhere -> ``none`` (downsample shortcut);
-* ``conv2d`` alone -> ``none`` with a zero bias.
+* ``conv2d`` alone -> ``none`` with a zero bias;
+* ``add(matmul(x, W), b)`` (the classifier) -> ``op.conv1x1`` on N one-pixel images.
 
 1x1 kernels (any stride) go to ``op.conv1x1``, others to ``op.conv2d``. Convs that do not fit
 (groups, dilation, channels not a multiple of 16, non-constant weights) stay Relax convs and are
@@ -97,6 +98,9 @@ class _Rewriter(PyExprMutator):
 
     def _match(self, value):
         """(conv, bias, epilogue, residual, absorbed vars) for a chain topped by ``value``."""
+        linear = self._linear(value)
+        if linear is not None:
+            return linear
         if _op_name(value) == "relax.nn.relu":
             arg = value.args[0]
             biased = self._value(arg, "relax.add")
@@ -116,6 +120,18 @@ class _Rewriter(PyExprMutator):
             return match[0], match[1], "none", None, match[2]
         return None
 
+    def _linear(self, value):
+        """``add(matmul(x, W), b)`` with constant 2-D W and b: the classifier."""
+        if _op_name(value) != "relax.add":
+            return None
+        for mm_arg, bias in (value.args, value.args[::-1]):
+            matmul = self._value(mm_arg, "relax.matmul")
+            if matmul is not None and isinstance(bias, tvm.ir.expr.Constant) \
+                    and isinstance(matmul.args[1], tvm.ir.expr.Constant) \
+                    and len(matmul.args[0].ty.shape) == 2:
+                return matmul, bias, "linear", None, [mm_arg]
+        return None
+
     def visit_call_(self, call: relax.Call):
         match = self.chains.get(call)
         if match is not None:
@@ -126,6 +142,8 @@ class _Rewriter(PyExprMutator):
 
     # -- lowering ------------------------------------------------------------------------
     def _lower(self, conv: relax.Call, bias, epilogue: str, residual=None):
+        if epilogue == "linear":
+            return self._lower_linear(conv, bias)
         attrs = conv.attrs
         x, weight = conv.args
         if not isinstance(weight, tvm.ir.expr.Constant) or attrs.data_layout != "NHWC" \
@@ -159,3 +177,25 @@ class _Rewriter(PyExprMutator):
             gvar, [x_new, constant(pack_weight(w)), constant(b), res],
             out_ty=relax.TensorType((m, k), "float32")))
         return relax.op.reshape(y, out_shape)
+
+    def _lower_linear(self, matmul: relax.Call, bias):
+        """The classifier as a 1x1 conv over N one-pixel images (the GEMM micro-kernel);
+        output channels are zero-padded to a multiple of 16 and sliced off afterwards."""
+        x, weight = matmul.args
+        w = weight.value.numpy()  # (C, K): x @ w
+        c, k = w.shape
+        b = np.broadcast_to(bias.value.numpy(), (1, k)).reshape(k)
+        padded = -(-k // CHANNEL_BLOCK) * CHANNEL_BLOCK
+        w_oi = np.zeros((padded, c, 1, 1), np.float32)
+        w_oi[:k, :, 0, 0] = w.T
+        b_pad = np.zeros(padded, np.float32)
+        b_pad[:k] = b
+        n = int(x.ty.shape[0])
+        gvar = self.kernels.get(op.conv1x1, n, 1, 1, c, padded, 1, "none")
+        y = self.builder_.emit(relax.call_tir(
+            gvar, [self.visit_expr(x), constant(pack_weight(w_oi)), constant(b_pad),
+                   constant(np.zeros((1, 1)))],
+            out_ty=relax.TensorType((n, padded), "float32")))
+        if padded == k:
+            return y
+        return relax.op.strided_slice(y, axes=[1], begin=[0], end=[k])
