@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .deploy.artifact import check_writable
 from .reference_job import prepare_model
 from .target import describe_target
 
@@ -98,10 +99,11 @@ def run_compile(
     from .frontend import ExportableLASResNet
     from .target import resolve_target
 
-    target = resolve_target(target)  # fail fast, before the model is built and calibrated
+    # fail fast, before the model is built, calibrated and compiled
+    target = resolve_target(target)
+    output = Path(output) if output is not None else default_output(model_name, granularity)
+    check_writable(output)
     model, x = prepare_model(model_name, granularity, rate, input_size, batch, checkpoint, seed)
-    output = Path(output) if output is not None else default_output(model_name,
-                                                                     model.granularity_spec)
     compiled = compiler.compile(model, x, target, tuning_logs, pipelines=pipeline,
                                 metadata={"rate": rate, "seed": seed, "checkpoint": checkpoint})
     path = compiled.export(output)

@@ -4,9 +4,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from las_compiler.cli import main
+from las_compiler.compile_job import CompiledBlockRow, CompileReport
 
 
 def test_reference_report_json(capsys):
@@ -39,3 +41,68 @@ def test_bad_input_is_one_error_line(argv, message):
                           text=True, timeout=120)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """The main job at a small input size: (artifact directory, JSON report)."""
+    out = tmp_path_factory.mktemp("cli") / "art"
+    proc = subprocess.run([sys.executable, "-m", "las_compiler", "compile", "--input-size", "64",
+                           "--repeats", "3", "-o", str(out), "--json"], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout)
+
+
+@pytest.fixture()
+def artifact(compiled):
+    return compiled[0]
+
+
+def test_compile_report_and_artifact(compiled):
+    out, report = compiled
+    assert report["model"] == "las_resnet50" and report["snet"] == "4-4-2-1"
+    assert report["masks_equal"] and report["max_abs_error"] < 1e-3
+    assert report["las_ms"] > 0 and report["dense_ms"] > 0
+    assert len(report["blocks"]) == 16 and len(report["stage_activation"]) == 4
+    assert 0.3 < report["flops_ratio"] < 0.9
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["model"] == "las_resnet50" and meta["snet"] == "4-4-2-1" and meta["rate"] == 0.5
+    assert [b["pipeline"] for b in meta["blocks"]] == ["fused"] * 16
+    text = CompileReport(**{**report, "blocks": [CompiledBlockRow(**b) for b in
+                                                 report["blocks"]]}).format()
+    assert "masks identical" in text and "dense (same network" in text and "stage 4:" in text
+
+
+def test_run_and_bench_use_the_artifact(artifact, tmp_path, capsys):
+    image = tmp_path / "img.npy"
+    np.save(image, np.random.default_rng(0).standard_normal((3, 64, 64)).astype("float32"))
+    assert main(["run", str(artifact), "--image", str(image), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["top"][0]) == 5 and len(result["activation"]) == 16
+    assert main(["bench", str(artifact), "--vs", "dense", "--repeats", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["median_ms"]
+    assert set(rows) == {"las", "dense_onnxruntime", "dense_torch_eager"}
+    assert all(v > 0 for v in rows.values())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compile", "--target", "nonsense"], "unknown target 'nonsense'"),
+    (["compile", "--input-size", "64", "--checkpoint", "{ckpt}"], "checkpoint does not fit"),
+    (["compile", "--input-size", "64", "-o", "{file}/art"], "cannot write the artifact"),
+    (["run", "{file}"], "is not an artifact directory"),
+    (["run", "{artifact}", "--image", "{file}"], "not a valid .npy array"),
+])
+def test_compile_and_run_errors(argv, message, artifact, tmp_path):
+    ckpt = tmp_path / "small.pth"
+    import torch
+
+    torch.save({"fc.weight": torch.zeros(3, 3)}, ckpt)
+    bad = tmp_path / "file.npy"
+    bad.write_text("not an array")
+    argv = [a.format(ckpt=ckpt, file=bad, artifact=artifact) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "las_compiler", *argv], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "art").exists()

@@ -57,6 +57,20 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict) -> 
     return dest
 
 
+def check_writable(directory: str | os.PathLike) -> Path:
+    """Fail early (before a long compile) if the artifact cannot be written at ``directory``."""
+    dest = Path(directory).resolve()
+    if dest.exists() and not dest.is_dir():
+        raise ArtifactError(f"output path {dest} exists and is not a directory")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=dest.parent):
+            pass
+    except OSError as err:
+        raise ArtifactError(f"cannot write the artifact to {dest}: {err.strerror}") from None
+    return dest
+
+
 def read_metadata(directory: str | os.PathLike) -> dict:
     path = Path(directory)
     if not path.is_dir():

@@ -22,7 +22,7 @@ Conventions shared by every kernel (and assumed by the schedule rules in
 * ``las.kernel`` names the kernel kind for rule dispatch and for the latency predictor.
 """
 
-from .dense import conv1x1, conv2d, conv3x3, relu_inplace
+from .dense import conv1x1, conv2d, conv3x3, copy, relu_inplace
 from .fused_block import copy_inactive, fused_block
 from .gather_conv import gather_conv3x3, halo_conv3x3
 from .masker import active_prefix, compact, masker
@@ -43,6 +43,7 @@ __all__ = [
     "conv1x1_scatter_add",
     "conv2d",
     "conv3x3",
+    "copy",
     "copy_inactive",
     "gather_conv3x3",
     "masker",

@@ -145,3 +145,24 @@ def relu_inplace(size: int):
                 out[vi] = T.max(src[vi], T.float32(0))
 
     return func
+
+
+def copy(size: int):
+    """``out = src`` over a flat buffer, as a kernel Relax cannot turn into a view.
+
+    Written as a reduction over a unit axis on purpose: Relax's RewriteDataflowReshape turns any
+    call of a plain element copy into a zero-copy reshape, and this copy exists to get a buffer
+    that a later in-place kernel may overwrite while the original stays live.
+    """
+
+    @T.prim_func(s_tir=True)
+    def func(src: T.Buffer((size,), "float32"), out: T.Buffer((size,), "float32")):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "copy"})
+        for i, r in T.grid(size, 1):
+            with T.sblock("copy"):
+                vi, vr = T.axis.remap("SR", [i, r])
+                with T.init():
+                    out[vi] = T.float32(0)
+                out[vi] = out[vi] + src[vi + vr]
+
+    return func

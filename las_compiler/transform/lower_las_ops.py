@@ -222,13 +222,18 @@ class _Rewriter(PyExprMutator):
             h1 = self.emit(relax.op.reshape(h1, (n, h, w, width)))
             y2 = self.call(op.gather_conv3x3, (g, width, width), [h1, idx, w2, b2], patch_out)
 
-        shortcut = x_nhwc if identity.same_as(x) else self.nhwc(identity)
+        plain = identity.same_as(x) or (self._source(x) is not None and
+                                        self._source(x).same_as(self._source(identity)))
+        shortcut = x_nhwc if plain else self.nhwc(identity)
         source = self._source(identity)  # None: nhwc() made a fresh transpose, ours to update
         if source is not None and self.last_use.get(source, 0) > self.position[self.var_of[call]]:
-            shortcut = self.emit(relax.op.add(shortcut, relax.const(0.0, "float32")))  # a copy
+            size = int(np.prod(_shape(shortcut)))
+            flat = self.emit(relax.op.reshape(shortcut, (size,)))
+            copied = self.call(op.copy, (size,), [flat], (size,), name="shortcut_copy")
+            shortcut = self.emit(relax.op.reshape(copied, _shape(shortcut)))
         out = self.call_inplace(op.conv1x1_scatter_add, (g, width, k),
                                 [y2, idx, w3, b3, shortcut, shortcut], 5, "block_out")
-        if not identity.same_as(x):  # inactive pixels of a projected shortcut need the ReLU
+        if not plain:  # inactive pixels of a projected shortcut need the ReLU
             size = int(np.prod(_shape(out)))
             flat = self.emit(relax.op.reshape(out, (size,)))
             flat = self.call_inplace(op.relu_inplace, (size,), [flat, flat], 1)

@@ -1,0 +1,106 @@
+"""las_compiler.compile: the compiled network equals PyTorch (logits and every mask).
+
+Small-width networks (base_channels=16) cover the S / stride / batch / size / pipeline space
+in seconds per compile; one full-width LAS-ResNet-50 checks the real shapes. The full matrix of
+the issue (ResNet-50 and -101, three S_nets, batch 1 and 2, 224 and 192x256) runs with
+``LAS_FULL_MATRIX=1`` (about 10 minutes).
+"""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import las_compiler
+from las_compiler.frontend import ExportableLASResNet
+from las_compiler.models import LASResNet, build_model, calibrate
+
+
+def _check(model, x, **options):
+    compiled = las_compiler.compile(model, x, "host", **options)
+    static = set(options.get("static_blocks", ()))
+    with torch.no_grad():
+        reference = ExportableLASResNet(model, static)(x)
+    logits, masks = compiled.run_with_masks(x)
+    np.testing.assert_allclose(logits, reference[0].numpy(), rtol=1e-3, atol=1e-3)
+    assert len(masks) == len(reference) - 1
+    for got, expected in zip(masks, reference[1:], strict=True):
+        np.testing.assert_array_equal(got, expected.numpy())
+    return compiled, masks
+
+
+def _small(snet, depths=(2, 1, 2, 1), rate=0.5, size=(64, 64), seed=0):
+    torch.manual_seed(seed)
+    model = LASResNet(depths, snet, num_classes=10, base_channels=16).eval()
+    calibrate(model, rate, torch.randn(4, 3, *size))
+    return model
+
+
+@pytest.mark.parametrize("snet, batch, size, pipeline", [
+    ("1-1-1-1", 1, (64, 64), "fused"),
+    ("4-4-2-1", 2, (64, 64), "fused"),
+    ("4-4-2-1", 1, (48, 80), "halo"),     # non-square; maps S does not divide
+    ("8-4-2-1", 2, (96, 64), "halo"),
+    ("2-2-2-2", 1, (65, 63), "fused"),    # odd sizes: ceil grids, partial border patches
+])
+def test_small_networks_match_pytorch(snet, batch, size, pipeline):
+    model = _small(snet, size=size)
+    x = torch.randn(batch, 3, *size)
+    _, masks = _check(model, x, pipelines=pipeline)
+    rate = np.mean([m.mean() for m in masks])
+    assert 0.05 < rate < 0.95  # masks are neither all on nor all off
+
+
+def test_all_or_no_patches_and_static_blocks():
+    model = _small("4-4-2-1")
+    x = torch.randn(1, 3, 64, 64)
+    blocks = list(model.dynamic_blocks())
+    for block, bias in zip(blocks, [(-9, 9), (9, -9)] * 3, strict=False):  # off, on, off...
+        block.masker.conv2.weight.data.zero_()
+        block.masker.conv2.bias.data = torch.tensor(bias, dtype=torch.float32)
+    _, masks = _check(model, x, static_blocks=[1], pipelines=["fused", "halo", "fused", "halo",
+                                                              "fused"])
+    assert [float(m.mean()) for m in masks] == [0.0, 0.0, 1.0, 0.0, 1.0]
+
+
+def test_full_width_las_resnet50():
+    torch.manual_seed(0)
+    model = build_model("las_resnet50", "4-4-2-1").eval()
+    calibrate(model, 0.5, torch.randn(2, 3, 224, 224))
+    compiled, masks = _check(model, torch.randn(1, 3, 224, 224))
+    assert compiled.metadata["compile_seconds"] < 120
+    assert 0.3 < np.mean([m.mean() for m in masks]) < 0.7
+
+
+def test_bad_inputs_are_named():
+    model = _small("4-4-2-1", depths=(1, 1, 1, 1))
+    compiled = las_compiler.compile(model, torch.randn(1, 3, 64, 64), "host")
+    with pytest.raises(ValueError, match=r"input shape \(2, 3, 64, 64\) does not match the "
+                                         r"compiled shape \(1, 3, 64, 64\)"):
+        compiled.run(np.zeros((2, 3, 64, 64), np.float32))
+    with pytest.raises(TypeError, match="input dtype int64 is not floating point"):
+        compiled.run(np.zeros((1, 3, 64, 64), np.int64))
+    with pytest.raises(ValueError, match="unknown target 'nonsense'"):
+        las_compiler.compile(model, torch.randn(1, 3, 64, 64), "nonsense")
+    with pytest.raises(ValueError, match="S=4 does not fit block layer2.0"):
+        las_compiler.compile(model, torch.randn(1, 3, 16, 16), "host")
+    with pytest.raises(ValueError, match="unknown block pipeline 'dense'"):
+        las_compiler.compile(model, torch.randn(1, 3, 64, 64), "host", pipelines="dense")
+    with pytest.raises(ValueError, match="must hold database_workload.json"):
+        las_compiler.compile(model, torch.randn(1, 3, 64, 64), "host", tuning_logs="/nonexistent")
+
+
+FULL_MATRIX = [(name, snet, batch, size) for name in ("las_resnet50", "las_resnet101")
+               for snet in ("1-1-1-1", "4-4-2-1", "8-4-7-1") for batch in (1, 2)
+               for size in ((224, 224), (192, 256))]
+
+
+@pytest.mark.skipif(os.environ.get("LAS_FULL_MATRIX") != "1",
+                    reason="full-width matrix: set LAS_FULL_MATRIX=1 (about 10 minutes)")
+@pytest.mark.parametrize("name, snet, batch, size", FULL_MATRIX)
+def test_full_matrix(name, snet, batch, size):
+    torch.manual_seed(0)
+    model = build_model(name, snet).eval()
+    calibrate(model, 0.5, torch.randn(2, 3, *size))
+    _check(model, torch.randn(batch, 3, *size))
