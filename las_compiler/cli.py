@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 import numpy as np
 
@@ -160,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # torch.export's pytree emits a FutureWarning about its own internals on every export
+    warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")
     parser = build_parser()
     if not argv:
         argv = ["compile"]  # the main job: the default LAS-ResNet-50 for this CPU

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .deploy.artifact import check_writable
+from .deploy.artifact import check_writable, cross_linker
 from .reference_job import prepare_model
 from .target import describe_target
 
@@ -107,6 +107,7 @@ def run_compile(
     target = resolve_target(target)
     output = Path(output) if output is not None else default_output(model_name, granularity)
     check_writable(output)
+    cross_linker(str(target))  # a cross target needs its linker for the export
     model, x = prepare_model(model_name, granularity, rate, input_size, batch, checkpoint, seed)
     compiled = compiler.compile(model, x, target, tuning_logs, pipelines=pipeline,
                                 metadata={"rate": rate, "seed": seed, "checkpoint": checkpoint})

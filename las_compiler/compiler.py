@@ -211,7 +211,8 @@ class CompiledModel:
                 return artifact.write_artifact(path, module, self.metadata_without_format())
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        return artifact.write_artifact(path, self._module, self.metadata)
+        linker = artifact.cross_linker(self.metadata["target"])
+        return artifact.write_artifact(path, self._module, self.metadata, linker)
 
     def metadata_without_format(self) -> dict:
         return {k: v for k, v in self.metadata.items() if k != "format"}

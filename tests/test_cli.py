@@ -106,3 +106,14 @@ def test_compile_and_run_errors(argv, message, artifact, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "art").exists()
+
+
+@pytest.mark.skipif(__import__("shutil").which("aarch64-linux-gnu-gcc") is not None,
+                    reason="a cross linker is installed")
+def test_cross_target_without_linker_fails_before_compiling(tmp_path):
+    target = '{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a57"}'
+    proc = subprocess.run([sys.executable, "-m", "las_compiler", "compile", "--target", target,
+                           "-o", str(tmp_path / "art")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "needs a cross linker" in proc.stderr
+    assert not (tmp_path / "art").exists()

@@ -29,8 +29,32 @@ class ArtifactError(ValueError):
     """An artifact directory is missing, incomplete or corrupt."""
 
 
-def write_artifact(directory: str | os.PathLike, executable, metadata: dict) -> Path:
-    """Export ``executable`` and ``metadata`` to ``directory`` atomically; returns the path."""
+def cross_linker(target_json: str):
+    """``fcompile`` for ``export_library`` when the target's triple is not this machine's:
+    TVM's cross compiler driver around ``<triple>-gcc``; None for native targets."""
+    import platform
+
+    try:
+        triple = str(json.loads(target_json).get("mtriple", ""))
+    except json.JSONDecodeError:
+        return None
+    if not triple or triple.split("-")[0] == platform.machine():
+        return None
+    gcc = shutil.which(f"{triple}-gcc")
+    if gcc is None:
+        arch = triple.split("-")[0]
+        raise ArtifactError(f"exporting for {triple} needs a cross linker, but {triple}-gcc is "
+                            f"not on PATH (Debian/Ubuntu: apt install gcc-{arch}-linux-gnu)")
+    from tvm.contrib import cc
+
+    return cc.cross_compiler(gcc)
+
+
+def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
+                   fcompile=None) -> Path:
+    """Export ``executable`` and ``metadata`` to ``directory`` atomically; returns the path.
+
+    ``fcompile``: the linker for ``export_library`` (see :func:`cross_linker`)."""
     dest = Path(directory).resolve()
     parent = dest.parent
     if dest.exists() and not dest.is_dir():
@@ -41,7 +65,10 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict) -> 
     except OSError as err:
         raise ArtifactError(f"cannot write the artifact to {dest}: {err.strerror}") from None
     try:
-        executable.export_library(str(staging / LIBRARY_FILE))
+        if fcompile is None:
+            executable.export_library(str(staging / LIBRARY_FILE))
+        else:
+            executable.export_library(str(staging / LIBRARY_FILE), fcompile=fcompile)
         (staging / METADATA_FILE).write_text(json.dumps({"format": FORMAT, **metadata},
                                                         indent=2, sort_keys=True) + "\n")
         if dest.exists():
