@@ -14,7 +14,8 @@ import numpy as np
 
 from .models import DEFAULT_GRANULARITY, MODELS
 
-PIPELINES = ("fused", "halo")  # las_compiler.transform.PIPELINES, without importing TVM here
+# las_compiler.transform.PIPELINES and "auto", without importing TVM here
+PIPELINES = ("auto", "fused", "halo", "dense")
 
 
 def _input_size(text: str) -> tuple[int, int]:
@@ -81,7 +82,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = {"top": [[{"class": int(c), "logit": float(logits[i, c])} for c in row]
                       for i, row in enumerate(top)],
               "activation": {b["name"]: float(m.mean()) for b, m in zip(
-                  [b for b in compiled.metadata["blocks"] if b["pipeline"] != "dense"], masks,
+                  [b for b in compiled.metadata["blocks"] if b["pipeline"] != "static"], masks,
                   strict=True)}}
     if args.json:
         print(json.dumps(result, indent=1))
@@ -132,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--output", default=None,
                       help="artifact directory (default: out/<model>-<snet>)")
     comp.add_argument("--tuning-logs", default=None, help="meta_schedule database directory")
-    comp.add_argument("--pipeline", default="fused", choices=PIPELINES,
-                      help="kernel pipeline of every dynamic block")
+    comp.add_argument("--pipeline", default="auto", choices=PIPELINES,
+                      help="kernel pipeline of every dynamic block ('auto': dense kernels for "
+                           "S=1 blocks, fused otherwise)")
     comp.add_argument("--no-dense", action="store_true",
                       help="skip compiling and timing the dense network for comparison")
     comp.add_argument("--repeats", type=int, default=30, help="timed runs per latency")

@@ -94,7 +94,7 @@ def run_compile(
     target: str = "host",
     output: str | Path | None = None,
     tuning_logs: str | None = None,
-    pipeline: str = "fused",
+    pipeline: str = "auto",
     compare_dense: bool = True,
     repeats: int = 30,
 ) -> CompileReport:

@@ -58,7 +58,7 @@ def compile(  # noqa: A001 - the public name the design asks for
     target="host",
     tuning_logs: str | os.PathLike | None = None,
     *,
-    pipelines: str | Sequence[str] = "fused",
+    pipelines: str | Sequence[str] = "auto",
     static_blocks: Collection[int] = (),
     dump_ir: str | os.PathLike | None = None,
     metadata: dict | None = None,
@@ -77,7 +77,8 @@ def compile(  # noqa: A001 - the public name the design asks for
         A meta_schedule JSONDatabase directory; its records replace the rules' schedules for
         the kernels they cover.
     pipelines
-        Kernel pipeline per dynamic block ("fused" or "halo"), or one for all.
+        Kernel pipeline per dynamic block ("fused", "halo", "dense"), one for all, or "auto"
+        (:func:`las_compiler.transform.auto_pipeline` per block).
     static_blocks
         Indices of blocks compiled as dense blocks (no masker, every pixel computed).
     dump_ir
@@ -91,8 +92,17 @@ def compile(  # noqa: A001 - the public name the design asks for
     from .frontend import export_las_resnet, import_exported_program
     from .pipeline import relax_pipeline
     from .target import resolve_target
+    from .transform import auto_pipeline
 
     tvm_target = resolve_target(target)
+    static = set(static_blocks)
+    dynamic = [b for i, b in enumerate(model.dynamic_blocks()) if i not in static]
+    if isinstance(pipelines, str):
+        pipelines = [auto_pipeline(b.granularity) if pipelines == "auto" else pipelines
+                     for b in dynamic]
+    elif len(pipelines) != len(dynamic):
+        raise ValueError(f"{len(pipelines)} block pipelines given for {len(dynamic)} dynamic "
+                         "blocks")
     if not isinstance(example_input, torch.Tensor):
         example_input = torch.as_tensor(np.asarray(example_input))
     start = time.perf_counter()
@@ -109,16 +119,13 @@ def compile(  # noqa: A001 - the public name the design asks for
             executable = tvm.compile(mod, tvm_target, relax_pipeline=passes)
     seconds = time.perf_counter() - start
     blocks = list(model.dynamic_blocks())
-    static = set(static_blocks)
-    per_block = pipelines if not isinstance(pipelines, str) else \
-        [pipelines] * (len(blocks) - len(static))
-    dynamic_pipelines = iter(per_block)
+    dynamic_pipelines = iter(pipelines)
     meta = {
         "model": _model_name(model),
         "snet": model.granularity_spec,
         "granularity": model.granularity,
         "blocks": [{"name": b.block_name, "S": b.granularity, "stride": b.stride,
-                    "pipeline": "dense" if i in static else next(dynamic_pipelines)}
+                    "pipeline": "static" if i in static else next(dynamic_pipelines)}
                    for i, b in enumerate(blocks)],
         "num_classes": model.num_classes,
         "input": {"shape": list(example_input.shape), "dtype": "float32", "layout": "NCHW"},
@@ -198,6 +205,36 @@ class CompiledModel:
         runs = np.array(timer(data).results) * 1e3
         return {"median_ms": float(np.median(runs)), "mean_ms": float(runs.mean()),
                 "min_ms": float(runs.min()), "max_ms": float(runs.max()), "runs": len(runs)}
+
+    def profile(self, x=None, runs: int = 10) -> dict[str, float]:
+        """Milliseconds per forward pass spent in each kernel / VM builtin (mean over ``runs``),
+        from the Relax VM's instrument hook. Per-call overhead of the hook (~10 us) is included,
+        so the sum exceeds :meth:`benchmark`'s latency a little."""
+        import time
+
+        vm = self._machine()
+        if x is None:
+            x = np.random.default_rng(0).standard_normal(self.metadata["input"]["shape"])
+        data = self._input(x)
+        totals: dict[str, float] = {}
+        started: list[float] = []
+
+        def instrument(_func, name, before_run, _ret, *_args):
+            if before_run:
+                started.append(time.perf_counter())
+            else:
+                totals[name] = totals.get(name, 0.0) + time.perf_counter() - started.pop()
+            return 0
+
+        vm["main"](data)  # warm-up, uninstrumented
+        vm.set_instrument(instrument)
+        try:
+            for _ in range(runs):
+                vm["main"](data)
+        finally:
+            vm.set_instrument(lambda *_args: 0)
+        return {name: seconds * 1e3 / runs for name, seconds in
+                sorted(totals.items(), key=lambda item: -item[1])}
 
     # -- artifacts --------------------------------------------------------------------------
     def export(self, path: str | os.PathLike) -> Path:

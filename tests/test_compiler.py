@@ -65,6 +65,8 @@ def _small(snet, depths=(2, 1, 2, 1), rate=0.5, size=(64, 64), seed=0):
     ("4-4-2-1", 1, (48, 80), "halo"),     # non-square; maps S does not divide
     ("8-4-2-1", 2, (96, 64), "halo"),
     ("2-2-2-2", 1, (65, 63), "fused"),    # odd sizes: ceil grids, partial border patches
+    ("2-1-2-1", 2, (56, 72), "dense"),    # dense kernels, mask-gated epilogue
+    ("4-2-1-1", 1, (64, 64), "auto"),
 ])
 def test_small_networks_match_pytorch(snet, batch, size, pipeline):
     model = _small(snet, size=size)
@@ -81,8 +83,8 @@ def test_all_or_no_patches_and_static_blocks():
     for block, bias in zip(blocks, [(-9, 9), (9, -9)] * 3, strict=False):  # off, on, off...
         block.masker.conv2.weight.data.zero_()
         block.masker.conv2.bias.data = torch.tensor(bias, dtype=torch.float32)
-    _, masks = _check(model, x, static_blocks=[1], pipelines=["fused", "halo", "fused", "halo",
-                                                              "fused"])
+    _, masks = _check(model, x, static_blocks=[1], pipelines=["fused", "halo", "dense", "halo",
+                                                              "dense"])
     assert [float(m.mean()) for m in masks] == [0.0, 0.0, 1.0, 0.0, 1.0]
 
 
@@ -107,8 +109,10 @@ def test_bad_inputs_are_named():
         las_compiler.compile(model, torch.randn(1, 3, 64, 64), "nonsense")
     with pytest.raises(ValueError, match="S=4 does not fit block layer2.0"):
         las_compiler.compile(model, torch.randn(1, 3, 16, 16), "host")
-    with pytest.raises(ValueError, match="unknown block pipeline 'dense'"):
-        las_compiler.compile(model, torch.randn(1, 3, 64, 64), "host", pipelines="dense")
+    with pytest.raises(ValueError, match="unknown block pipeline 'sparse'"):
+        las_compiler.compile(model, torch.randn(1, 3, 64, 64), "host", pipelines="sparse")
+    with pytest.raises(ValueError, match="2 block pipelines given for 4 dynamic blocks"):
+        las_compiler.compile(model, torch.randn(1, 3, 64, 64), "host", pipelines=["fused"] * 2)
     with pytest.raises(ValueError, match="must hold database_workload.json"):
         las_compiler.compile(model, torch.randn(1, 3, 64, 64), "host", tuning_logs="/nonexistent")
 

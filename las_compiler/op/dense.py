@@ -11,7 +11,7 @@ from tvm.script import tirx as T
 
 from .params import CHANNEL_BLOCK as NB
 
-EPILOGUES = ("none", "relu", "add_relu")
+EPILOGUES = ("none", "relu", "add_relu", "masked_add_relu")
 
 
 def _check_epilogue(epilogue: str) -> None:
@@ -19,14 +19,20 @@ def _check_epilogue(epilogue: str) -> None:
         raise ValueError(f"unknown epilogue {epilogue!r}; choose from {EPILOGUES}")
 
 
-def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue="relu"):
-    """Pointwise conv as a GEMM: ``(x, w[K/16,C,16], bias[K], [residual[M,K]], y[M,K])``.
+def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue="relu",
+            granularity=1):
+    """Pointwise conv as a GEMM: ``(x, w[K/16,C,16], bias[K], residual, [flags], y[M,K])``.
 
     Stride 1 reads ``x`` as ``(N*H*W, C)``; stride 2 reads ``x[N,H,W,C]`` at even pixels.
-    ``epilogue``: "none" (BN only, e.g. a downsample shortcut), "relu", or "add_relu"
-    (``relu(conv + bias + residual)``, the dense block's last conv).
+    ``epilogue``: "none" (BN only, e.g. a downsample shortcut), "relu", "add_relu"
+    (``relu(conv + bias + residual)``, the dense block's last conv), or "masked_add_relu":
+    ``relu(residual + flag * (conv + bias))`` with one int32 flag per SxS patch cell of the
+    output (``granularity`` = S) - a LAS block computed densely, for layers where dense
+    kernels beat sparse ones, with the mask's semantics intact.
     """
     _check_epilogue(epilogue)
+    if epilogue == "masked_add_relu":
+        return _conv1x1_masked(batch, height, width, in_channels, out_channels, granularity)
     N, H, W, C, K, s = batch, height, width, in_channels, out_channels, stride  # noqa: N806
     Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1  # noqa: N806
     M = N * Ho * Wo  # noqa: N806
@@ -66,6 +72,39 @@ def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue=
                     y[vm, vk] = T.max(acc[vm, vk] + bias[vk], T.float32(0))
                 else:
                     y[vm, vk] = T.max(acc[vm, vk] + bias[vk] + residual[vm, vk], T.float32(0))
+
+    return func
+
+
+def _conv1x1_masked(batch, height, width, in_channels, out_channels, granularity):
+    N, H, W, C, K, S = batch, height, width, in_channels, out_channels, granularity  # noqa: N806
+    M = N * H * W  # noqa: N806
+    gh, gw = -(-H // S), -(-W // S)
+
+    @T.prim_func(s_tir=True)
+    def func(
+        x: T.Buffer((M, C), "float32"),
+        w: T.Buffer((K // NB, C, NB), "float32"),
+        bias: T.Buffer((K,), "float32"),
+        residual: T.Buffer((M, K), "float32"),
+        flags: T.Buffer((N * gh * gw,), "int32"),
+        y: T.Buffer((M, K), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "conv1x1",
+                     "las.reduce_block": "conv", "las.num_reduce": 1})
+        acc = T.sblock_alloc_buffer((M, K), "float32")
+        for m, k, rc in T.grid(M, K, C):
+            with T.sblock("conv"):
+                vm, vk, vrc = T.axis.remap("SSR", [m, k, rc])
+                with T.init():
+                    acc[vm, vk] = T.float32(0)
+                acc[vm, vk] = acc[vm, vk] + x[vm, vrc] * w[vk // NB, vrc, vk % NB]
+        for m, k in T.grid(M, K):
+            with T.sblock("epilogue"):
+                vm, vk = T.axis.remap("SS", [m, k])
+                y[vm, vk] = T.max(residual[vm, vk] + T.Cast("float32", flags[
+                    vm // (H * W) * gh * gw + vm % (H * W) // W // S * gw + vm % W // S])
+                    * (acc[vm, vk] + bias[vk]), T.float32(0))
 
     return func
 

@@ -3,7 +3,7 @@
 from .apply_schedule_rules import ApplyScheduleRules
 from .cancel_transpose_pairs import CancelTransposePairs
 from .lower_dense_conv import LowerDenseConv
-from .lower_las_ops import PIPELINES, LowerLASOps
+from .lower_las_ops import PIPELINES, LowerLASOps, auto_pipeline
 
 __all__ = ["PIPELINES", "ApplyScheduleRules", "CancelTransposePairs", "LowerDenseConv",
-           "LowerLASOps"]
+           "LowerLASOps", "auto_pipeline"]

@@ -22,6 +22,7 @@ class KernelTable:
     def __init__(self, builder: relax.BlockBuilder):
         self._builder = builder
         self._vars: dict[tuple, relax.GlobalVar] = {}
+        self._count: dict[str, int] = {}
 
     def get(self, generator: Callable, *args) -> relax.GlobalVar:
         key = (generator, args)
@@ -32,7 +33,14 @@ class KernelTable:
             # opaque to FuseOps: a kernel is already the fusion we want, and in-place kernels
             # (same buffer as input and output) must not be merged with their neighbours
             func = func.with_attr("op_pattern", OPAQUE_PATTERN).without_attr("global_symbol")
-            self._vars[key] = self._builder.add_func(func, kind)
+            # "<kind>_<i>": names such as conv1x1 end in digits, so a bare counter would read
+            # as another kernel (conv1x15)
+            taken = {gv.name_hint for gv in self._builder.get().get_global_vars()}
+            index = self._count.get(kind, 0)
+            while f"{kind}_{index}" in taken:
+                index += 1
+            self._count[kind] = index + 1
+            self._vars[key] = self._builder.add_func(func, f"{kind}_{index}")
         return self._vars[key]
 
 

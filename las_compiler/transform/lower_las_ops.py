@@ -13,7 +13,9 @@ Input: a Relax function where LAS ops are ``call_pure_packed("las.<op>", ...)`` 
   - ``"fused"``: dense conv1 -> gather+conv3x3 (halo read from the conv1 map) ->
     conv1x1+scatter-add+ReLU in place into the shortcut;
   - ``"halo"``: conv1 computed on each active patch's halo inside the gather-conv kernel ->
-    conv1x1+scatter-add+ReLU in place.
+    conv1x1+scatter-add+ReLU in place;
+  - ``"dense"``: the dense block's kernels with conv3's epilogue ``relu(identity + mask *
+    branch)``: same result, no gather/scatter, for layers where dense kernels are faster.
 
 BN is folded into the kernels' weights here (numpy, at compile time) and weights are packed
 ``[K/16][kh][kw][C][16]``. NCHW<->NHWC: an input produced by ``permute_dims(t, NHWC->NCHW)`` is
@@ -40,7 +42,17 @@ from ..op.geometry import PatchGeometry
 from ..op.params import pack_weight
 from .kernel_table import KernelTable, constant, fold_bn_arrays, numpy_of
 
-PIPELINES = ("fused", "halo")
+PIPELINES = ("fused", "halo", "dense")
+
+
+def auto_pipeline(granularity: int) -> str:
+    """The block pipeline to use when the caller does not choose (``"auto"``).
+
+    Interim policy until the latency predictor chooses per layer: S = 1 blocks run ``dense``
+    (a half-active S=1 bottleneck measured ~1.6x slower sparse than dense here: one-pixel
+    patches give the micro-kernel no weight reuse), larger S run ``fused``.
+    """
+    return "dense" if granularity == 1 else "fused"
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
 
@@ -61,7 +73,7 @@ class LowerLASOps:
         self.target = target
         names = [pipelines] if isinstance(pipelines, str) else list(pipelines)
         for name in names:
-            if name not in PIPELINES:
+            if name not in PIPELINES and name != "auto":
                 raise ValueError(f"unknown block pipeline {name!r}; choose from {PIPELINES}")
         self.pipelines = pipelines
 
@@ -175,7 +187,9 @@ class _Rewriter(PyExprMutator):
         flat = self.emit(relax.op.reshape(self.visit_expr(mask), (int(np.prod(_shape(mask))),)))
         return self.emit(relax.op.astype(flat, "int32"))
 
-    def _pipeline(self) -> str:
+    def _pipeline(self, granularity: int) -> str:
+        if self.pipelines == "auto":
+            return auto_pipeline(granularity)
         if isinstance(self.pipelines, str):
             return self.pipelines
         if self.block_index >= len(self.pipelines):
@@ -188,7 +202,7 @@ class _Rewriter(PyExprMutator):
         x, identity, mask = args[:3]
         convs = [args[3 + 5 * i: 8 + 5 * i] for i in range(3)]
         granularity, stride, eps = (a.value for a in args[18:21])
-        pipeline = self._pipeline()
+        pipeline = self._pipeline(int(granularity))
         self.block_index += 1
         n, c, h, w = _shape(x)
         g = PatchGeometry(n, h, w, int(granularity), int(stride))
@@ -198,8 +212,12 @@ class _Rewriter(PyExprMutator):
                                         for wt, bs in folded]
         width, k = folded[0][0].shape[0], folded[2][0].shape[0]
 
-        # active patches: ids first, count -> symbolic n
         flags = self._cell_flags(mask)
+        if pipeline == "dense":
+            return self._lower_dense_block(x, identity, flags, g, (w1, b1, w2, b2, w3, b3),
+                                           (c, width, k))
+
+        # active patches: ids first, count -> symbolic n
         gvar = self.kernels.get(op.compact, g.num_cells)
         both = self.emit(relax.call_tir(gvar, [flags], out_ty=[
             relax.TensorType((g.num_cells,), "int32"), relax.TensorType((1,), "int32")]))
@@ -238,4 +256,24 @@ class _Rewriter(PyExprMutator):
             flat = self.emit(relax.op.reshape(out, (size,)))
             flat = self.call_inplace(op.relu_inplace, (size,), [flat, flat], 1)
             out = self.emit(relax.op.reshape(flat, _shape(out)))
+        return relax.op.permute_dims(out, TO_NCHW)
+
+    def _lower_dense_block(self, x, identity, flags, g: PatchGeometry, weights, channels):
+        """Every pixel computed with the dense kernels; the mask gates conv3's epilogue."""
+        w1, b1, w2, b2, w3, b3 = weights
+        c, width, k = channels
+        n, h, w = g.batch, g.height, g.width
+        out_pixels = n * g.out_height * g.out_width
+        dummy = constant(np.zeros((1, 1)))
+        flat = self.emit(relax.op.reshape(self.nhwc(x), (n * h * w, c)))
+        h1 = self.call(op.conv1x1, (n, h, w, c, width, 1, "relu"), [flat, w1, b1, dummy],
+                       (n * h * w, width))
+        h1 = self.emit(relax.op.reshape(h1, (n, h, w, width)))
+        h2 = self.call(op.conv2d, (n, h, w, width, width, 3, g.stride, 1, "relu"),
+                       [h1, w2, b2, dummy], (out_pixels, width))
+        shortcut = self.emit(relax.op.reshape(self.nhwc(identity), (out_pixels, k)))
+        out = self.call(op.conv1x1, (n, g.out_height, g.out_width, width, k, 1,
+                                     "masked_add_relu", g.granularity),
+                        [h2, w3, b3, shortcut, flags], (out_pixels, k), name="block_out")
+        out = self.emit(relax.op.reshape(out, (n, g.out_height, g.out_width, k)))
         return relax.op.permute_dims(out, TO_NCHW)
