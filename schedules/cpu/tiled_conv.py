@@ -106,7 +106,8 @@ def tile_reduction(sch: s_tir.Schedule, conv, epilogue, num_reduce: int, cfg: Co
 
     ``patches_as_pixels``: when a patch is one pixel (S = 1), the patch and pixel loops fuse
     into one pixel axis over all active pixels, tiled as usual, channel tiles outermost: a
-    1 x 16 tile per patch reloads every weight for every patch. Producers (window staging) then run once at root instead of per patch.
+    1 x 16 tile per patch reloads every weight for every patch. Producers (window staging)
+    then run once at root instead of per patch.
     """
     roles = _loops_by_iter(sch, conv)  # one entry per block iter; None for a unit loop
     outer = [loop for loop in roles[: -(num_reduce + 2)] if loop is not None]
