@@ -93,9 +93,9 @@ def test_ratios_are_per_architecture():
 
 def test_goals_report_met_missed_and_missing():
     text = "\n".join(e2e.goals(_rows()))
-    assert "<= 0.60x): 0.65 -> missed" in text
-    assert "(goal <= 0.95x): 0.90 -> met" in text
-    assert "70.0 -> missed (las_resnet101 las r=0.5)" in text
+    assert "<= 0.60x): 0.65x -> missed (actual r 0.490)" in text
+    assert "(goal <= 0.95x): 0.90x -> met" in text
+    assert "70.0 s -> missed (las_resnet101 las r=0.5)" in text
     assert "2.00% -> met (las_resnet101 las r=0.5)" in text
     assert "not measured" in "\n".join(e2e.goals([]))
 
