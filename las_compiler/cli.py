@@ -66,7 +66,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
     report = run_compile(args.model, args.snet, args.rate, args.input_size, args.batch,
                          args.checkpoint, args.seed, args.target, args.output,
-                         args.tuning_logs, args.pipeline, not args.no_dense, args.repeats)
+                         args.tuning_logs, args.pipeline, not args.no_dense, args.repeats,
+                         args.dump_ir)
     print(json.dumps(report.to_dict(), indent=1) if args.json else report.format())
     return 0
 
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--no-dense", action="store_true",
                       help="skip compiling and timing the dense network for comparison")
     comp.add_argument("--repeats", type=int, default=30, help="timed runs per latency")
+    comp.add_argument("--dump-ir", default=None, metavar="DIR",
+                      help="write the IR after every pipeline phase to DIR")
     comp.add_argument("--json", action="store_true", help="print the report as JSON")
     comp.set_defaults(func=_cmd_compile)
 

@@ -97,6 +97,7 @@ def run_compile(
     pipeline: str = "auto",
     compare_dense: bool = True,
     repeats: int = 30,
+    dump_ir: str | None = None,
 ) -> CompileReport:
     """Build, compile, export, check and time; see the module docstring."""
     from . import compiler
@@ -110,6 +111,7 @@ def run_compile(
     cross_linker(str(target))  # a cross target needs its linker for the export
     model, x = prepare_model(model_name, granularity, rate, input_size, batch, checkpoint, seed)
     compiled = compiler.compile(model, x, target, tuning_logs, pipelines=pipeline,
+                                dump_ir=dump_ir,
                                 metadata={"rate": rate, "seed": seed, "checkpoint": checkpoint})
     path = compiled.export(output)
     _, stats = model.forward_with_stats(x)
