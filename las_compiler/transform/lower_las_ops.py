@@ -10,8 +10,9 @@ Input: a Relax function where LAS ops are ``call_pure_packed("las.<op>", ...)`` 
   the count, so the number of active patches ``n`` is a symbolic Relax shape -> the block's
   kernel pipeline on ``idx[:n]``:
 
-  - ``"fused"``: dense conv1 -> gather+conv3x3 (halo read from the conv1 map) ->
-    conv1x1+scatter-add+ReLU in place into the shortcut;
+  - ``"fused"``: conv1 on the pixels active windows read (``op.sparse_rows``) ->
+    gather+conv3x3 (halo read from the conv1 map) -> conv1x1+scatter-add+ReLU in place into
+    the shortcut;
   - ``"halo"``: conv1 computed on each active patch's halo inside the gather-conv kernel ->
     conv1x1+scatter-add+ReLU in place;
   - ``"dense"``: the dense block's kernels with conv3's epilogue ``relu(identity + mask *
@@ -235,8 +236,8 @@ class _Rewriter(PyExprMutator):
                            patch_out)
         else:
             flat = self.emit(relax.op.reshape(x_nhwc, (n * h * w, c)))
-            h1 = self.call(op.conv1x1, (n, h, w, c, width, 1, "relu"),
-                           [flat, w1, b1, constant(np.zeros((1, 1)))], (n * h * w, width))
+            h1 = self.call(op.conv1x1_rows, (n * h * w, c, width),
+                           [flat, self._dilated_rows(flags, g), w1, b1], (n * h * w, width))
             h1 = self.emit(relax.op.reshape(h1, (n, h, w, width)))
             y2 = self.call(op.gather_conv3x3, (g, width, width), [h1, idx, w2, b2], patch_out)
 
@@ -257,6 +258,21 @@ class _Rewriter(PyExprMutator):
             flat = self.call_inplace(op.relu_inplace, (size,), [flat, flat], 1)
             out = self.emit(relax.op.reshape(flat, _shape(out)))
         return relax.op.permute_dims(out, TO_NCHW)
+
+    def _dilated_rows(self, flags, g: PatchGeometry):
+        """The input pixels active windows read, as (groups, ROW_GROUP) with symbolic groups."""
+        groups_max = op.max_row_groups(g)
+        gvar = self.kernels.get(op.dilated_rows, g)
+        both = self.emit(relax.call_tir(gvar, [flags], out_ty=[
+            relax.TensorType((groups_max, op.ROW_GROUP), "int32"),
+            relax.TensorType((1,), "int32")]))
+        count = self.emit(relax.op.astype(relax.TupleGetItem(both, 1), "int64"))
+        groups = tirx.Var(f"row_groups{self.block_index - 1}", "int64")
+        self.builder_.match_cast(self.emit(relax.op.tensor_to_shape(count)),
+                                 relax.ShapeType([groups]))
+        rows = self.emit(relax.TupleGetItem(both, 0))
+        return self.call(op.row_groups_prefix, (groups_max,), [rows], (groups, op.ROW_GROUP),
+                         "int32", "rows")
 
     def _lower_dense_block(self, x, identity, flags, g: PatchGeometry, weights, channels):
         """Every pixel computed with the dense kernels; the mask gates conv3's epilogue."""

@@ -15,7 +15,7 @@ from tvm import s_tir
 from ..base import kernel_kind, new_schedule
 from .base import CPURule
 
-SERIAL_KERNELS = ("compact", "active_prefix", "copy")  # copy: only on a rare path
+SERIAL_KERNELS = ("compact", "active_prefix", "copy", "dilated_rows")  # copy: only on a rare path
 
 
 class Elementwise(CPURule):

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from las_compiler import op
 from las_compiler.build import kernel_function
 from las_compiler.models import Masker
+from las_compiler.models.masker import dilate_mask, upsample_mask
 from las_compiler.op.geometry import PatchGeometry
 from las_compiler.op.params import pack_weight
 
@@ -200,3 +201,35 @@ def test_geometry_rejects_s_that_does_not_fit():
         PatchGeometry(1, 14, 14, 8, 2)
     with pytest.raises(ValueError, match="stride 3"):
         PatchGeometry(1, 14, 14, 1, 3)
+
+
+@settings(max_examples=12)
+@given(g=GEOMETRIES, rate=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 99))
+def test_dilated_rows_are_the_pixels_active_windows_read(target, g, rate, seed):
+    flags = np.zeros(g.num_cells, "int32")
+    flags[active_list(g, rate, seed)] = 1
+    rows = tvm.runtime.empty((op.max_row_groups(g), op.ROW_GROUP), "int32")
+    groups = tvm.runtime.empty((1,), "int32")
+    kernel_function(op.dilated_rows, g, target=target)(tensor(flags), rows, groups)
+    listed = rows.numpy()[: int(groups.numpy()[0])]
+    mask = torch.from_numpy(flags.reshape(g.batch, *g.grid).astype("float32"))
+    needed = dilate_mask(upsample_mask(mask, g.granularity, g.out_height, g.out_width),
+                         g.stride, g.height, g.width)
+    expected = np.flatnonzero(needed[:, 0].flatten().numpy())
+    assert sorted(set(listed.flatten())) == expected.tolist()
+    assert listed.size - expected.size < op.ROW_GROUP  # only the last group is padded
+
+
+def test_conv1x1_rows_writes_only_listed_rows(target):
+    pixels, c, k = 143, 32, 48
+    x = RNG.standard_normal((pixels, c)).astype("float32")
+    w = RNG.standard_normal((k, c, 1, 1)).astype("float32")
+    b = RNG.standard_normal(k).astype("float32")
+    chosen = np.sort(RNG.choice(pixels, 30, replace=False)).astype("int32")
+    rows = np.concatenate([chosen, np.repeat(chosen[-1:], 6)]).reshape(3, op.ROW_GROUP)
+    y = tensor(np.full((pixels, k), -7.0, "float32"))
+    kernel_function(op.conv1x1_rows, pixels, c, k, target=target)(
+        tensor(x), tensor(rows), tensor(pack_weight(w)), tensor(b), y)
+    expected = np.maximum(x @ w[:, :, 0, 0].T + b, 0)
+    np.testing.assert_allclose(y.numpy()[chosen], expected[chosen], rtol=1e-4, atol=1e-4)
+    assert (np.delete(y.numpy(), chosen, axis=0) == -7.0).all()
