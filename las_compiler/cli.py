@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="artifact directory (default: out/<model>-<snet>)")
     comp.add_argument("--tuning-logs", default=None, help="meta_schedule database directory")
     comp.add_argument("--pipeline", default="auto", choices=PIPELINES,
-                      help="kernel pipeline of every dynamic block ('auto': dense kernels for "
-                           "S=1 blocks, fused otherwise)")
+                      help="kernel pipeline of every dynamic block ('auto': the compiler's "
+                           "choice per block)")
     comp.add_argument("--no-dense", action="store_true",
                       help="skip compiling and timing the dense network for comparison")
     comp.add_argument("--repeats", type=int, default=30, help="timed runs per latency")

@@ -68,7 +68,7 @@ def test_compile_report_and_artifact(compiled):
     assert 0.3 < report["flops_ratio"] < 0.9
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["model"] == "las_resnet50" and meta["snet"] == "4-4-2-1" and meta["rate"] == 0.5
-    assert [b["pipeline"] for b in meta["blocks"]] == ["fused"] * 13 + ["dense"] * 3  # auto
+    assert [b["pipeline"] for b in meta["blocks"]] == ["fused"] * 16  # auto
     text = CompileReport(**{**report, "blocks": [CompiledBlockRow(**b) for b in
                                                  report["blocks"]]}).format()
     assert "masks identical" in text and "dense (same network" in text and "stage 4:" in text

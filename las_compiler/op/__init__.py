@@ -27,12 +27,24 @@ from .fused_block import copy_inactive, fused_block
 from .gather_conv import gather_conv3x3, halo_conv3x3
 from .masker import active_prefix, compact, masker
 from .scatter_conv import conv1x1_scatter_add
-from .sparse_rows import ROW_GROUP, conv1x1_rows, dilated_rows, max_row_groups, row_groups_prefix
+from .sparse_rows import (
+    ROW_GROUP,
+    active_rows,
+    conv1x1_rows,
+    conv1x1_scatter_add_rows,
+    dilated_rows,
+    gather_conv3x3_rows,
+    max_row_groups,
+    row_groups_prefix,
+)
 from .unfused import add_relu, gather_patches, gathered_conv3x3, patch_conv1x1, scatter_patches
 
 __all__ = [
     "ROW_GROUP",
+    "active_rows",
     "conv1x1_rows",
+    "conv1x1_scatter_add_rows",
+    "gather_conv3x3_rows",
     "dilated_rows",
     "max_row_groups",
     "row_groups_prefix",

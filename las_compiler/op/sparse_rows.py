@@ -126,3 +126,111 @@ def conv1x1_rows(pixels: int, in_channels: int, out_channels: int):
                 y[rows[vt, vu], vk] = T.max(acc[vt, vu, vk] + bias[vk], T.float32(0))
 
     return func
+
+
+# -- S = 1: active cells are single output pixels; process them in groups of ROW_GROUP ------
+
+
+def active_rows(geometry: PatchGeometry):
+    """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int32)``: active
+    cell ids in groups of 12, the last group padded with -1 (kernels skip negative ids)."""
+    g, G = geometry, ROW_GROUP  # noqa: N806
+    groups_max = -(-g.num_cells // G)
+
+    @T.prim_func(s_tir=True)
+    def func(
+        flags: T.Buffer((g.num_cells,), "int32"),
+        rows: T.Buffer((groups_max, G), "int32"),
+        groups: T.Buffer((1,), "int32"),
+    ):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "dilated_rows"})  # serial scan
+        with T.sblock("compact"):
+            T.reads(flags[0:g.num_cells])
+            T.writes(rows[0:groups_max, 0:G], groups[0:1])
+            count = T.sblock_alloc_buffer((1,), "int32", scope="local")
+            count[0] = 0
+            for q in range(g.num_cells):
+                if flags[q] != 0:
+                    rows[count[0] // G, count[0] % G] = q
+                    count[0] = count[0] + 1
+            for u in range(G):
+                if count[0] % G != 0 and u >= count[0] % G:
+                    rows[count[0] // G, u] = -1
+            groups[0] = (count[0] + G - 1) // G
+
+    return func
+
+
+def gather_conv3x3_rows(geometry: PatchGeometry, in_channels: int, out_channels: int):
+    """PrimFunc ``(x[N,H,W,C], rows[m,12], w[K/16,3,3,C,16], bias[K], y[m,12,K])``: the S = 1
+    gather+conv3x3 over groups of 12 active cells (row-group form of ``gather_conv3x3``)."""
+    from tvm import te, tirx
+
+    from .gather_conv import _finish, _window_inside, _window_read
+
+    g, c, k, G = geometry, in_channels, out_channels, ROW_GROUP  # noqa: N806
+    if g.granularity != 1:
+        raise ValueError(f"row groups are for S = 1 blocks, got S={g.granularity}")
+    m = te.var("m", "int32")
+    x = te.placeholder((g.batch, g.height, g.width, c), "float32", name="x")
+    rows = te.placeholder((m, G), "int32", name="rows")
+    w = te.placeholder((k // NB, 3, 3, c, NB), "float32", name="w")
+    bias = te.placeholder((k,), "float32", name="bias")
+
+    def cell(t, u):
+        return tirx.max(rows[t, u], 0)  # padding (-1) computes cell 0's window, never stored
+
+    window = te.compute(
+        (m, G, 3, 3, c),
+        lambda t, u, a, b, ch: tirx.if_then_else(
+            _window_inside(g, cell(t, u), a, b), _window_read(g, x, cell(t, u), a, b, ch), 0.0),
+        name="gather")
+    ry, rx = te.reduce_axis((0, 3), "ry"), te.reduce_axis((0, 3), "rx")
+    rc = te.reduce_axis((0, c), "rc")
+    acc = te.compute((m, G, k), lambda t, u, kk: te.sum(
+        window[t, u, ry, rx, rc] * w[kk // NB, ry, rx, rc, kk % NB], axis=[ry, rx, rc]),
+        name="conv")
+    y = te.compute((m, G, k), lambda t, u, kk: tirx.max(acc[t, u, kk] + bias[kk], 0.0),
+                   name="epilogue")
+    return _finish(te.create_prim_func([x, rows, w, bias, y]), "gather_conv3x3",
+                   {"las.reduce_block": "conv", "las.num_reduce": 3})
+
+
+def conv1x1_scatter_add_rows(geometry: PatchGeometry, in_channels: int, out_channels: int):
+    """PrimFunc ``(y[m,12,C], rows[m,12], w[K/16,C,16], bias[K], identity, out)``: the S = 1
+    conv3 + scatter-add + ReLU over groups of active cells; ids < 0 (padding) are skipped."""
+    g, G = geometry, ROW_GROUP  # noqa: N806
+    N, Ho, Wo, C, K = g.batch, g.out_height, g.out_width, in_channels, out_channels  # noqa: N806
+    if g.granularity != 1:
+        raise ValueError(f"row groups are for S = 1 blocks, got S={g.granularity}")
+
+    @T.prim_func(s_tir=True)
+    def func(
+        y_handle: T.handle,
+        rows_handle: T.handle,
+        w: T.Buffer((K // NB, C, NB), "float32"),
+        bias: T.Buffer((K,), "float32"),
+        identity: T.Buffer((N, Ho, Wo, K), "float32"),
+        out: T.Buffer((N, Ho, Wo, K), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "conv1x1_scatter_add",
+                     "las.reduce_block": "conv", "las.num_reduce": 1})
+        m = T.int32()
+        y = T.match_buffer(y_handle, (m, G, C), "float32")
+        rows = T.match_buffer(rows_handle, (m, G), "int32")
+        acc = T.sblock_alloc_buffer((m, G, K), "float32")
+        for t, u, k, rc in T.grid(m, G, K, C):
+            with T.sblock("conv"):
+                vt, vu, vk, vrc = T.axis.remap("SSSR", [t, u, k, rc])
+                with T.init():
+                    acc[vt, vu, vk] = T.float32(0)
+                acc[vt, vu, vk] = acc[vt, vu, vk] + y[vt, vu, vrc] * w[vk // NB, vrc, vk % NB]
+        for t, u, k in T.grid(m, G, K):
+            with T.sblock("epilogue"):
+                vt, vu, vk = T.axis.remap("SSS", [t, u, k])
+                if rows[vt, vu] >= 0:
+                    out[g.output_pixel(rows[vt, vu], 0) + (vk,)] = T.max(
+                        identity[g.output_pixel(rows[vt, vu], 0) + (vk,)] + acc[vt, vu, vk]
+                        + bias[vk], T.float32(0))
+
+    return func

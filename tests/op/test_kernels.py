@@ -233,3 +233,39 @@ def test_conv1x1_rows_writes_only_listed_rows(target):
     expected = np.maximum(x @ w[:, :, 0, 0].T + b, 0)
     np.testing.assert_allclose(y.numpy()[chosen], expected[chosen], rtol=1e-4, atol=1e-4)
     assert (np.delete(y.numpy(), chosen, axis=0) == -7.0).all()
+
+
+@settings(max_examples=10)
+@given(batch=st.sampled_from([1, 2]), size=st.sampled_from([(7, 7), (13, 11)]),
+       stride=st.sampled_from([1, 2]), rate=st.sampled_from([0.0, 0.3, 1.0]),
+       seed=st.integers(0, 99))
+def test_single_pixel_row_groups_match_patch_kernels(target, batch, size, stride, rate, seed):
+    """S = 1 row-group kernels give exactly what the per-patch kernels (tested above) give."""
+    g = PatchGeometry(batch, *size, 1, stride)
+    c, k, k3 = 16, 16, 32
+    flags = np.zeros(g.num_cells, "int32")
+    idx = active_list(g, rate, seed)
+    flags[idx] = 1
+    rows = tvm.runtime.empty((-(-g.num_cells // op.ROW_GROUP), op.ROW_GROUP), "int32")
+    groups = tvm.runtime.empty((1,), "int32")
+    kernel_function(op.active_rows, g, target=target)(tensor(flags), rows, groups)
+    cells = rows.numpy()[: int(groups.numpy()[0])].copy()
+    assert sorted(cells[cells >= 0].tolist()) == idx.tolist()
+    x = RNG.standard_normal((batch, *size, c)).astype("float32")
+    w2 = pack_weight((RNG.standard_normal((k, c, 3, 3)) * 0.1).astype("float32"))
+    w3 = pack_weight((RNG.standard_normal((k3, k, 1, 1)) * 0.1).astype("float32"))
+    b2, b3 = RNG.standard_normal(k).astype("float32"), RNG.standard_normal(k3).astype("float32")
+    y_patch, y_rows = empty(len(idx), 1, k), empty(len(cells), op.ROW_GROUP, k)
+    kernel_function(op.gather_conv3x3, g, c, k, target=target)(
+        tensor(x), tensor(idx), tensor(w2), tensor(b2), y_patch)
+    kernel_function(op.gather_conv3x3_rows, g, c, k, target=target)(
+        tensor(x), tensor(cells), tensor(w2), tensor(b2), y_rows)
+    listed = y_rows.numpy().reshape(-1, k)[cells.flatten() >= 0]
+    np.testing.assert_allclose(listed, y_patch.numpy()[:, 0], rtol=1e-5, atol=1e-5)
+    identity = RNG.standard_normal((batch, g.out_height, g.out_width, k3)).astype("float32")
+    out_patch, out_rows = tensor(identity), tensor(identity)
+    kernel_function(op.conv1x1_scatter_add, g, k, k3, target=target)(
+        y_patch, tensor(idx), tensor(w3), tensor(b3), out_patch, out_patch)
+    kernel_function(op.conv1x1_scatter_add_rows, g, k, k3, target=target)(
+        y_rows, tensor(cells), tensor(w3), tensor(b3), out_rows, out_rows)
+    np.testing.assert_allclose(out_rows.numpy(), out_patch.numpy(), rtol=1e-5, atol=1e-5)
