@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._isolate import median_ms, run_isolated, wait_for_idle
+from ._readme import replace_section
 from .peers import (
     BLOCK_SHAPES,
     as_shape,
@@ -45,7 +46,6 @@ PROFILE_RATE = 0.5
 QUICK = {"shapes": ("s1b1", "s2b0", "s3b1"), "granularities": (2, 4, 7), "rates": (0.25, 0.5, 1.0),
          "repeats": 10}
 README = Path(__file__).with_name("README.md")
-BEGIN, END = "<!-- blocks:begin -->", "<!-- blocks:end -->"
 
 
 def useful_macs(shape, granularity: int, active) -> float:
@@ -245,16 +245,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def write_readme_section(markdown: str, command: str) -> None:
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    section = f"{BEGIN}\n## Blocks (`{command}`)\n\n{markdown}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    tmp = README.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(README)
+    replace_section("blocks", f"Blocks (`{command}`)", markdown, README)
 
 
 def _dense_names(rows):

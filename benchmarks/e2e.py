@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ._isolate import REPO_ROOT, ForeignLoad, median_ms, run_isolated, wait_for_idle
+from ._readme import replace_section
 from .peers import (
     MAX_FOREIGN_CORES,
     PeerMismatchError,
@@ -461,16 +462,7 @@ def summarise(rows: list[dict], meta: dict | None = None) -> str:
 
 def write_readme_section(markdown: str, command: str, readme: Path = README) -> None:
     """Replace the text between our markers (or append it), leaving other sections alone."""
-    text = readme.read_text() if readme.exists() else "# Benchmarks\n"
-    section = f"{BEGIN}\n## End to end (`{command}`)\n\n{markdown}\n{END}"
-    if BEGIN in text and END in text.split(BEGIN, 1)[1]:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    tmp = readme.with_suffix(".md.e2e.tmp")
-    tmp.write_text(text)
-    tmp.replace(readme)
+    replace_section("e2e", f"End to end (`{command}`)", markdown, readme)
 
 
 def _commit() -> str | None:
