@@ -71,7 +71,8 @@ BEGIN, END = "<!-- e2e:begin -->", "<!-- e2e:end -->"
 # the masker, compaction to active cell ids + count, the count's int32->int64 cast and its
 # conversion to a symbolic shape, the idx[:n] prefix, and the reshape+cast of the int32 flags to
 # the bool mask outputs.
-MASK_KERNELS = ("masker*", "compact*", "active_prefix*", "fused_cast*", "fused_reshape*_cast*",
+MASK_KERNELS = ("masker*", "compact*", "active_prefix*", "active_rows*", "dilated_rows*",
+                "fused_cast*", "fused_reshape*_cast*",
                 "vm.builtin.tensor_to_shape", "vm.builtin.match_shape")
 # Runtime work that is neither a kernel of the network nor mask handling (reported apart).
 RUNTIME_KERNELS = ("vm.builtin.*", "shape_func*")
@@ -188,25 +189,6 @@ def _tvm_timing(cm, x, repeats: int) -> dict:
     return quiet_timing(measure)
 
 
-class KernelTimer:
-    """Relax VM instrument: wall time (perf_counter) and calls per packed-function name."""
-
-    def __init__(self, clock: Callable[[], float] = time.perf_counter):
-        self.clock = clock
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self._started: list[float] = []
-
-    def __call__(self, func, name, before_run, ret_value, *args) -> int:
-        if before_run:
-            self._started.append(self.clock())
-        elif self._started:
-            name = str(name)
-            self.seconds[name] = self.seconds.get(name, 0.0) + self.clock() - self._started.pop()
-            self.calls[name] = self.calls.get(name, 0) + 1
-        return 0  # VMInstrumentReturnKind.NO_OP: run the call
-
-
 def kernel_kind(name: str) -> str:
     """``"mask"`` (mask and index handling), ``"runtime"`` (VM builtins, shape functions) or
     ``"kernel"`` (the network's own compute)."""
@@ -227,20 +209,10 @@ def time_shares(seconds: dict[str, float]) -> dict[str, float]:
 
 
 def profile_kernels(cm, x, runs: int = PROFILE_RUNS) -> dict:
-    """Instrument ``runs`` forward passes (after one uninstrumented one): per-kind shares, the
-    mask kernels' and the slowest kernels' ms per pass."""
-    vm = cm._machine()
-    data = cm._input(x)
-    vm["main"](data)
-    timer = KernelTimer()
-    vm.set_instrument(timer)
-    try:
-        for _ in range(runs):
-            vm["main"](data)
-    finally:
-        vm.set_instrument(lambda *args: 0)  # the VM keeps a callback; make it a cheap one
-    per_pass = {k: v * 1e3 / runs for k, v in timer.seconds.items()}
-    shares = time_shares(timer.seconds)
+    """Per-kind shares of ``runs`` instrumented passes (``CompiledModel.profile``), the mask
+    kernels' and the slowest kernels' ms per pass."""
+    per_pass = cm.profile(x, runs)
+    shares = time_shares(per_pass)
     top = sorted(per_pass.items(), key=lambda kv: -kv[1])
     return {
         "mask_share": shares["mask"],
@@ -248,7 +220,6 @@ def profile_kernels(cm, x, runs: int = PROFILE_RUNS) -> dict:
         "instrumented_ms": sum(per_pass.values()),
         "mask_kernels_ms": {k: round(v, 4) for k, v in top if kernel_kind(k) == "mask"},
         "top_kernels_ms": {k: round(v, 4) for k, v in top[:15]},
-        "calls_per_pass": sum(timer.calls.values()) // runs,
     }
 
 

@@ -143,7 +143,7 @@ def active_rows(geometry: PatchGeometry):
         rows: T.Buffer((groups_max, G), "int32"),
         groups: T.Buffer((1,), "int32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "dilated_rows"})  # serial scan
+        T.func_attr({"tirx.noalias": True, "las.kernel": "active_rows"})
         with T.sblock("compact"):
             T.reads(flags[0:g.num_cells])
             T.writes(rows[0:groups_max, 0:G], groups[0:1])

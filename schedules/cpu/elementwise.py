@@ -15,7 +15,8 @@ from tvm import s_tir
 from ..base import kernel_kind, new_schedule
 from .base import CPURule
 
-SERIAL_KERNELS = ("compact", "active_prefix", "copy", "dilated_rows")  # copy: only on a rare path
+# scans over at most a few thousand cells or pixels, and a copy used only on a rare path
+SERIAL_KERNELS = ("compact", "active_prefix", "active_rows", "copy", "dilated_rows")
 
 
 class Elementwise(CPURule):

@@ -2,7 +2,6 @@
 README section. Nothing here compiles or imports a framework (the run itself is
 ``python -m benchmarks.e2e --quick``)."""
 
-import itertools
 import json
 
 import pytest
@@ -39,6 +38,7 @@ def test_plan_rejects_unknown_names():
     ("masker", "mask"), ("masker4", "mask"), ("compact1", "mask"), ("active_prefix", "mask"),
     ("fused_reshape9_cast2", "mask"), ("fused_reshape1_cast", "mask"), ("fused_cast1", "mask"),
     ("vm.builtin.tensor_to_shape", "mask"), ("vm.builtin.match_shape", "mask"),
+    ("dilated_rows_0", "mask"), ("active_rows_1", "mask"), ("conv1x1_rows_2", "kernel"),
     ("vm.builtin.alloc_storage", "runtime"), ("shape_func12", "runtime"),
     ("conv1x1_scatter_add3", "kernel"), ("gather_conv3x36", "kernel"), ("conv2d", "kernel"),
     ("max_pool2d", "kernel"), ("fused_reshape_transpose", "kernel"), ("relu_inplace", "kernel"),
@@ -47,15 +47,9 @@ def test_kernel_kind(name, kind):
     assert e2e.kernel_kind(name) == kind
 
 
-def test_kernel_timer_and_shares():
-    clock = itertools.count(0.0, 1.0)  # every clock() call advances 1 s
-    timer = e2e.KernelTimer(clock=lambda: next(clock))
-    for name in ("masker1", "conv2d", "conv2d", "vm.builtin.alloc_tensor"):
-        assert timer(None, name, True, None) == 0
-        assert timer(None, name, False, None, "arg") == 0
-    assert timer.seconds == {"masker1": 1.0, "conv2d": 2.0, "vm.builtin.alloc_tensor": 1.0}
-    assert timer.calls == {"masker1": 1, "conv2d": 2, "vm.builtin.alloc_tensor": 1}
-    assert e2e.time_shares(timer.seconds) == {"mask": 0.25, "runtime": 0.25, "kernel": 0.5}
+def test_time_shares():
+    seconds = {"masker_1": 1.0, "conv2d_0": 2.0, "vm.builtin.alloc_tensor": 1.0}
+    assert e2e.time_shares(seconds) == {"mask": 0.25, "runtime": 0.25, "kernel": 0.5}
     assert e2e.time_shares({}) == {"mask": 0.0, "runtime": 0.0, "kernel": 0.0}
 
 
