@@ -6,8 +6,8 @@ the PyTorch reference and benchmarked in isolation. Feature maps are NHWC.
 
 Pipelines (``variant``), all starting with masker -> compaction (except ``dense``):
 
-* ``"fused"``: conv1 dense (+BN+ReLU) -> gather+conv3x3 (+BN+ReLU, halo read straight from
-  the conv1 map) -> conv1x1+BN+scatter-add+ReLU in place into the shortcut.
+* ``"fused"``: conv1 (+BN+ReLU) on the pixels active windows read -> gather+conv3x3 (+BN+ReLU,
+  halo read from the conv1 map) -> conv1x1+BN+scatter-add+ReLU in place into the shortcut.
 * ``"halo"``: conv1 (+BN+ReLU) on each active patch's halo window inside the gather+conv3x3
   kernel (no dense conv1, no conv1 map) -> conv1x1+BN+scatter-add+ReLU in place. Cheaper than
   ``fused`` at low r, dearer at high r (halo recompute): a per-layer choice.
@@ -175,7 +175,9 @@ class BlockExecutor:
         rest = np.setdiff1d(np.arange(self.geometry.num_cells, dtype="int32"), active)
         partition = tvm.runtime.tensor(np.concatenate([active, rest]), self.device)
         count = tvm.runtime.tensor(np.array([len(active)], "int32"), self.device)
-        self._fixed = (len(active), partition, count)
+        flags = np.zeros(self.geometry.num_cells, "int32")
+        flags[active] = 1
+        self._fixed = (len(active), partition, count, tvm.runtime.tensor(flags, self.device))
 
     def _active(self, x):
         """Masker + compaction; returns (n, idx view of n, full partition, count tensor)."""
@@ -183,7 +185,7 @@ class BlockExecutor:
         self.k_masker(x, prm["masker_w"], prm["masker_b"], self.mask)
         self.k_compact(self.mask, self.idx, self.count)
         if self._fixed is not None:
-            n, partition, count = self._fixed
+            n, partition, count, _ = self._fixed
         else:
             n, partition, count = int(self.count.numpy()[0]), self.idx, self.count
         self.last_active = n
@@ -207,16 +209,52 @@ class BlockExecutor:
         return self.out._create_view(self.out_shape)
 
     def _build_fused(self):
-        g, w = self.geometry, self.channels[1]
-        self.k_gather_conv = self._kernel(op.gather_conv3x3, g, w, w)
-        self._build_scatter_add()
+        """As the compiler lowers ``fused``: conv1 only on the pixels active windows read, and
+        S = 1 blocks on groups of 12 active cells (see ``op.sparse_rows``)."""
+        g, (c, w, k) = self.geometry, self.channels
+        pixels = g.batch * g.height * g.width
+        self.k_dilate = self._kernel(op.dilated_rows, g)
+        self.k_conv1_rows = self._kernel(op.conv1x1_rows, pixels, c, w, label="conv1")
+        self.conv1_rows = self._empty(op.max_row_groups(g), op.ROW_GROUP, dtype="int32")
+        self.row_count = self._empty(1, dtype="int32")
+        if g.granularity == 1:
+            self.k_cells = self._kernel(op.active_rows, g)
+            self.k_gather_conv = self._kernel(op.gather_conv3x3_rows, g, w, w)
+            self.k_scatter = self._kernel(op.conv1x1_scatter_add_rows, g, w, k)
+            self.cell_rows = self._empty(-(-g.num_cells // op.ROW_GROUP), op.ROW_GROUP,
+                                         dtype="int32")
+            self.y2 = self._empty(*self.cell_rows.shape, w)
+            if self.has_downsample:
+                self.k_relu = self._kernel(op.relu_inplace, int(np.prod(self.out_shape)))
+        else:
+            self.k_gather_conv = self._kernel(op.gather_conv3x3, g, w, w)
+            self._build_scatter_add()
+
+    def _groups(self, kernel, flags, rows):
+        kernel(flags, rows, self.row_count)
+        return rows._create_view((int(self.row_count.numpy()[0]), op.ROW_GROUP))
 
     def _run_fused(self, x):
         prm, g = self.params, self.geometry
         n, idx, _, _ = self._active(x)
-        y2 = self.y2._create_view((n, g.granularity**2, self.channels[1]))
-        self.k_gather_conv(self._conv1(x), idx, prm["w2"], prm["b2"], y2)
-        return self._scatter_add(x, y2, idx)
+        flags = self._fixed[3] if self._fixed is not None else self.mask
+        c, w = self.channels[:2]
+        self.k_conv1_rows(self._flat(x, c), self._groups(self.k_dilate, flags, self.conv1_rows),
+                          prm["w1"], prm["b1"], self.h1)
+        h1 = self.h1._create_view((g.batch, g.height, g.width, w))
+        if g.granularity > 1:
+            y2 = self.y2._create_view((n, g.granularity**2, w))
+            self.k_gather_conv(h1, idx, prm["w2"], prm["b2"], y2)
+            return self._scatter_add(x, y2, idx)
+        cells = self._groups(self.k_cells, flags, self.cell_rows)
+        y2 = self.y2._create_view((cells.shape[0], op.ROW_GROUP, w))
+        self.k_gather_conv(h1, cells, prm["w2"], prm["b2"], y2)
+        out = self._shortcut(x)
+        self.k_scatter(y2, cells, prm["w3"], prm["b3"], out, out)
+        if self.has_downsample:
+            flat = out._create_view((int(np.prod(self.out_shape)),))
+            self.k_relu(flat, flat)
+        return out
 
     def _build_scatter_add(self):
         """Patch buffer, scatter kernel (and ReLU for downsample blocks) of fused and halo."""

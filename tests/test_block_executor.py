@@ -87,7 +87,8 @@ def test_bad_inputs_are_clear_errors(target):
 
 @pytest.mark.parametrize("variant, kernels", [
     ("halo", {"masker", "compact", "halo_conv3x3", "conv1x1_scatter_add"}),
-    ("fused", {"masker", "compact", "conv1", "gather_conv3x3", "conv1x1_scatter_add"}),
+    ("fused", {"masker", "compact", "dilated_rows", "conv1", "gather_conv3x3",
+               "conv1x1_scatter_add"}),
 ])
 def test_profile_names_every_kernel_of_the_pipeline(target, variant, kernels):
     block = make_block(64, 16, 1, 4)
