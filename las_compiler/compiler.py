@@ -239,23 +239,17 @@ class CompiledModel:
     # -- artifacts --------------------------------------------------------------------------
     def export(self, path: str | os.PathLike) -> Path:
         """Write the artifact directory (library + metadata) atomically; returns its path."""
-        if self._artifact_dir is not None:  # loaded from disk: copy the files as they are
-            staging = Path(path).resolve().parent / f".{Path(path).name}.copy"
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(self._artifact_dir, staging)
-            module = _CopiedLibrary(staging / artifact.LIBRARY_FILE)
-            try:
-                return artifact.write_artifact(path, module, self.metadata_without_format())
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+        if self._artifact_dir is not None:  # loaded from disk: the library file as it is
+            library = _CopiedLibrary(Path(self._artifact_dir) / artifact.LIBRARY_FILE)
+            metadata = {k: v for k, v in self.metadata.items() if k != "format"}
+            return artifact.write_artifact(path, library, metadata)
         linker = artifact.cross_linker(self.metadata["target"])
         return artifact.write_artifact(path, self._module, self.metadata, linker)
 
-    def metadata_without_format(self) -> dict:
-        return {k: v for k, v in self.metadata.items() if k != "format"}
-
 
 class _CopiedLibrary:
+    """``export_library`` of an already linked library: a file copy."""
+
     def __init__(self, path: Path):
         self.path = path
 
@@ -264,13 +258,10 @@ class _CopiedLibrary:
 
 
 def _same_machine(target_text: str) -> bool:
-    """Whether code for this target runs here (same triple, and our host CPU's ISA)."""
-    import tvm
+    """Whether code for this target runs here (same target triple as this machine)."""
+    from .target import host_target, resolve_target
 
-    from .target import host_target
-
-    target = tvm.target.Target(target_text) if not target_text.startswith("{") else \
-        tvm.target.Target(__import__("json").loads(target_text))
+    target = resolve_target(target_text)  # the JSON text str(Target) gives
     host = host_target()
     triple = str(target.attrs.get("mtriple", "")) or str(host.attrs.get("mtriple", ""))
     return triple == str(host.attrs.get("mtriple", ""))

@@ -159,10 +159,10 @@ class _Rewriter(PyExprMutator):
         n, h, wd, _ = (int(d) for d in x.ty.shape)
         out_shape = tuple(int(d) for d in conv.ty.shape)
         m = int(np.prod(out_shape[:3]))
-        b = np.zeros(k, np.float32) if bias is None else np.broadcast_to(
-            bias.value.numpy(), (1, 1, 1, k)).reshape(k)
         if bias is not None and bias.value.numpy().size not in (1, k):
-            return None
+            return None  # not a per-channel bias
+        b = np.zeros(k, np.float32) if bias is None else np.broadcast_to(
+            bias.value.numpy().reshape(-1), (k,))
         x_new = self.visit_expr(x)
         res = constant(np.zeros((1, 1)))
         if residual is not None:

@@ -249,42 +249,45 @@ class _Rewriter(PyExprMutator):
         """fused / halo over the compacted active patch list (symbolic n)."""
         w1, b1, w2, b2, w3, b3 = weights
         c, width, k = channels
-        n, h, w = g.batch, g.height, g.width
-        gvar = self.kernels.get(op.compact, g.num_cells)
-        both = self.emit(relax.call_tir(gvar, [flags], out_ty=[
-            relax.TensorType((g.num_cells,), "int32"), relax.TensorType((1,), "int32")]))
-        cells = self.emit(relax.TupleGetItem(both, 0))
-        count = self.emit(relax.op.astype(relax.TupleGetItem(both, 1), "int64"))
-        active = tirx.Var(f"active{self.block_index - 1}", "int64")
-        self.builder_.match_cast(self.emit(relax.op.tensor_to_shape(count)),
-                                 relax.ShapeType([active]))
+        cells, active = self._scan(self.kernels.get(op.compact, g.num_cells), flags,
+                                   (g.num_cells,), "active")
         idx = self.call(op.active_prefix, (g.num_cells,), [cells], (active,), "int32", "idx")
         patch_out = (active, g.granularity**2, width)
         if pipeline == "halo":
             y2 = self.call(op.halo_conv3x3, (g, c, width), [x_nhwc, idx, w1, b1, w2, b2],
                            patch_out)
         else:
-            flat = self.emit(relax.op.reshape(x_nhwc, (n * h * w, c)))
-            h1 = self.call(op.conv1x1_rows, (n * h * w, c, width),
-                           [flat, self._dilated_rows(flags, g), w1, b1], (n * h * w, width))
-            h1 = self.emit(relax.op.reshape(h1, (n, h, w, width)))
+            h1 = self._conv1_on_dilated_pixels(x_nhwc, flags, g, w1, b1, c, width)
             y2 = self.call(op.gather_conv3x3, (g, width, width), [h1, idx, w2, b2], patch_out)
         return self.call_inplace(op.conv1x1_scatter_add, (g, width, k),
                                  [y2, idx, w3, b3, shortcut, shortcut], 5, "block_out")
 
+    def _scan(self, gvar, flags, list_shape, name: str):
+        """Run a scan kernel ``(flags) -> (list, count[1])``; returns the list and the count as
+        a symbolic Relax shape variable (``tensor_to_shape``: the one host sync per list)."""
+        both = self.emit(relax.call_tir(gvar, [flags], out_ty=[
+            relax.TensorType(list_shape, "int32"), relax.TensorType((1,), "int32")]))
+        count = self.emit(relax.op.astype(relax.TupleGetItem(both, 1), "int64"))
+        var = tirx.Var(f"{name}{self.block_index - 1}", "int64")
+        self.builder_.match_cast(self.emit(relax.op.tensor_to_shape(count)),
+                                 relax.ShapeType([var]))
+        return self.emit(relax.TupleGetItem(both, 0)), var
+
     def _row_groups(self, generator, flags, g: PatchGeometry, max_groups: int, name: str):
         """A (groups, ROW_GROUP) pixel or cell list from ``generator(g)``; groups symbolic."""
-        gvar = self.kernels.get(generator, g)
-        both = self.emit(relax.call_tir(gvar, [flags], out_ty=[
-            relax.TensorType((max_groups, op.ROW_GROUP), "int32"),
-            relax.TensorType((1,), "int32")]))
-        count = self.emit(relax.op.astype(relax.TupleGetItem(both, 1), "int64"))
-        groups = tirx.Var(f"{name}{self.block_index - 1}", "int64")
-        self.builder_.match_cast(self.emit(relax.op.tensor_to_shape(count)),
-                                 relax.ShapeType([groups]))
-        rows = self.emit(relax.TupleGetItem(both, 0))
+        rows, groups = self._scan(self.kernels.get(generator, g), flags,
+                                  (max_groups, op.ROW_GROUP), name)
         return self.call(op.row_groups_prefix, (max_groups,), [rows], (groups, op.ROW_GROUP),
                          "int32", name)
+
+    def _conv1_on_dilated_pixels(self, x_nhwc, flags, g: PatchGeometry, w1, b1, c, width):
+        """conv1 (+BN+ReLU) at the pixels active windows read; an (N, H, W, width) map whose
+        other pixels are never read."""
+        pixels = g.batch * g.height * g.width
+        flat = self.emit(relax.op.reshape(x_nhwc, (pixels, c)))
+        h1 = self.call(op.conv1x1_rows, (pixels, c, width),
+                       [flat, self._dilated_rows(flags, g), w1, b1], (pixels, width))
+        return self.emit(relax.op.reshape(h1, (g.batch, g.height, g.width, width)))
 
     def _dilated_rows(self, flags, g: PatchGeometry):
         """The input pixels active windows read, in groups (conv1's work list)."""
@@ -295,13 +298,9 @@ class _Rewriter(PyExprMutator):
         micro-kernel a 1 x 16 tile that reloads every weight per patch."""
         w1, b1, w2, b2, w3, b3 = weights
         c, width, k = channels
-        n, h, w = g.batch, g.height, g.width
         cells = self._row_groups(op.active_rows, flags, g, -(-g.num_cells // op.ROW_GROUP),
                                  "cell_rows")
-        flat = self.emit(relax.op.reshape(x_nhwc, (n * h * w, c)))
-        h1 = self.call(op.conv1x1_rows, (n * h * w, c, width),
-                       [flat, self._dilated_rows(flags, g), w1, b1], (n * h * w, width))
-        h1 = self.emit(relax.op.reshape(h1, (n, h, w, width)))
+        h1 = self._conv1_on_dilated_pixels(x_nhwc, flags, g, w1, b1, c, width)
         groups = cells.ty.shape[0]
         y2 = self.call(op.gather_conv3x3_rows, (g, width, width), [h1, cells, w2, b2],
                        (groups, op.ROW_GROUP, width))
