@@ -40,8 +40,9 @@ from .peers import (
 
 GRANULARITIES = (1, 2, 4, 7, 8)
 RATES = (0.1, 0.25, 0.5, 0.75, 1.0)
-SPARSE_VARIANTS = ("fused", "halo", "whole", "unfused")
-FUSED_VARIANTS = ("fused", "halo", "whole")  # "the fused LAS block": the best of these
+SPARSE_VARIANTS = ("fused", "masker_conv1", "halo", "whole", "unfused")
+# "the fused LAS block": the best of these
+FUSED_VARIANTS = ("fused", "masker_conv1", "halo", "whole")
 PROFILE_RATE = 0.5
 QUICK = {"shapes": ("s1b1", "s2b0", "s3b1"), "granularities": (2, 4, 7), "rates": (0.25, 0.5, 1.0),
          "repeats": 10}
@@ -96,6 +97,8 @@ def measure_tvm(shape: dict, granularities: Sequence[int], rates: Sequence[float
     for s in (s for s in granularities if s <= shape.out_size):
         block.granularity = s
         for variant in variants:
+            if variant == "masker_conv1" and (s, shape.stride) != (1, 1):
+                continue  # the masker reads conv1's pixels only at S = 1, stride 1
             executor = BlockExecutor(block, 1, shape.in_size, shape.in_size, target, variant)
             cells = executor.geometry.num_cells
             for r in rates:
@@ -201,6 +204,14 @@ def targets_report(rows: list[dict]) -> list[str]:
         out.append(f"- best fused pipeline vs unfused, same S, r=0.5 (goal >= 2.3x): median "
                    f"{statistics.median(speedups):.2f}x, range {min(speedups):.2f}-"
                    f"{max(speedups):.2f}x over {len(speedups)} (block, S)")
+    masker_fusion = [(_find(rows, b, "fused", 1, rate), _find(rows, b, "masker_conv1", 1, rate))
+                     for b in best for rate in _rates(rows)]
+    masker_fusion = [f["median_ms"] / m["median_ms"] for f, m in masker_fusion if f and m]
+    if masker_fusion:
+        out.append(f"- S=1 masker fused into conv1 vs separate masker + dilated conv1 "
+                   f"(> 1: fusion faster): median {statistics.median(masker_fusion):.2f}x, "
+                   f"range {min(masker_fusion):.2f}-{max(masker_fusion):.2f}x over "
+                   f"{len(masker_fusion)} (block, r)")
     ort = {r["block"]: r for r in rows if r["variant"] == "dense_onnxruntime"}
     ours = {r["block"]: r for r in rows if r["variant"] == "dense_tvm"}
     common = sorted(set(ort) & set(ours))
@@ -212,7 +223,8 @@ def targets_report(rows: list[dict]) -> list[str]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """r_l = l_fused / l_best_dense against r, one line per S, one panel per block."""
+    """r_l = l_dynamic / l_best_dense against r, one line per S, one panel per block;
+    l_dynamic is the best fused pipeline at that S and r."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,8 +238,11 @@ def plot(rows: list[dict], path: Path) -> None:
                              math.ceil(len(blocks) / cols)), squeeze=False)
     for ax, b in zip(axes.flat, blocks, strict=False):
         for s in sorted({r["S"] for r in rows if r["block"] == b and r["S"] is not None}):
-            pts = sorted((r["r"], r["median_ms"] / best[b]["median_ms"]) for r in rows
-                         if r["block"] == b and r["S"] == s and r["variant"] == "fused")
+            fastest: dict[float, float] = {}
+            for r in rows:
+                if r["block"] == b and r["S"] == s and r["variant"] in FUSED_VARIANTS:
+                    fastest[r["r"]] = min(fastest.get(r["r"], math.inf), r["median_ms"])
+            pts = sorted((rate, ms / best[b]["median_ms"]) for rate, ms in fastest.items())
             ax.plot(*zip(*pts, strict=True), marker="o", label=f"S={s}")
         ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=1)
         ax.axhline(1.0, c="k", lw=0.8)

@@ -8,6 +8,8 @@ Pipelines (``variant``), all starting with masker -> compaction (except ``dense`
 
 * ``"fused"``: conv1 (+BN+ReLU) on the pixels active windows read -> gather+conv3x3 (+BN+ReLU,
   halo read from the conv1 map) -> conv1x1+BN+scatter-add+ReLU in place into the shortcut.
+* ``"masker_conv1"`` (S = 1, stride 1): the masker's 1x1 conv rides dense conv1's register
+  tiles (``op.masker_conv1x1``, one read of x) -> S = 1 ``fused`` on groups of 12 active cells.
 * ``"halo"``: conv1 (+BN+ReLU) on each active patch's halo window inside the gather+conv3x3
   kernel (no dense conv1, no conv1 map) -> conv1x1+BN+scatter-add+ReLU in place. Cheaper than
   ``fused`` at low r, dearer at high r (halo recompute): a per-layer choice.
@@ -36,9 +38,9 @@ from . import op
 from .build import kernel_function
 from .models import Bottleneck
 from .op.geometry import PatchGeometry
-from .op.params import fold_bn, pack_weight
+from .op.params import CHANNEL_BLOCK, fold_bn, pack_weight, with_masker_tile
 
-VARIANTS = ("fused", "halo", "whole", "unfused", "dense")
+VARIANTS = ("fused", "masker_conv1", "halo", "whole", "unfused", "dense")
 
 
 @dataclass
@@ -107,10 +109,15 @@ class BlockExecutor:
             self.k_down = self._kernel(op.conv1x1, batch, height, width, c, k, block.stride,
                                        "none", label="downsample")
             self.identity = self._empty(int(np.prod(self.out_shape[:3])), k)
+        if variant == "masker_conv1" and (block.granularity, block.stride) != (1, 1):
+            raise ValueError(f"masker_conv1 needs S = 1 and stride 1 (the masker and conv1 "
+                             f"read the same pixels); got S = {block.granularity}, "
+                             f"stride = {block.stride}")
         if variant not in ("whole", "halo"):
             self.k_conv1 = self._kernel(op.conv1x1, batch, height, width, c, w, 1, "relu",
                                         label="conv1")
             self.h1 = self._empty(batch * height * width, w)
+        self._block = block
         if variant != "dense":
             cells = g.num_cells
             self.k_masker = self._kernel(op.masker, g, c)
@@ -246,7 +253,47 @@ class BlockExecutor:
             y2 = self.y2._create_view((n, g.granularity**2, w))
             self.k_gather_conv(h1, idx, prm["w2"], prm["b2"], y2)
             return self._scatter_add(x, y2, idx)
+        return self._single_pixel_tail(x, h1, self._groups(self.k_cells, flags,
+                                                            self.cell_rows))
+
+    def _build_masker_conv1(self):
+        g, (c, w, k) = self.geometry, self.channels
+        block = self._block
+        w1, b1 = fold_bn(block.conv1, block.bn1)
+        masker = block.masker.conv2
+        wt, bt = with_masker_tile(w1, b1, masker.weight.detach().float().numpy(),
+                                  masker.bias.detach().float().numpy())
+        self.params["w1_masker"] = tvm.runtime.tensor(pack_weight(wt), self.device)
+        self.params["b1_masker"] = tvm.runtime.tensor(bt, self.device)
+        self.k_masker_conv1 = self._kernel(op.masker_conv1x1, g.batch, g.height, g.width, c, w,
+                                           label="masker+conv1")
+        self.k_flags = self._kernel(op.masker_flags, g.num_cells)
+        self.logits = self._empty(g.num_cells, CHANNEL_BLOCK)
+        self.k_cells = self._kernel(op.active_rows, g)
+        self.k_gather_conv = self._kernel(op.gather_conv3x3_rows, g, w, w)
+        self.k_scatter = self._kernel(op.conv1x1_scatter_add_rows, g, w, k)
+        self.cell_rows = self._empty(-(-g.num_cells // op.ROW_GROUP), op.ROW_GROUP,
+                                     dtype="int32")
+        self.row_count = self._empty(1, dtype="int32")
+        self.y2 = self._empty(*self.cell_rows.shape, w)
+        if self.has_downsample:
+            self.k_relu = self._kernel(op.relu_inplace, int(np.prod(self.out_shape)))
+
+    def _run_masker_conv1(self, x):
+        prm, g = self.params, self.geometry
+        c, w = self.channels[:2]
+        self.k_masker_conv1(self._flat(x, c), prm["w1_masker"], prm["b1_masker"], self.h1,
+                            self.logits)
+        self.k_flags(self.logits, self.mask)
+        flags = self._fixed[3] if self._fixed is not None else self.mask
+        h1 = self.h1._create_view((g.batch, g.height, g.width, w))
         cells = self._groups(self.k_cells, flags, self.cell_rows)
+        self.last_active = None  # no compaction here: the cell groups carry the count
+        return self._single_pixel_tail(x, h1, cells)
+
+    def _single_pixel_tail(self, x, h1, cells):
+        """S = 1: gather+conv3x3 and conv1x1+scatter-add on groups of 12 active cells."""
+        prm, w = self.params, self.channels[1]
         y2 = self.y2._create_view((cells.shape[0], op.ROW_GROUP, w))
         self.k_gather_conv(h1, cells, prm["w2"], prm["b2"], y2)
         out = self._shortcut(x)

@@ -54,9 +54,26 @@ def test_sparse_pipelines_any_mask(target, variant, geometry, rate, seed):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_masker_conv1_any_mask(target):
+    """S = 1 with the masker fused into conv1 (the only geometry it accepts)."""
+    in_c, planes, stride, size, s, batch = GEOMETRIES[2]
+    for seed, rate in [(0, 0.0), (1, 0.4), (2, 1.0)]:
+        block = make_block(in_c, planes, stride, s, seed=seed)
+        x = torch.randn(batch, in_c, size, size,
+                        generator=torch.Generator().manual_seed(seed)).relu()
+        mask = torch.rand(batch, size, size, generator=torch.Generator().manual_seed(seed)) < rate
+        force_mask(block, mask.float())
+        executor = BlockExecutor(block, batch, size, size, target, "masker_conv1")
+        executor.fix_active_cells(np.flatnonzero(mask.flatten().numpy()))
+        torch.testing.assert_close(run(executor, x), sparse_block_forward(block, x),
+                                   rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("stride, s, size", [(1, 4, 28), (2, 2, 27), (1, 7, 14)])
+@pytest.mark.parametrize("stride, s, size", [(1, 4, 28), (2, 2, 27), (1, 7, 14), (1, 1, 14)])
 def test_pipeline_with_its_own_masker(target, variant, stride, s, size):
+    if variant == "masker_conv1" and s != 1:
+        pytest.skip("masker_conv1 is an S = 1 pipeline")
     in_c = 64 if stride == 1 else 32
     block = make_block(in_c, 16, stride, s, seed=3)
     ramp = torch.linspace(0, 2, size)  # spatially varied input, so patches differ
@@ -70,8 +87,9 @@ def test_pipeline_with_its_own_masker(target, variant, stride, s, size):
     else:
         expected = sparse_block_forward(block, x)
         mask = block.patch_mask(x)
-        assert executor.last_active == int(mask.sum())
-        assert 0 < executor.last_active < mask.numel()
+        assert 0 < int(mask.sum()) < mask.numel()
+        if variant != "masker_conv1":  # the one pipeline without a compaction
+            assert executor.last_active == int(mask.sum())
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -81,6 +99,8 @@ def test_bad_inputs_are_clear_errors(target):
         BlockExecutor(block, 1, 7, 7, target)
     with pytest.raises(ValueError, match="unknown variant 'sparse'"):
         BlockExecutor(block, 1, 16, 16, target, "sparse")
+    with pytest.raises(ValueError, match="masker_conv1 needs S = 1 and stride 1"):
+        BlockExecutor(block, 1, 16, 16, target, "masker_conv1")
     with pytest.raises(ValueError, match="eval-mode"):
         BlockExecutor(block.train(), 1, 16, 16, target)
 

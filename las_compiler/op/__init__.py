@@ -25,7 +25,7 @@ Conventions shared by every kernel (and assumed by the schedule rules in
 from .dense import conv1x1, conv2d, conv3x3, copy, relu_inplace
 from .fused_block import copy_inactive, fused_block
 from .gather_conv import gather_conv3x3, halo_conv3x3
-from .masker import active_prefix, compact, masker
+from .masker import active_prefix, compact, masker, masker_conv1x1, masker_flags
 from .scatter_conv import conv1x1_scatter_add
 from .sparse_rows import (
     ROW_GROUP,
@@ -65,5 +65,7 @@ __all__ = [
     "copy_inactive",
     "gather_conv3x3",
     "masker",
+    "masker_conv1x1",
+    "masker_flags",
     "relu_inplace",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from tvm.script import tirx as T
 
 from .geometry import PatchGeometry
+from .params import CHANNEL_BLOCK as NB
 
 
 def masker(geometry: PatchGeometry, in_channels: int):
@@ -122,5 +123,65 @@ def active_prefix(num_cells: int):
             with T.sblock("copy"):
                 vi = T.axis.remap("S", [i])
                 active[vi] = idx[vi]
+
+    return func
+
+
+def masker_conv1x1(batch: int, height: int, width: int, in_channels: int, out_channels: int):
+    """S = 1, stride 1: the masker's 1x1 conv fused into the block's dense conv1 (one read of x).
+
+    PrimFunc ``(x[M,C], w[K/16+1,C,16], bias[K+16], h1[M,K], logits[M,16])``, M = N*H*W: the
+    weights are conv1's (BN folded) with one more 16-channel tile holding the masker's two
+    output channels (lanes 0 and 1, the rest zero), so the masker rides the conv's register
+    tiles: conv1 + BN + ReLU goes to ``h1``, the masker's two logits (with its bias) to
+    ``logits`` (compare them with :func:`masker_flags`). At S = 1 the masker's pooling is the
+    identity, so both convs read the same pixels. The extra tile costs 16/K of conv1's
+    multiply-adds (25 % at K = 64, 3 % at K = 512); the separate masker pays one more pass
+    over x instead: a per-layer choice (``masker_conv1`` block pipeline).
+    """
+    M, C, K = batch * height * width, in_channels, out_channels  # noqa: N806
+    KT = K + NB  # noqa: N806
+
+    @T.prim_func(s_tir=True)
+    def func(
+        x: T.Buffer((M, C), "float32"),
+        w: T.Buffer((KT // NB, C, NB), "float32"),
+        bias: T.Buffer((KT,), "float32"),
+        h1: T.Buffer((M, K), "float32"),
+        logits: T.Buffer((M, NB), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "masker_conv1x1",
+                     "las.reduce_block": "conv", "las.num_reduce": 1})
+        acc = T.sblock_alloc_buffer((M, KT), "float32")
+        for m, k, rc in T.grid(M, KT, C):
+            with T.sblock("conv"):
+                vm, vk, vrc = T.axis.remap("SSR", [m, k, rc])
+                with T.init():
+                    acc[vm, vk] = T.float32(0)
+                acc[vm, vk] = acc[vm, vk] + x[vm, vrc] * w[vk // NB, vrc, vk % NB]
+        for m, k in T.grid(M, KT):
+            with T.sblock("epilogue"):
+                vm, vk = T.axis.remap("SS", [m, k])
+                # the condition is per 16-lane tile (K is a multiple of 16), so the vectorised
+                # channel loop keeps it outside
+                if vk // NB < K // NB:
+                    h1[vm, vk] = T.max(acc[vm, vk] + bias[vk], T.float32(0))
+                else:
+                    logits[vm, vk - K] = acc[vm, vk] + bias[vk]
+
+    return func
+
+
+def masker_flags(pixels: int):
+    """PrimFunc ``(logits[M,16], mask[M] int32)``: ``mask = logit0 >= logit1`` (see
+    :func:`masker_conv1x1`)."""
+
+    @T.prim_func(s_tir=True)
+    def func(logits: T.Buffer((pixels, NB), "float32"), mask: T.Buffer((pixels,), "int32")):
+        T.func_attr({"tirx.noalias": True, "las.kernel": "masker_flags"})
+        for m in range(pixels):
+            with T.sblock("compare"):
+                vm = T.axis.remap("S", [m])
+                mask[vm] = T.Select(logits[vm, 0] >= logits[vm, 1], 1, 0)
 
     return func

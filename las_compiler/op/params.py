@@ -34,3 +34,17 @@ def pack_weight(weight: np.ndarray, block: int = CHANNEL_BLOCK) -> np.ndarray:
     if kh == kw == 1:
         packed = packed.reshape(out_c // block, in_c, block)
     return np.ascontiguousarray(packed, dtype=np.float32)
+
+
+def with_masker_tile(weight: np.ndarray, bias: np.ndarray, masker_weight: np.ndarray,
+                     masker_bias: np.ndarray, block: int = CHANNEL_BLOCK):
+    """conv1's (OIHW weight, bias) with one more ``block``-channel tile holding the masker's
+    two output channels (1x1, ``masker_weight`` (2, C)) and zeros: the parameters of
+    :func:`las_compiler.op.masker.masker_conv1x1` once packed."""
+    out_c, in_c = weight.shape[:2]
+    extra_w = np.zeros((block, in_c, 1, 1), np.float32)
+    extra_w[:2, :, 0, 0] = masker_weight.reshape(2, in_c)
+    extra_b = np.zeros(block, np.float32)
+    extra_b[:2] = masker_bias
+    return (np.concatenate([weight.astype(np.float32), extra_w]),
+            np.concatenate([bias.astype(np.float32), extra_b]))

@@ -111,7 +111,9 @@ def scatter_patches(geometry: PatchGeometry, channels: int):
             with T.sblock("scatter"):
                 vq, vm, vk = T.axis.remap("SSS", [q, m, k])
                 if g.output_inside(idx[vq], vm):
-                    d[g.output_pixel(idx[vq], vm) + (vk,)] = T.Select(
+                    # if_then_else, not Select: Select also reads the rows past the count, which
+                    # were never written; that made the kernel 80x slower (4.0 vs 0.05 ms)
+                    d[g.output_pixel(idx[vq], vm) + (vk,)] = T.if_then_else(
                         vq < count[0], z[vq, vm, vk], T.float32(0))
 
     return func
