@@ -117,6 +117,41 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from . import predict_job
+
+    if args.calibrate:
+        path = predict_job.calibrate(args.output, log=lambda m: print(m, file=sys.stderr))
+        print(f"host profile written to {path}")
+        return 0
+    rate = 0.5 if args.rate is None else args.rate
+    report = predict_job.predict_report(args.hardware, args.model, args.snet, rate,
+                                        args.input_size, args.batch)
+    print(json.dumps(report, indent=1) if args.json else predict_job.format_predict(report))
+    return 0
+
+
+def _cmd_select_s(args: argparse.Namespace) -> int:
+    from . import predict_job
+
+    rate = 0.5 if args.rate is None else args.rate
+    report = predict_job.select_report(args.hardware, args.model, rate, args.per,
+                                       args.input_size, args.batch)
+    print(json.dumps(report, indent=1) if args.json else predict_job.format_select(report))
+    return 0
+
+
+def _add_predict_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hardware", default="host",
+                        help="host, v100, gtx1080, tx2, nano, rtx3090, h100, tx2-cpu, or a "
+                             "profile .json")
+    parser.add_argument("--model", default="las_resnet50", choices=sorted(MODELS))
+    parser.add_argument("--rate", type=_rate, default=0.5, help="activation rate in [0, 1]")
+    parser.add_argument("--input-size", type=_input_size, default=(224, 224), help="N or HxW")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="las", description="Compiler for latency-aware spatially dynamic networks."
@@ -161,6 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=_cmd_bench)
+
+    pred = sub.add_parser("predict", help="predicted dense vs dynamic latency per block")
+    _add_predict_args(pred)
+    pred.add_argument("--snet", default=DEFAULT_GRANULARITY,
+                      help="S per stage ('4-4-2-1') or per block")
+    pred.add_argument("--calibrate", action="store_true",
+                      help="measure this machine and store its profile (a few minutes)")
+    pred.add_argument("-o", "--output", default=None,
+                      help="with --calibrate: profile path (default: the user cache)")
+    pred.set_defaults(func=_cmd_predict)
+
+    sel = sub.add_parser("select-s", help="best S per stage (or block) by predicted latency")
+    _add_predict_args(sel)
+    sel.add_argument("--per", choices=("stage", "block"), default="stage")
+    sel.set_defaults(func=_cmd_select_s)
     return parser
 
 

@@ -1,0 +1,250 @@
+"""Per-kernel latency models: each kernel the compiler emits as data moved per memory level
+plus multiply-adds on the tiles the schedule really runs, then turned into time by a device.
+
+The model must know the schedule, not an ideal kernel. On CPUs (``schedules/cpu``):
+
+* conv kernels run register tiles of ``tile.pixels`` pixels x 16 output channels
+  (12 x 16 with AVX-512, 6 x 16 with AVX2/NEON; ``tiled_conv.get_config``). A per-patch
+  kernel tiles each patch's S*S pixels on its own; a patch's last, partial tile has fewer
+  independent accumulator chains than the FMA pipes need to hide their latency
+  (``fma_latency x fma_per_cycle``), so it costs at least that many pixels' worth of time:
+  a 1-pixel patch runs at 1/4 of peak on AVX-512.
+* each pixel tile streams the kernel's whole weight tensor (channel tiles inside pixel
+  tiles), so weight traffic is (pixel tiles) x (weight bytes) from the nearest level that
+  holds the weights; dense kernels whose weights dominate run channel tiles outermost
+  instead, reading the weights once and the input once per channel tile.
+* row-group kernels (conv1 on the dilated pixels, S = 1 blocks) work on groups of
+  :data:`ROW_GROUP` pixels; the scans that build the groups are serial.
+* the outer parallel loop has ``tasks`` iterations over ``compute_units`` cores: with fewer
+  tasks than cores, or a ragged last round, cores idle.
+
+GPU profiles use the same kernels with the tile a CUDA rule would run (thread blocks of 64
+pixels x 64 output channels; patches smaller than 64 pixels share a block, S = 1 runs on
+groups of 32 pixels; every block loads its weight slice) until the CUDA rules exist; that
+part is a model of kernels not yet written and is labelled so in reports.
+
+Latency of one kernel: ``launch + max(compute, data) + (1 - overlap) * min(compute, data) +
+serial``, the paper's ``l_compute + l_data`` with the overlap CPUs and GPUs get from
+prefetching and many warps (``overlap`` calibrated; 0 gives the plain sum).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .hardware import Hardware
+from .layers import BlockLayer
+
+F32 = 4
+ROW_GROUP = 12  # = las_compiler.op.sparse_rows.ROW_GROUP (tests check they agree)
+CHANNEL_BLOCK = 16  # = las_compiler.op.params.CHANNEL_BLOCK
+
+
+@dataclass(frozen=True)
+class TileModel:
+    """The register/thread-block tile a target's schedule rules run."""
+
+    pixels: int
+    channels: int
+    row_group: int = ROW_GROUP
+    min_pixels: int = 1  # a partial tile costs at least this many pixels
+    per_patch_s1: bool = False  # S = 1 as one-pixel patches instead of row groups
+    group_patches: bool = False  # small patches share a tile (GPU thread block)
+
+    @classmethod
+    def for_hardware(cls, hw: Hardware) -> TileModel:
+        if hw.kind == "gpu":
+            return cls(pixels=64, channels=64, row_group=32, group_patches=True)
+        return cls(pixels=12 if hw.vector_bits >= 512 else 6, channels=CHANNEL_BLOCK,
+                   min_pixels=max(1, round(hw.fma_latency * hw.fma_per_cycle)))
+
+
+@dataclass
+class Work:
+    """What one kernel does: multiply-adds executed (tile padding included), parallel tasks,
+    bytes per memory level, serial scan elements, launches."""
+
+    kind: str
+    macs: float = 0.0
+    tasks: float = 1.0
+    bytes: dict[str, float] = field(default_factory=dict)
+    serial: float = 0.0
+    launches: int = 1
+
+    def add_bytes(self, level: str, nbytes: float) -> None:
+        self.bytes[level] = self.bytes.get(level, 0.0) + float(nbytes)
+
+
+def kernel_time_us(hw: Hardware, work: Work) -> float:
+    """Latency of one kernel on ``hw`` (see the module docstring)."""
+    units = hw.compute_units
+    tasks = max(work.tasks, 1e-9)
+    busy = min(units, tasks / math.ceil(tasks / units)) if tasks >= 1 else 1.0
+    compute = 0.0
+    if work.macs:
+        macs_per_us = busy * hw.simd_lanes * hw.fma_per_cycle * hw.clock_ghz * 1e3
+        compute = work.macs / (macs_per_us * hw.kernel_efficiency(work.kind))
+    data = 0.0
+    for level in hw.levels:
+        nbytes = work.bytes.get(level.name, 0.0)
+        if nbytes:
+            share = busy / units if level.per_unit else 1.0
+            data += nbytes / (level.bandwidth_gbs * share * 1e3)
+    serial = work.serial * hw.scan_ns * 1e-3
+    return (hw.launch_us * work.launches + max(compute, data)
+            + (1.0 - hw.overlap) * min(compute, data) + serial)
+
+
+# -- building blocks ---------------------------------------------------------------------------
+def _level(hw: Hardware, nbytes: float, per_unit: bool = False) -> str:
+    return hw.level_holding(nbytes, per_unit).name
+
+
+def _conv(hw: Hardware, tile: TileModel, kind: str, *, tiles: float, pixels: float,
+          reduce: int, out_channels: int, in_bytes: float, out_bytes: float, tasks: float,
+          map_bytes: float, weights_once: bool = False) -> Work:
+    """A tiled conv: ``tiles`` pixel tiles executing ``pixels`` pixel slots in all (partial
+    tiles counted as :func:`_per_patch` says), ``reduce`` multiply-adds per output (C or 9C),
+    weights streamed once per pixel tile (or once in all when ``weights_once``, channel
+    tiles outermost). ``map_bytes``: size of the feature map the inputs come from (where it
+    lives decides their bandwidth)."""
+    weight_bytes = reduce * out_channels * F32
+    if hw.kind == "gpu":  # a thread block per (pixel tile, channel tile)
+        tasks *= math.ceil(out_channels / tile.channels)
+    work = Work(kind, macs=pixels * reduce * out_channels, tasks=tasks)
+    if weights_once:
+        work.add_bytes(_level(hw, weight_bytes), weight_bytes)
+        passes = math.ceil(out_channels / tile.channels)  # input re-read per channel tile
+        work.add_bytes(_level(hw, map_bytes), in_bytes * passes)
+    else:
+        work.add_bytes(_level(hw, weight_bytes, per_unit=True), tiles * weight_bytes)
+        work.add_bytes(_level(hw, map_bytes), in_bytes)
+    work.add_bytes(_level(hw, out_bytes), out_bytes)
+    return work
+
+
+def _per_patch(tile: TileModel, pixels: int) -> tuple[int, int]:
+    """(tiles, executed pixel slots) for one patch of ``pixels`` pixels."""
+    if tile.group_patches and pixels < tile.pixels:
+        return pixels / tile.pixels, pixels  # several patches per thread block
+    full, rest = divmod(pixels, tile.pixels)
+    return full + (rest > 0), full * tile.pixels + (max(rest, tile.min_pixels) if rest else 0)
+
+
+def _map_bytes(layer: BlockLayer, channels: int, out: bool = False) -> float:
+    h, w = (layer.out_height, layer.out_width) if out else (layer.height, layer.width)
+    return float(layer.batch * h * w * channels * F32)
+
+
+# -- kernels ------------------------------------------------------------------------------------
+def masker(hw, tile, layer: BlockLayer, s: int) -> Work:
+    cells, c = layer.cells(s), layer.in_channels
+    x_bytes = _map_bytes(layer, c)
+    work = Work("masker", macs=layer.batch * layer.height * layer.width * c + cells * 2 * c,
+                tasks=cells)
+    work.add_bytes(_level(hw, x_bytes), x_bytes)
+    return work
+
+
+def scan(kind: str, elements: float) -> Work:
+    """A serial scan (compaction, dilated rows, active rows)."""
+    return Work(kind, serial=elements)
+
+
+def dense_conv1x1(hw, tile, layer: BlockLayer, in_c: int, out_c: int, pixels: int,
+                  kind: str, map_bytes: float, residual: bool = False) -> Work:
+    """Dense pointwise conv over ``pixels`` output pixels (conv1, conv3, downsample)."""
+    tiles = math.ceil(pixels / tile.pixels)
+    weights = in_c * out_c * F32
+    in_bytes = pixels * in_c * F32
+    once = weights > 2 * map_bytes and hw.kind == "cpu"  # tiled_conv._weights_dominate
+    out_bytes = pixels * out_c * F32 * (2 if residual else 1)
+    return _conv(hw, tile, kind, tiles=tiles, pixels=pixels, reduce=in_c,
+                 out_channels=out_c, in_bytes=in_bytes, out_bytes=out_bytes,
+                 tasks=math.ceil(out_c / tile.channels) if once else tiles,
+                 map_bytes=map_bytes, weights_once=once)
+
+
+def dense_conv3x3(hw, tile, layer: BlockLayer) -> Work:
+    w, pixels = layer.planes, layer.batch * layer.out_height * layer.out_width
+    tiles = math.ceil(pixels / tile.pixels)
+    map_bytes = _map_bytes(layer, w)
+    once = 9 * w * w * F32 > 2 * map_bytes and hw.kind == "cpu"
+    work = _conv(hw, tile, "conv3x3", tiles=tiles, pixels=pixels, reduce=9 * w,
+                 out_channels=w, in_bytes=map_bytes * 9 / layer.stride**2,
+                 out_bytes=pixels * w * F32, map_bytes=map_bytes,
+                 tasks=math.ceil(w / tile.channels) if once else tiles, weights_once=once)
+    work.add_bytes(_level(hw, map_bytes), 2 * map_bytes)  # the pad stage
+    return work
+
+
+def conv1_rows(hw, tile, layer: BlockLayer, pixels: float, kind: str = "conv1x1_rows") -> Work:
+    """conv1 on ``pixels`` listed input pixels, in groups of ROW_GROUP."""
+    groups = math.ceil(pixels / tile.row_group)
+    c, w = layer.in_channels, layer.planes
+    return _conv(hw, tile, kind, tiles=groups * tile.row_group / tile.pixels,
+                 pixels=groups * tile.row_group, reduce=c, out_channels=w,
+                 in_bytes=groups * tile.row_group * c * F32,
+                 out_bytes=groups * tile.row_group * w * F32, tasks=groups,
+                 map_bytes=_map_bytes(layer, c))
+
+
+def gather_conv3x3(hw, tile, layer: BlockLayer, s: int, n: float, halo_conv1: bool = False,
+                   kind: str = "gather_conv3x3") -> Work:
+    """Per active patch: its window (from the conv1 map, or conv1 computed on it when
+    ``halo_conv1``) then the 3x3 conv on S*S pixels."""
+    c, w, span = layer.in_channels, layer.planes, layer.span(s)
+    tiles, slots = _per_patch(tile, s * s)
+    reduce_map = _map_bytes(layer, c if halo_conv1 else w)
+    work = _conv(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=9 * w,
+                 out_channels=w,
+                 in_bytes=n * span * span * (c if halo_conv1 else w) * F32,
+                 out_bytes=n * s * s * w * F32, tasks=n, map_bytes=reduce_map)
+    if halo_conv1:
+        halo_tiles, halo_slots = _per_patch(tile, span * span)
+        conv1 = _conv(hw, tile, kind, tiles=n * halo_tiles, pixels=n * halo_slots, reduce=c,
+                      out_channels=w, in_bytes=0.0, out_bytes=0.0, tasks=n,
+                      map_bytes=reduce_map)
+        work.macs += conv1.macs
+        for level, nbytes in conv1.bytes.items():
+            work.add_bytes(level, nbytes)
+    return work
+
+
+def gather_conv3x3_rows(hw, tile, layer: BlockLayer, n: float) -> Work:
+    groups = math.ceil(n / tile.row_group)
+    w = layer.planes
+    return _conv(hw, tile, "gather_conv3x3_rows", tiles=groups * tile.row_group / tile.pixels,
+                 pixels=groups * tile.row_group, reduce=9 * w, out_channels=w,
+                 in_bytes=groups * tile.row_group * 9 * w * F32,
+                 out_bytes=groups * tile.row_group * w * F32, tasks=groups,
+                 map_bytes=_map_bytes(layer, w))
+
+
+def conv1x1_scatter_add(hw, tile, layer: BlockLayer, s: int, n: float,
+                        kind: str = "conv1x1_scatter_add", scatter: bool = True) -> Work:
+    """conv3 (+BN) of each active patch, added into the shortcut (read + write)."""
+    w, k = layer.planes, layer.out_channels
+    tiles, slots = _per_patch(tile, s * s)
+    out = n * s * s * k * F32 * (2 if scatter else 1)
+    return _conv(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=w, out_channels=k,
+                 in_bytes=n * s * s * w * F32, out_bytes=out, tasks=n,
+                 map_bytes=n * s * s * w * F32)
+
+
+def conv1x1_scatter_add_rows(hw, tile, layer: BlockLayer, n: float) -> Work:
+    groups = math.ceil(n / tile.row_group)
+    w, k = layer.planes, layer.out_channels
+    return _conv(hw, tile, "conv1x1_scatter_add_rows",
+                 tiles=groups * tile.row_group / tile.pixels, pixels=groups * tile.row_group,
+                 reduce=w, out_channels=k, in_bytes=groups * tile.row_group * w * F32,
+                 out_bytes=2 * groups * tile.row_group * k * F32, tasks=groups,
+                 map_bytes=_map_bytes(layer, k, out=True))
+
+
+def streaming(hw, kind: str, nbytes: float, map_bytes: float, tasks: float) -> Work:
+    """Pure data movement (gather, scatter, add, ReLU, copies): ``nbytes`` in and out."""
+    work = Work(kind, tasks=tasks)
+    work.add_bytes(_level(hw, map_bytes), nbytes)
+    return work

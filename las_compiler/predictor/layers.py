@@ -1,0 +1,117 @@
+"""The layers the predictor reasons about: a bottleneck block's shape, and the blocks of a
+LAS-ResNet, without building the PyTorch model (shapes follow torchvision's ResNet)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models.las_resnet import STAGE_DEPTHS
+
+STAGE_WIDTHS = (64, 128, 256, 512)
+EXPANSION = 4
+CANDIDATE_S = (1, 2, 4, 7, 8, 14)
+
+
+@dataclass(frozen=True)
+class BlockLayer:
+    """One bottleneck: NHWC input (batch, height, width, in_channels), conv1 -> ``planes``,
+    conv2 (3x3, ``stride``) -> ``planes``, conv3 -> ``out_channels``; ``downsample``: the
+    shortcut is a strided 1x1 conv (a stage's first block)."""
+
+    batch: int
+    height: int
+    width: int
+    in_channels: int
+    planes: int
+    out_channels: int
+    stride: int
+    downsample: bool
+    name: str = ""
+    stage: int = 0
+
+    @property
+    def out_height(self) -> int:
+        return (self.height - 1) // self.stride + 1
+
+    @property
+    def out_width(self) -> int:
+        return (self.width - 1) // self.stride + 1
+
+    def fits(self, granularity: int) -> bool:
+        return 1 <= granularity <= min(self.out_height, self.out_width)
+
+    def grid(self, granularity: int) -> tuple[int, int]:
+        return (math.ceil(self.out_height / granularity), math.ceil(self.out_width / granularity))
+
+    def cells(self, granularity: int) -> int:
+        gh, gw = self.grid(granularity)
+        return self.batch * gh * gw
+
+    def span(self, granularity: int) -> int:
+        return (granularity - 1) * self.stride + 3
+
+    def dense_macs(self) -> float:
+        """Multiply-adds of the dense block (downsample included)."""
+        hw_in, hw_out = self.height * self.width, self.out_height * self.out_width
+        macs = hw_in * self.in_channels * self.planes + hw_out * self.planes * (
+            9 * self.planes + self.out_channels)
+        if self.downsample:
+            macs += hw_out * self.in_channels * self.out_channels
+        return float(self.batch * macs)
+
+    def dilated_fraction(self, granularity: int, rate: float) -> float:
+        """Expected fraction of input pixels some active patch's 3x3 window reads, for
+        patches active independently with probability ``rate`` (conv1's work)."""
+        return 1.0 - float(np.mean((1.0 - rate) ** self._window_counts(granularity)))
+
+    def dilated_fraction_of(self, granularity: int, active_cells) -> float:
+        """Fraction of input pixels read by the windows of exactly these active cells."""
+        gh, gw = self.grid(granularity)
+        step, span = granularity * self.stride, self.span(granularity)
+        covered = np.zeros((self.batch, self.height, self.width), bool)
+        for cell in np.asarray(active_cells, dtype=np.int64).ravel():
+            b, rest = divmod(int(cell), gh * gw)
+            i, j = divmod(rest, gw)
+            r0, c0 = max(i * step - 1, 0), max(j * step - 1, 0)
+            covered[b, r0:i * step - 1 + span, c0:j * step - 1 + span] = True
+        return float(covered.mean())
+
+    def _window_counts(self, granularity: int) -> np.ndarray:
+        """Per input pixel, how many patch windows contain it."""
+        step, span = granularity * self.stride, self.span(granularity)
+
+        def axis(size, cells):
+            counts = np.zeros(size)
+            for i in range(cells):
+                counts[max(i * step - 1, 0):i * step - 1 + span] += 1
+            return counts
+
+        gh, gw = self.grid(granularity)
+        return np.outer(axis(self.height, gh), axis(self.width, gw))
+
+
+def network_blocks(model: str, height: int = 224, width: int | None = None,
+                   batch: int = 1) -> list[BlockLayer]:
+    """Every bottleneck of ``model`` (``las_resnet50`` / ``las_resnet101``) in order."""
+    if model not in STAGE_DEPTHS:
+        raise ValueError(f"unknown model {model!r}; choose from {sorted(STAGE_DEPTHS)}")
+    width = height if width is None else width
+    h, w = _after_stem(height), _after_stem(width)
+    in_channels, blocks = 64, []
+    for stage, (depth, planes) in enumerate(zip(STAGE_DEPTHS[model], STAGE_WIDTHS,
+                                                strict=True), start=1):
+        for index in range(depth):
+            stride = 2 if index == 0 and stage > 1 else 1
+            layer = BlockLayer(batch, h, w, in_channels, planes, planes * EXPANSION, stride,
+                               downsample=index == 0, name=f"layer{stage}.{index}", stage=stage)
+            blocks.append(layer)
+            h, w, in_channels = layer.out_height, layer.out_width, planes * EXPANSION
+    return blocks
+
+
+def _after_stem(size: int) -> int:
+    conv = (size + 2 * 3 - 7) // 2 + 1  # 7x7 stride 2 pad 3
+    return (conv + 2 * 1 - 3) // 2 + 1  # 3x3 max-pool stride 2 pad 1

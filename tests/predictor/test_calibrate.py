@@ -1,0 +1,42 @@
+"""Calibration plumbing on tiny sizes (the real run is ``las predict --calibrate``)."""
+
+import pytest
+
+from las_compiler.predictor import BlockLayer, get_hardware
+from las_compiler.predictor.calibrate import (
+    BlockConfig,
+    fit_profile,
+    measure_bandwidth,
+    measure_blocks,
+    measure_overheads,
+    samples_from_rows,
+)
+from las_compiler.target import host_target
+
+
+@pytest.fixture(scope="module")
+def target():
+    return host_target()
+
+
+def test_bandwidth_probe_and_overheads(target):
+    gbs = measure_bandwidth(target, 2, 16 * 1024, moved=8 << 20)  # checks its own sum
+    assert 1.0 < gbs < 10_000.0
+    overheads = measure_overheads(target)
+    assert 0.0 < overheads["launch_us"] < 1000.0
+    assert overheads["sync_us"] > 0.0 and overheads["scan_ns"] >= 0.0
+
+
+def test_measured_blocks_feed_the_fit(target):
+    layer = BlockLayer(1, 12, 12, 64, 16, 64, 1, False, name="tiny", stage=1)
+    configs = [BlockConfig(layer, None, "dense", 1.0), BlockConfig(layer, 4, "fused", 0.5),
+               BlockConfig(layer, 1, "fused", 0.5)]
+    rows = measure_blocks(configs, target, repeats=3)
+    assert [r["pipeline"] for r in rows] == ["dense", "fused", "fused"]
+    assert len(rows[1]["active_cells"]) == 4 and len(rows[2]["active_cells"]) == 72
+    assert {"conv1", "gather_conv3x3", "conv1x1_scatter_add"} <= set(rows[1]["profile"])
+    assert {"gather_conv3x3_rows", "conv1x1_scatter_add_rows"} <= set(rows[2]["profile"])
+    samples = samples_from_rows(rows, {"tiny": layer})
+    assert all(s.measured_us > 0 for s in samples)
+    fitted = fit_profile(get_hardware("host"), samples)
+    assert {"conv1x1", "conv3x3", "gather_conv3x3"} <= set(fitted.efficiency)

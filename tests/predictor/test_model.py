@@ -1,0 +1,156 @@
+"""The latency model: geometry it relies on, schedule knowledge shared with the rules,
+monotonicity, network shapes, S selection, and that calibration recovers what it should."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from las_compiler.predictor import (
+    BlockLayer,
+    get_hardware,
+    network_blocks,
+    predict_block,
+)
+from las_compiler.predictor import kernels as K
+from las_compiler.predictor.calibrate import KernelSample, fit_profile
+from las_compiler.predictor.network import predict_network, select_granularity
+
+
+def test_schedule_constants_match_the_kernels_and_rules():
+    from las_compiler import op
+    from las_compiler.op.params import CHANNEL_BLOCK
+    from las_compiler.schedules.cpu.tiled_conv import get_config
+    from las_compiler.target import host_target
+
+    assert K.ROW_GROUP == op.ROW_GROUP and K.CHANNEL_BLOCK == CHANNEL_BLOCK
+    tile = K.TileModel.for_hardware(get_hardware("host"))
+    assert tile.pixels == get_config(host_target()).pixels
+    assert tile.channels == get_config(host_target()).channels
+
+
+@settings(max_examples=25, deadline=None)
+@given(size=st.sampled_from([8, 12, 14, 16]), stride=st.sampled_from([1, 2]),
+       s=st.sampled_from([1, 2, 4]), seed=st.integers(0, 1000))
+def test_dilated_pixels_equal_the_reference_dilated_mask(size, stride, s, seed):
+    from las_compiler.models.masker import dilate_mask, upsample_mask
+
+    layer = BlockLayer(1, size, size, 8, 4, 16, stride, stride == 2)
+    if layer.out_height % s:
+        return  # border patches: the kernel reads whole windows (checked below)
+    gh, gw = layer.grid(s)
+    rng = np.random.default_rng(seed)
+    mask = rng.random((1, gh, gw)) < 0.4
+    active = np.flatnonzero(mask)
+    up = upsample_mask(torch.from_numpy(mask).float(), s, layer.out_height, layer.out_width)
+    expected = float(dilate_mask(up, stride, size, size).mean())
+    assert layer.dilated_fraction_of(s, active) == pytest.approx(expected)
+
+
+def test_expected_dilation_matches_sampled_masks():
+    layer = BlockLayer(1, 28, 28, 8, 4, 16, 1, False)
+    rng = np.random.default_rng(0)
+    for s, rate in [(1, 0.1), (2, 0.3), (4, 0.5), (7, 0.25)]:
+        cells = layer.cells(s)
+        sampled = np.mean([layer.dilated_fraction_of(s, np.flatnonzero(rng.random(cells) < rate))
+                           for _ in range(300)])
+        assert layer.dilated_fraction(s, rate) == pytest.approx(sampled, abs=0.02)
+    assert layer.dilated_fraction(4, 1.0) == 1.0 and layer.dilated_fraction(4, 0.0) == 0.0
+
+
+def test_network_blocks_match_the_pytorch_model():
+    from las_compiler.models import las_resnet101
+
+    model = las_resnet101(granularity=1)
+    torch_blocks = [b for stage in (model.layer1, model.layer2, model.layer3, model.layer4)
+                    for b in stage]
+    ours = network_blocks("las_resnet101", 224)
+    assert len(ours) == len(torch_blocks) == 33
+    for layer, block in zip(ours, torch_blocks, strict=True):
+        assert (layer.in_channels, layer.planes, layer.out_channels, layer.stride,
+                layer.downsample) == (block.in_channels, block.width, block.out_channels,
+                                      block.stride, block.downsample is not None)
+    assert [b.out_height for b in ours if b.name.endswith(".0")] == [56, 28, 14, 7]
+    with pytest.raises(ValueError, match="unknown model 'resnet18'"):
+        network_blocks("resnet18")
+
+
+@pytest.mark.parametrize("hardware", ["host", "v100", "tx2", "tx2-cpu"])
+def test_latency_grows_with_rate_and_dense_ignores_it(hardware):
+    hw = get_hardware(hardware)
+    layer = network_blocks("las_resnet50")[4]  # layer2.1
+    for s in (1, 2, 4, 7):
+        times = [predict_block(hw, layer, s, r).total_us for r in (0.0, 0.25, 0.5, 0.75, 1.0)]
+        assert times == sorted(times) and times[0] < times[-1]
+    assert predict_block(hw, layer, None, 0.1).total_us == predict_block(hw, layer, 4, 0.3,
+                                                                         "dense").total_us
+
+
+def test_partial_cpu_tiles_cost_their_fma_latency():
+    hw = get_hardware("host").with_updates(vector_bits=512, simd_lanes=16)
+    tile = K.TileModel.for_hardware(hw)
+    assert (tile.pixels, tile.min_pixels) == (12, 4)
+    assert K._per_patch(tile, 1) == (1, 4)  # one pixel still pays 4 accumulators
+    assert K._per_patch(tile, 16) == (2, 16)  # 12 + a partial tile of 4
+    assert K._per_patch(tile, 49) == (5, 52)  # 4 x 12 + max(1, 4)
+    gpu = K.TileModel.for_hardware(get_hardware("v100"))
+    assert K._per_patch(gpu, 4) == (4 / 64, 4)  # small patches share a thread block
+
+
+def test_bad_requests_are_clear_errors():
+    hw = get_hardware("host")
+    layer = network_blocks("las_resnet50")[-1]
+    with pytest.raises(ValueError, match="S=8 does not fit the 7x7 output map of layer4.2"):
+        predict_block(hw, layer, 8, 0.5)
+    with pytest.raises(ValueError, match=r"activation rate must lie in \[0, 1\]"):
+        predict_block(hw, layer, 7, 1.5)
+    with pytest.raises(ValueError, match="unknown pipeline 'sparse'"):
+        predict_block(hw, layer, 7, 0.5, "sparse")
+    with pytest.raises(ValueError, match="S=8 does not fit"):
+        predict_network(hw, "las_resnet50", "8-8-8-8", 0.5)
+
+
+def test_network_prediction_and_selection():
+    hw = get_hardware("tx2")
+    pred = predict_network(hw, "las_resnet50", "4-4-2-1", 0.5)
+    assert len(pred.blocks) == 16 and pred.fixed_us > 0
+    assert pred.dense_ms == pytest.approx(
+        (pred.fixed_us + sum(d.total_us for d, _ in pred.blocks)) / 1e3)
+    assert pred.to_dict()["S_net"] == "4-4-2-1"
+    sel = select_granularity(hw, "las_resnet50", 0.5)
+    assert len(sel.choices) == 4
+    for choice in sel.choices:
+        assert choice["S"] == min(choice["by_S"], key=choice["by_S"].get)
+    assert set(sel.choices[3]["by_S"]) == {1, 2, 4, 7}  # 8 and 14 do not fit 7x7
+    assert sel.network.dynamic_ms <= predict_network(hw, "las_resnet50", "4-4-2-1",
+                                                     0.5).dynamic_ms + 1e-9
+    per_block = select_granularity(hw, "las_resnet50", 0.5, per="block")
+    assert len(per_block.choices) == 16
+    assert per_block.network.dynamic_ms <= sel.network.dynamic_ms + 1e-9
+
+
+def test_fit_recovers_known_efficiencies():
+    """Kernel times made by the model with known efficiencies are fitted back."""
+    truth = get_hardware("host").with_updates(
+        overlap=0.5, efficiency={"gather_conv3x3": 0.62, "conv1x1_rows": 0.8,
+                                 "conv1x1_scatter_add": 0.46, "conv3x3": 0.9})
+    from las_compiler.predictor.block import block_work
+
+    samples = []
+    rng = np.random.default_rng(0)
+    for layer in network_blocks("las_resnet50")[:5]:
+        for s in (2, 4, 7):
+            active = tuple(np.sort(rng.choice(layer.cells(s), layer.cells(s) // 2,
+                                              replace=False)).tolist())
+            dilated = layer.dilated_fraction_of(s, active) * layer.height * layer.width
+            work, _ = block_work(truth, layer, s, "fused", len(active), dilated)
+            samples += [KernelSample(layer, s, "fused", active, label,
+                                     K.kernel_time_us(truth, w)) for label, w in work]
+        work, _ = block_work(truth, layer, None, "dense", 0, 0)
+        samples += [KernelSample(layer, None, "dense", (), label, K.kernel_time_us(truth, w))
+                    for label, w in work]
+    fitted = fit_profile(get_hardware("host"), samples)
+    assert fitted.overlap == 0.5
+    for kind, value in truth.efficiency.items():
+        assert fitted.efficiency[kind] == pytest.approx(value, abs=0.011)
