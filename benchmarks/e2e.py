@@ -37,10 +37,17 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._isolate import REPO_ROOT, ForeignLoad, median_ms, run_isolated, wait_for_idle
+from ._isolate import (
+    MAX_FOREIGN_CORES,
+    REPO_ROOT,
+    ForeignLoad,
+    median_ms,
+    quiet_timing,
+    run_isolated,
+    wait_for_idle,
+)
 from ._readme import replace_section
 from .peers import (
-    MAX_FOREIGN_CORES,
     PeerMismatchError,
     ort_session,
     run_metadata,
@@ -60,7 +67,6 @@ IMAGE_SIZE = 224
 CALIBRATION_IMAGES = 2
 SEED = 0
 PROFILE_RUNS = 5  # instrumented forward passes for the mask share (after one warm-up)
-RETRIES = 2  # extra timing attempts when other processes disturbed a measurement
 SETTLE_S = 0.2
 OUTPUT_RTOL = 1e-3  # peers vs torch: max |diff| / max |output| (deep float32 network)
 TIMEOUT_S = 2400.0
@@ -159,24 +165,6 @@ def relative_error(out, ref) -> float:
     if out.shape != ref.shape:
         raise PeerMismatchError(f"output shape {out.shape} != reference {ref.shape}")
     return float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-30))
-
-
-def quiet_timing(measure: Callable[[], dict], retries: int = RETRIES,
-                 max_foreign_cores: float = MAX_FOREIGN_CORES) -> dict:
-    """Run ``measure()`` (a dict with ``median_ms`` and ``foreign_cores``) until other processes
-    stayed under ``max_foreign_cores``, at most ``1 + retries`` times; keep the least disturbed
-    attempt, with ``attempts`` and ``contended`` added."""
-    best, attempts = None, 0
-    for attempts in range(1, retries + 2):  # noqa: B007 - the count is reported
-        if attempts > 1:
-            wait_for_idle(max_foreign_cores, timeout=15.0)
-        res = measure()
-        if best is None or (res["foreign_cores"] or 0) < (best["foreign_cores"] or 0):
-            best = res
-        if res["foreign_cores"] is None or res["foreign_cores"] <= max_foreign_cores:
-            break
-    quiet = best["foreign_cores"] is None or best["foreign_cores"] <= max_foreign_cores
-    return {**best, "attempts": attempts, "contended": not quiet}
 
 
 def _tvm_timing(cm, x, repeats: int) -> dict:

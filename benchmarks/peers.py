@@ -48,7 +48,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks._isolate import DEFAULT_THREADS, median_ms, run_isolated, wait_for_idle
+from benchmarks._isolate import (
+    DEFAULT_THREADS,
+    MAX_FOREIGN_CORES,
+    median_ms,
+    run_isolated,
+    wait_for_idle,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -59,7 +65,6 @@ WARMUP_S = 0.3
 # ORT output vs torch eager: max |diff| must stay below this fraction of max |output|.
 ORT_RTOL = 1e-4
 # A measurement during which other processes used more CPU than this is repeated / flagged.
-MAX_FOREIGN_CORES = 0.25
 FRAMEWORKS = ("onnxruntime", "torch_eager")
 QUICK_SHAPES = ("s1b0", "s4b1")
 MODULE = "benchmarks.peers"  # not __name__: that is "__main__" under `python -m`

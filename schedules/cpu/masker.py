@@ -7,8 +7,9 @@ the cell, so a cell's pooled vector never leaves L1; 3. the pooling window is wa
 row with the channel loop innermost and vectorised (contiguous NHWC reads); 4. the 2 x C dot
 product is split into 8 vector lanes (rfactor) and summed at the end: as one serial chain of
 C dependent adds it cost more than the pooling (0.107 -> measured in the benchmark).
-Not done: fusing the masker into conv1 (a later kernel); it reads the input once per cell and
-costs ~C*H*W adds, under 1 % of a block.
+The S = 1 alternative, the masker as one more tile of a dense conv1 (``op.masker_conv1x1``, a
+plain conv for the micro-kernel rule), measured a wash against this kernel plus conv1 on the
+dilated pixels (see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations

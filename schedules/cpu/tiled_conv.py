@@ -41,8 +41,8 @@ class Config:
 
 
 def get_config(target: tvm.target.Target, func: tvm.tirx.PrimFunc | None = None) -> Config:
-    """AVX2: 6x16 (12 of 16 ymm). AVX-512 (32 zmm, one per 16 channels): 12x16, unmeasured
-    here (no AVX-512 machine). NEON (32 q-regs, four per 16 channels): 6x16.
+    """AVX2: 6x16 (12 of 16 ymm). AVX-512 (32 zmm, one per 16 channels): 12x16 (measured on
+    Zen 4). NEON (32 q-regs, four per 16 channels): 6x16.
 
     Loop order of dense kernels: channel tiles outermost when the weights are more than twice
     the input (stages 3-4: a weight tile is read once and reused over every pixel tile, and in

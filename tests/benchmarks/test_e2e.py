@@ -54,7 +54,9 @@ def test_time_shares():
 
 
 def test_quiet_timing_retries_disturbed_measurements(monkeypatch):
-    monkeypatch.setattr(e2e, "wait_for_idle", lambda *a, **k: 0.0)
+    from benchmarks import _isolate
+
+    monkeypatch.setattr(_isolate, "wait_for_idle", lambda *a, **k: 0.0)
     results = iter([{"median_ms": 9.0, "foreign_cores": 1.5},
                     {"median_ms": 5.0, "foreign_cores": 0.1}])
     res = e2e.quiet_timing(lambda: next(results))
