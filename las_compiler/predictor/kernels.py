@@ -81,17 +81,19 @@ def kernel_time_us(hw: Hardware, work: Work) -> float:
     units = hw.compute_units
     tasks = max(work.tasks, 1e-9)
     busy = min(units, tasks / math.ceil(tasks / units)) if tasks >= 1 else 1.0
+    efficiency = hw.kernel_efficiency(work.kind)
     compute = 0.0
     if work.macs:
         macs_per_us = busy * hw.simd_lanes * hw.fma_per_cycle * hw.clock_ghz * 1e3
-        compute = work.macs / (macs_per_us * hw.kernel_efficiency(work.kind))
+        compute = work.macs / (macs_per_us * efficiency)
     data = 0.0
     for level in hw.levels:
         nbytes = work.bytes.get(level.name, 0.0)
-        if nbytes:
-            share = busy / units if level.per_unit else 1.0
-            data += nbytes / (level.bandwidth_gbs * share * 1e3)
+        if nbytes:  # bandwidths are measured with every unit pulling; idle units pull none
+            data += nbytes / (level.bandwidth_gbs * (busy / units) * 1e3)
     serial = work.serial * hw.scan_ns * 1e-3
+    if not work.macs:  # scans and data movement: the efficiency scales what they do
+        data, serial = data / efficiency, serial / efficiency
     return (hw.launch_us * work.launches + max(compute, data)
             + (1.0 - hw.overlap) * min(compute, data) + serial)
 
@@ -101,7 +103,7 @@ def _level(hw: Hardware, nbytes: float, per_unit: bool = False) -> str:
     return hw.level_holding(nbytes, per_unit).name
 
 
-def _conv(hw: Hardware, tile: TileModel, kind: str, *, tiles: float, pixels: float,
+def conv_work(hw: Hardware, tile: TileModel, kind: str, *, tiles: float, pixels: float,
           reduce: int, out_channels: int, in_bytes: float, out_bytes: float, tasks: float,
           map_bytes: float, weights_once: bool = False) -> Work:
     """A tiled conv: ``tiles`` pixel tiles executing ``pixels`` pixel slots in all (partial
@@ -160,7 +162,7 @@ def dense_conv1x1(hw, tile, layer: BlockLayer, in_c: int, out_c: int, pixels: in
     in_bytes = pixels * in_c * F32
     once = weights > 2 * map_bytes and hw.kind == "cpu"  # tiled_conv._weights_dominate
     out_bytes = pixels * out_c * F32 * (2 if residual else 1)
-    return _conv(hw, tile, kind, tiles=tiles, pixels=pixels, reduce=in_c,
+    return conv_work(hw, tile, kind, tiles=tiles, pixels=pixels, reduce=in_c,
                  out_channels=out_c, in_bytes=in_bytes, out_bytes=out_bytes,
                  tasks=math.ceil(out_c / tile.channels) if once else tiles,
                  map_bytes=map_bytes, weights_once=once)
@@ -171,7 +173,7 @@ def dense_conv3x3(hw, tile, layer: BlockLayer) -> Work:
     tiles = math.ceil(pixels / tile.pixels)
     map_bytes = _map_bytes(layer, w)
     once = 9 * w * w * F32 > 2 * map_bytes and hw.kind == "cpu"
-    work = _conv(hw, tile, "conv3x3", tiles=tiles, pixels=pixels, reduce=9 * w,
+    work = conv_work(hw, tile, "conv3x3", tiles=tiles, pixels=pixels, reduce=9 * w,
                  out_channels=w, in_bytes=map_bytes * 9 / layer.stride**2,
                  out_bytes=pixels * w * F32, map_bytes=map_bytes,
                  tasks=math.ceil(w / tile.channels) if once else tiles, weights_once=once)
@@ -183,7 +185,7 @@ def conv1_rows(hw, tile, layer: BlockLayer, pixels: float, kind: str = "conv1x1_
     """conv1 on ``pixels`` listed input pixels, in groups of ROW_GROUP."""
     groups = math.ceil(pixels / tile.row_group)
     c, w = layer.in_channels, layer.planes
-    return _conv(hw, tile, kind, tiles=groups * tile.row_group / tile.pixels,
+    return conv_work(hw, tile, kind, tiles=groups * tile.row_group / tile.pixels,
                  pixels=groups * tile.row_group, reduce=c, out_channels=w,
                  in_bytes=groups * tile.row_group * c * F32,
                  out_bytes=groups * tile.row_group * w * F32, tasks=groups,
@@ -197,13 +199,13 @@ def gather_conv3x3(hw, tile, layer: BlockLayer, s: int, n: float, halo_conv1: bo
     c, w, span = layer.in_channels, layer.planes, layer.span(s)
     tiles, slots = _per_patch(tile, s * s)
     reduce_map = _map_bytes(layer, c if halo_conv1 else w)
-    work = _conv(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=9 * w,
+    work = conv_work(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=9 * w,
                  out_channels=w,
                  in_bytes=n * span * span * (c if halo_conv1 else w) * F32,
                  out_bytes=n * s * s * w * F32, tasks=n, map_bytes=reduce_map)
     if halo_conv1:
         halo_tiles, halo_slots = _per_patch(tile, span * span)
-        conv1 = _conv(hw, tile, kind, tiles=n * halo_tiles, pixels=n * halo_slots, reduce=c,
+        conv1 = conv_work(hw, tile, kind, tiles=n * halo_tiles, pixels=n * halo_slots, reduce=c,
                       out_channels=w, in_bytes=0.0, out_bytes=0.0, tasks=n,
                       map_bytes=reduce_map)
         work.macs += conv1.macs
@@ -215,7 +217,7 @@ def gather_conv3x3(hw, tile, layer: BlockLayer, s: int, n: float, halo_conv1: bo
 def gather_conv3x3_rows(hw, tile, layer: BlockLayer, n: float) -> Work:
     groups = math.ceil(n / tile.row_group)
     w = layer.planes
-    return _conv(hw, tile, "gather_conv3x3_rows", tiles=groups * tile.row_group / tile.pixels,
+    return conv_work(hw, tile, "gather_conv3x3_rows", tiles=groups * tile.row_group / tile.pixels,
                  pixels=groups * tile.row_group, reduce=9 * w, out_channels=w,
                  in_bytes=groups * tile.row_group * 9 * w * F32,
                  out_bytes=groups * tile.row_group * w * F32, tasks=groups,
@@ -228,7 +230,7 @@ def conv1x1_scatter_add(hw, tile, layer: BlockLayer, s: int, n: float,
     w, k = layer.planes, layer.out_channels
     tiles, slots = _per_patch(tile, s * s)
     out = n * s * s * k * F32 * (2 if scatter else 1)
-    return _conv(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=w, out_channels=k,
+    return conv_work(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=w, out_channels=k,
                  in_bytes=n * s * s * w * F32, out_bytes=out, tasks=n,
                  map_bytes=n * s * s * w * F32)
 
@@ -236,7 +238,7 @@ def conv1x1_scatter_add(hw, tile, layer: BlockLayer, s: int, n: float,
 def conv1x1_scatter_add_rows(hw, tile, layer: BlockLayer, n: float) -> Work:
     groups = math.ceil(n / tile.row_group)
     w, k = layer.planes, layer.out_channels
-    return _conv(hw, tile, "conv1x1_scatter_add_rows",
+    return conv_work(hw, tile, "conv1x1_scatter_add_rows",
                  tiles=groups * tile.row_group / tile.pixels, pixels=groups * tile.row_group,
                  reduce=w, out_channels=k, in_bytes=groups * tile.row_group * w * F32,
                  out_bytes=2 * groups * tile.row_group * k * F32, tasks=groups,
