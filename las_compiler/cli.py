@@ -141,6 +141,23 @@ def _cmd_select_s(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .tune_job import run_tune
+    from .tuning.tune import format_results
+
+    rate = 0.5 if args.rate is None else args.rate
+    results, directory, seconds = run_tune(
+        args.model, args.snet, rate, args.input_size, args.batch, args.target, args.trials,
+        args.log, args.cost_model, args.rpc_tracker, args.rpc_key, args.seed)
+    if args.json:
+        print(json.dumps([{**vars(r), "knobs": vars(r.knobs) if r.knobs else None}
+                          for r in results], indent=1))
+    else:
+        print(format_results(results))
+        print(f"tuning log: {directory} ({seconds:.0f} s)")
+    return 0
+
+
 def _add_predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hardware", default="host",
                         help="host, v100, gtx1080, tx2, nano, rtx3090, h100, tx2-cpu, or a "
@@ -211,6 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict_args(sel)
     sel.add_argument("--per", choices=("stage", "block"), default="stage")
     sel.set_defaults(func=_cmd_select_s)
+
+    tune = sub.add_parser("tune", help="tune every kernel of a model (meta_schedule, resumable)")
+    tune.add_argument("--model", default="las_resnet50", choices=sorted(MODELS))
+    tune.add_argument("--snet", default=DEFAULT_GRANULARITY)
+    tune.add_argument("--rate", type=_rate, default=0.5,
+                      help="activation rate the representative patch counts assume")
+    tune.add_argument("--input-size", type=_input_size, default=(224, 224))
+    tune.add_argument("--batch", type=int, default=1)
+    tune.add_argument("--target", default="host")
+    tune.add_argument("--trials", type=int, default=16, help="measured candidates per kernel")
+    tune.add_argument("--log", default=None,
+                      help="tuning-log directory (default: tuning_logs/<target name>/)")
+    tune.add_argument("--cost-model", default="seeded", choices=("seeded", "xgb", "random"))
+    tune.add_argument("--rpc-tracker", default=None, help="host:port of an RPC tracker")
+    tune.add_argument("--rpc-key", default=None, help="device key registered at the tracker")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--json", action="store_true")
+    tune.set_defaults(func=_cmd_tune)
     return parser
 
 

@@ -46,6 +46,7 @@ class CompileReport:
     las_ms: float | None = None
     dense_ms: float | None = None
     dense_compile_seconds: float | None = None
+    schedules: str = ""
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -55,6 +56,7 @@ class CompileReport:
         lines = [f"{self.model}  S_net={self.snet}  input={list(self.input_shape)}  "
                  f"target={self.target}",
                  f"compiled in {self.compile_seconds:.1f} s -> {self.artifact}",
+                 f"schedules: {self.schedules}",
                  f"{'block':<11}{'S':>3}{'stride':>7}{'pipeline':>9}{'active':>8}{'FLOPs':>7}"]
         for b in self.blocks:
             lines.append(f"{b.name:<11}{b.granularity:>3}{b.stride:>7}{b.pipeline:>9}"
@@ -119,7 +121,8 @@ def run_compile(
         model=model_name, snet=model.granularity_spec, input_shape=tuple(x.shape),
         target=describe_target(target), artifact=str(path),
         compile_seconds=compiled.metadata["compile_seconds"], blocks=[], stage_activation=[],
-        flops_ratio=float(stats.sparse_flops) / stats.dense_flops)
+        flops_ratio=float(stats.sparse_flops) / stats.dense_flops,
+        schedules=compiled.metadata["schedules"])
     masks = None
     if compiled.runnable:
         logits, masks = compiled.run_with_masks(x)

@@ -37,19 +37,20 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _open_database(tuning_logs):
-    from tvm.s_tir import meta_schedule as ms
+def _open_tuning_log(tuning_logs, target):
+    """(TuningLog or None, a sentence on which schedules the compile uses)."""
+    from .tuning import TuningLog, TuningLogError, default_log_dir, log_name
 
-    path = Path(tuning_logs)
-    workload = path / "database_workload.json"
-    records = path / "database_tuning_record.json"
-    if not workload.is_file() or not records.is_file():
-        raise ValueError(f"tuning log directory {path} must hold database_workload.json and "
-                         "database_tuning_record.json (a meta_schedule JSONDatabase)")
+    if tuning_logs is False:
+        return None, "untuned rules (tuning logs disabled)"
+    path = default_log_dir(target) if tuning_logs is None else Path(tuning_logs)
+    if path is None:
+        return None, (f"untuned rules: no tuning log for {log_name(target)} (run `las tune` "
+                      f"or pass tuning_logs)")
     try:
-        return ms.database.JSONDatabase(str(workload), str(records), allow_missing=False)
-    except Exception as err:  # noqa: BLE001 - TVM raises several error types for bad JSON
-        raise ValueError(f"corrupt tuning log in {path}: {str(err).splitlines()[0]}") from None
+        return TuningLog(path), f"tuning log {path}"
+    except TuningLogError as err:
+        raise ValueError(str(err)) from None
 
 
 def compile(  # noqa: A001 - the public name the design asks for
@@ -74,8 +75,9 @@ def compile(  # noqa: A001 - the public name the design asks for
     target
         ``"host"``, a TVM tag, a target dict or JSON (see :func:`target.resolve_target`).
     tuning_logs
-        A meta_schedule JSONDatabase directory; its records replace the rules' schedules for
-        the kernels they cover.
+        A tuning-log directory (a meta_schedule JSONDatabase written by ``las tune``); its
+        best knobs replace the rules' defaults for the kernels it covers. None: the log of
+        this target under ``tuning_logs/`` if there is one; False: none.
     pipelines
         Kernel pipeline per dynamic block ("fused", "halo", "dense"), one for all, or "auto"
         (:func:`las_compiler.transform.auto_pipeline` per block).
@@ -108,15 +110,14 @@ def compile(  # noqa: A001 - the public name the design asks for
     start = time.perf_counter()
     program = export_las_resnet(model, example_input, static_blocks)
     mod = import_exported_program(program)
-    database = _open_database(tuning_logs) if tuning_logs is not None else None
-    passes = relax_pipeline(tvm_target, pipelines, database,
+    tuning_log, schedules = _open_tuning_log(tuning_logs, tvm_target)
+    passes = relax_pipeline(tvm_target, pipelines, tuning_log,
                             Path(dump_ir) if dump_ir is not None else None)
     with tvm.transform.PassContext(opt_level=3):
-        if database is not None:
-            with database:
-                executable = tvm.compile(mod, tvm_target, relax_pipeline=passes)
-        else:
-            executable = tvm.compile(mod, tvm_target, relax_pipeline=passes)
+        executable = tvm.compile(mod, tvm_target, relax_pipeline=passes)
+    if tuning_log is not None:
+        schedules += (f": {len(tuning_log.tuned)} kernels tuned, {len(tuning_log.untuned)} "
+                      f"on untuned rules")
     seconds = time.perf_counter() - start
     blocks = list(model.dynamic_blocks())
     dynamic_pipelines = iter(pipelines)
@@ -133,7 +134,8 @@ def compile(  # noqa: A001 - the public name the design asks for
                                  if i not in static],
         "target": str(tvm_target),
         "target_kind": tvm_target.kind.name,
-        "tuning_logs": str(tuning_logs) if tuning_logs is not None else None,
+        "tuning_logs": str(tuning_log.path) if tuning_log is not None else None,
+        "schedules": schedules,
         "compile_seconds": round(seconds, 2),
         "versions": _versions(),
         **(metadata or {}),

@@ -37,9 +37,7 @@ class DumpIR:
         return mod
 
 
-def _phases(target: tvm.target.Target, pipelines, database) -> list[tuple[str, list]]:
-    apply_database = ([relax.transform.MetaScheduleApplyDatabase(enable_warning=False)]
-                      if database is not None else [])
+def _phases(target: tvm.target.Target, pipelines, tuning_log) -> list[tuple[str, list]]:
     return [
         # Phase 1. import cleanup
         ("import", [relax.transform.DeadCodeElimination(),
@@ -54,24 +52,31 @@ def _phases(target: tvm.target.Target, pipelines, database) -> list[tuple[str, l
                    relax.transform.CanonicalizeBindings(), relax.transform.RemoveRedundantReshape(),
                    relax.transform.DeadCodeElimination(),
                    *cpu_backend.legalize_passes(target), relax.transform.DeadCodeElimination()]),
-        # Phase 5. schedules: tuning logs first, then rules for everything else
-        ("schedule", [*apply_database, ApplyScheduleRules(target)]),
+        # Phase 5. schedules: rules, with tuned knobs where the tuning log has them
+        ("schedule", [ApplyScheduleRules(target, tuning_log)]),
         # Phase 6. build
         ("vm", [*cpu_backend.dataflow_lower_passes(target),
                 *cpu_backend.finalize_passes(target)]),
     ]
 
 
+def lowering_passes(target: tvm.target.Target, pipelines) -> tvm.transform.Pass:
+    """Phases 1-4 only: every kernel lowered, nothing scheduled (tuning extracts tasks here)."""
+    phases = _phases(target, pipelines, None)
+    return tvm.transform.Sequential(
+        [p for name, passes in phases if name not in ("schedule", "vm") for p in passes],
+        name="las_lowering")
+
+
 def relax_pipeline(target: tvm.target.Target, pipelines: str | Sequence[str] = "fused",
-                   database=None, dump_dir: Path | None = None) -> tvm.transform.Pass:
+                   tuning_log=None, dump_dir: Path | None = None) -> tvm.transform.Pass:
     """The pass list for ``tvm.compile(..., relax_pipeline=...)``.
 
-    ``database``: a meta_schedule database whose records win over the rules (it must be the
-    current database when the pipeline runs; see ``compiler.compile``). ``dump_dir``: write the
-    IR after each phase.
+    ``tuning_log``: a :class:`las_compiler.tuning.TuningLog` whose best knobs replace the
+    rules' defaults for the kernels it covers. ``dump_dir``: write the IR after each phase.
     """
     passes = []
-    for index, (phase, phase_passes) in enumerate(_phases(target, pipelines, database)):
+    for index, (phase, phase_passes) in enumerate(_phases(target, pipelines, tuning_log)):
         passes.extend(phase_passes)
         if dump_dir is not None:
             passes.append(DumpIR(dump_dir, index + 1, phase))

@@ -35,7 +35,7 @@ from .base import CPURule, vector_bits
 class Config:
     """Knobs; with tuning, the same fields become the search space."""
 
-    pixels: int = 6  # output pixels per register tile
+    pixels: int = 6  # output pixels per register tile (an ExprRV while tuning)
     channels: int = 16  # output channels per register tile (= weight packing)
     channel_outer: bool = False  # channel tiles outside pixel tiles (dense kernels only)
 
@@ -77,8 +77,11 @@ class TiledConv(CPURule):
             return None
         if "las.reduce_block" not in func.attrs:
             return None
-        cfg = self.config or get_config(target, func)
-        sch = new_schedule(func)
+        return self.schedule(new_schedule(func), func, self.config or get_config(target, func))
+
+    def schedule(self, sch: s_tir.Schedule, func, cfg: Config) -> s_tir.Schedule:
+        """Apply the strategy to ``sch`` (a fresh or a traced meta_schedule schedule of
+        ``func``) with knobs ``cfg``; ``cfg.pixels`` may be a sampled ExprRV."""
         conv = sch.get_sblock(str(func.attrs["las.reduce_block"]))
         num_reduce = int(func.attrs["las.num_reduce"])
         producers = sch.get_producers(conv)
@@ -118,6 +121,8 @@ def tile_reduction(sch: s_tir.Schedule, conv, epilogue, num_reduce: int, cfg: Co
     # pixel count stays in the inner loop and the kernel ran 2.4x slower than per patch
     fused_patches = patches_as_pixels and len(outer) == 1 and per_patch == 1
     if fused_patches:
+        check(isinstance(cfg.pixels, int), f"{name}: one-pixel patches fix the pixel tile "
+                                           "(not a tunable knob)")
         patch = outer.pop()
         pixel = sch.fuse(patch, pixel) if pixel is not None else patch
         cfg = Config(cfg.pixels, cfg.channels, channel_outer=True)

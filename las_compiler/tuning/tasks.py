@@ -1,0 +1,97 @@
+"""Tuning tasks: every kernel of a compiled model whose rule has knobs, at static shapes.
+
+The model is lowered exactly as ``las_compiler.compile`` lowers it, up to scheduling; each
+distinct kernel becomes a task (weighted by how often the network calls it). A kernel with
+a symbolic patch count (meta_schedule cannot tune those) is specialised to a representative
+count: the activation rate times the largest count the kernel's shapes allow (cells of its
+feature map for per-patch kernels, row groups of 12 for row kernels). Its knobs are applied
+to the symbolic kernel at compile time (:mod:`.database`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+import tvm_ffi
+
+from ..op.sparse_rows import ROW_GROUP
+from ..schedules.base import kernel_kind
+from .database import _symbolic_params, normalize, specialize_counts
+from .knobs import ROW_KERNELS, knob_space
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str
+    mod: tvm.IRModule  # the static workload (normalised)
+    weight: int
+    symbolic: bool
+
+
+def _static_shapes(func) -> list[tuple[int, ...]]:
+    return [tuple(int(d) for d in p.shape) for p in func.params
+            if getattr(p, "shape", None) is not None and all(isinstance(d, tvm.tirx.IntImm)
+                                                             for d in p.shape)]
+
+
+def representative_shapes(func: tvm.tirx.PrimFunc, rate: float) -> list[tuple[int, ...]]:
+    """Static shapes for ``func``'s symbolic parameters at activation rate ``rate``."""
+    maps = [s for s in _static_shapes(func) if len(s) == 4]
+    pixels = max((s[0] * s[1] * s[2] for s in maps), default=0)
+    shapes = []
+    for index in _symbolic_params(func):
+        dims = func.params[index].shape
+        static = [int(d) for d in dims if isinstance(d, tvm.tirx.IntImm)]
+        if kernel_kind(func) in ROW_KERNELS:
+            bound = math.ceil(pixels / ROW_GROUP)
+        else:  # per-patch: dims (n, S*S, C) or (n,); patch pixels from the patch buffers
+            per_patch = next((int(p.shape[1]) for p in func.params
+                              if getattr(p, "shape", None) is not None and len(p.shape) == 3
+                              and isinstance(p.shape[1], tvm.tirx.IntImm)), 1)
+            bound = max(1, pixels // per_patch)
+        count = max(2, round(rate * bound))
+        shapes.append(tuple(count if not isinstance(d, tvm.tirx.IntImm) else int(d)
+                            for d in dims))
+        del static
+    return shapes
+
+
+def lowered_module(model, example_input, target, pipelines="auto") -> tvm.IRModule:
+    """The model's Relax module with every kernel lowered, before scheduling."""
+    import torch
+
+    from ..frontend import export_las_resnet, import_exported_program
+    from ..pipeline import lowering_passes
+    from ..transform import auto_pipeline
+
+    dynamic = list(model.dynamic_blocks())
+    if isinstance(pipelines, str):
+        pipelines = [auto_pipeline(b.granularity) if pipelines == "auto" else pipelines
+                     for b in dynamic]
+    if not isinstance(example_input, torch.Tensor):
+        example_input = torch.as_tensor(np.asarray(example_input))
+    mod = import_exported_program(export_las_resnet(model, example_input, ()))
+    with tvm.transform.PassContext(opt_level=3), target:
+        return lowering_passes(target, pipelines)(mod)
+
+
+def extract_tasks(mod: tvm.IRModule, target, rate: float) -> list[Task]:
+    """Distinct tunable kernels of a lowered module, in first-call order."""
+    tasks: dict[int, Task] = {}
+    for gvar, func in mod.functions_items():
+        if not isinstance(func, tvm.tirx.PrimFunc) or knob_space(func, target) is None:
+            continue
+        symbolic = bool(_symbolic_params(func))
+        static = specialize_counts(func, representative_shapes(func, rate)) if symbolic \
+            else func
+        workload = normalize(static)
+        key = tvm_ffi.structural_hash(workload)
+        if key in tasks:
+            tasks[key].weight += 1
+        else:
+            tasks[key] = Task(gvar.name_hint, kernel_kind(func), workload, 1, symbolic)
+    return list(tasks.values())

@@ -1,0 +1,295 @@
+"""Tune the kernels of a model with meta_schedule, into a stock JSONDatabase.
+
+Per task: our design space (:mod:`.knobs`), evolutionary search with the knob mutator, the
+chosen cost model (:mod:`.cost_model`), a local or RPC runner, and the shared database in the
+log directory. Resumable: a task's measured records count towards its trials, so re-running
+continues where it stopped; every measured batch is appended to the database before the next
+starts, and :func:`.database.open_log` drops a record a killed tuner left half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tvm
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+from .cost_model import make_cost_model
+from .database import open_log
+from .knobs import design_space, knob_space, knobs_from_trace, schedule_with_knobs
+from .mutator import MutateKnob
+from .tasks import Task
+
+BUILD_FUNC = "las_compiler.tuning.build"
+ALLOC_FUNC = "las_compiler.tuning.alloc"
+ALLOC_RPC_FUNC = "las_compiler.tuning.alloc_rpc"
+
+
+def _build(mod, target, _params):
+    """meta_schedule build without the stock one's ``import tvm.s_tir.tensor_intrin`` (~30 s
+    here, in every fresh builder worker: the stock builder times out on every candidate)."""
+    from tvm.driver import build as tvm_build
+
+    return tvm_build(mod, target=target)
+
+
+def _arguments(device, args_info, alloc_repeat):
+    """Kernel arguments for timing: random floats, and *valid* indices (0, 1, 2, ... in
+    every int buffer: the first cells / pixels of the map). The stock allocator fills index
+    buffers with random ints, and our gather kernels then read far outside the map."""
+    rng = np.random.default_rng(0)
+    repeated = []
+    for _ in range(alloc_repeat):
+        args = []
+        for info in args_info:
+            _, dtype, shape = info
+            size = int(np.prod(shape)) if shape else 1
+            if "float" in dtype:
+                data = rng.random(shape, dtype="float32").astype(dtype)
+            else:
+                data = np.arange(size, dtype=dtype).reshape(shape)
+            arg = tvm.runtime.empty(tuple(shape), dtype, device)
+            arg.copyfrom(data)
+            args.append(arg)
+        repeated.append(args)
+    return repeated
+
+
+def _arguments_rpc(_session, device, args_info, alloc_repeat):
+    return _arguments(device, args_info, alloc_repeat)
+
+
+def register_worker_functions() -> None:
+    """Register the build and argument functions (here and in each pool worker)."""
+    tvm.register_global_func(BUILD_FUNC, _build, override=True)
+    tvm.register_global_func(ALLOC_FUNC, _arguments, override=True)
+    tvm.register_global_func(ALLOC_RPC_FUNC, _arguments_rpc, override=True)
+
+
+register_worker_functions()
+
+
+def make_builder(workers: int = 2) -> ms.builder.LocalBuilder:
+    return ms.builder.LocalBuilder(f_build=BUILD_FUNC, initializer=register_worker_functions,
+                                   max_workers=workers, timeout_sec=120)
+
+
+def make_runner(rpc_tracker: str | None = None, rpc_key: str | None = None,
+                workers: int = 1):
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=20,
+                                          enable_cpu_cache_flush=False)
+    if rpc_tracker is None:
+        return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=evaluator,
+                                     f_alloc_argument=ALLOC_FUNC,
+                                     initializer=register_worker_functions)
+    host, _, port = rpc_tracker.rpartition(":")
+    if not host or not port.isdigit() or not rpc_key:
+        raise ValueError(f"--rpc-tracker must be host:port and --rpc-key given, got "
+                         f"{rpc_tracker!r} / {rpc_key!r}")
+    _check_tracker(host, int(port), rpc_key)
+    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port),
+                                 tracker_key=rpc_key, session_timeout_sec=120)
+    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator,
+                               f_alloc_argument=ALLOC_RPC_FUNC,
+                               initializer=register_worker_functions, max_workers=workers)
+
+
+def _quiet_meta_schedule_console() -> None:
+    """meta_schedule sets up its loggers on every ``tune_tir`` call: its console handler takes
+    the logger's level at that moment (WARNING here: progress is ours, the full log still goes
+    to ``<log>/.work/<task>/logs``), and an unnamed handler from an earlier call breaks its
+    config templating (``None.format``)."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    logger.setLevel(logging.WARNING)
+    for handler in list(logger.handlers):
+        if handler.get_name() is None:
+            logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def _without_tensor_intrinsics():
+    """``TuneContext()`` imports ``tvm.s_tir.tensor_intrin``, which parses hundreds of
+    TVMScript intrinsics (GPU MMA, ARM dot products): 79 s in a process that has imported
+    torch (every prim_func decorator walks ``inspect.stack``). Our design spaces use none, so
+    an empty stand-in is installed for the duration, and removed after (a real import later
+    still works)."""
+    name = "tvm.s_tir.tensor_intrin"
+    if name in sys.modules:
+        yield
+        return
+    sys.modules[name] = types.ModuleType(name)
+    try:
+        yield
+    finally:
+        if sys.modules.get(name) is not None and not hasattr(sys.modules[name], "__file__"):
+            del sys.modules[name]
+
+
+def _check_tracker(host: str, port: int, key: str) -> None:
+    """Fail before tuning, not per candidate, when the tracker or the device key is absent."""
+    import socket
+
+    from tvm import rpc
+
+    try:
+        socket.create_connection((host, port), timeout=5).close()  # TVM retries for 60 s
+        summary = rpc.connect_tracker(host, port).summary()
+    except (RuntimeError, OSError) as err:
+        raise ValueError(f"cannot reach the RPC tracker at {host}:{port} ({err})") from None
+    keys = {k for k in summary.get("queue_info", {})}
+    if key not in keys:
+        raise ValueError(f"no device with key {key!r} at the RPC tracker {host}:{port} "
+                         f"(registered: {sorted(keys) or 'none'})")
+
+
+@dataclass
+class TaskResult:
+    name: str
+    kind: str
+    weight: int
+    trials: int
+    best_ms: float | None
+    untuned_ms: float | None
+    knobs: object
+
+    @property
+    def speedup(self) -> float | None:
+        if self.best_ms and self.untuned_ms:
+            return self.untuned_ms / self.best_ms
+        return None
+
+
+def _measured(db, mod) -> list[float]:
+    """Mean seconds of every measured record of a workload, in insertion order."""
+    if not db.has_workload(mod):
+        return []
+    records = db.get_top_k(db.commit_workload(mod), 1 << 20)
+    return [float(np.mean([float(s) for s in r.run_secs])) for r in records if r.run_secs]
+
+
+@derived_object
+class _Progress(ms.measure_callback.PyMeasureCallback):
+    """One line per measured batch: task, trials, best so far."""
+
+    def __init__(self, label: str, total: int, done: int, log: Callable[[str], None]):
+        super().__init__()
+        self.label, self.total, self.done, self.log = label, total, done, log
+        self.best = math.inf
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
+              runner_results) -> None:
+        for build, result in zip(builder_results, runner_results, strict=True):
+            self.done += 1
+            if result.run_secs:
+                self.best = min(self.best, float(np.mean([float(s) for s in result.run_secs])))
+            error = build.error_msg or result.error_msg
+            if error:
+                self.log(f"{self.label} candidate failed: {str(error).strip().splitlines()[-1]}")
+        bar = "#" * int(20 * min(self.done, self.total) / max(self.total, 1))
+        best = f"{self.best * 1e3:.3f} ms" if math.isfinite(self.best) else "-"
+        self.log(f"{self.label} [{bar:<20}] {min(self.done, self.total)}/{self.total} "
+                 f"best {best}")
+
+
+def untuned_ms(task: Task, target, repeats: int = 20) -> float:
+    """Latency of the rule's default knobs, measured locally (time_evaluator)."""
+    from ..schedules import schedule_kernel
+
+    func = schedule_kernel(task.mod["main"], target)
+    return _time_local(func, target, repeats)
+
+
+def tuned_ms(task: Task, target, knobs, repeats: int = 20) -> float:
+    from tvm import s_tir
+
+    func = task.mod["main"]
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    schedule_with_knobs(sch, func, target, knobs.pixels, knobs.channel_outer)
+    return _time_local(sch.mod["main"], target, repeats)
+
+
+def _time_local(func, target, repeats: int) -> float:
+    """Median milliseconds of a scheduled kernel here, on the runner's kind of arguments."""
+    module = tvm.compile(tvm.IRModule({"main": func}), target=target).jit()
+    dev = tvm.cpu()
+    info = [["TENSOR", str(p.dtype), [int(d) for d in p.shape]] for p in func.params]
+    args = _arguments(dev, info, 1)[0]
+    timer = module.time_evaluator("main", dev, number=3, repeat=repeats)
+    return float(np.median(timer(*args).results)) * 1e3
+
+
+def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials: int,
+               cost_model: str = "seeded", hardware=None, rpc_tracker: str | None = None,
+               rpc_key: str | None = None, seed: int = 0, per_batch: int = 8,
+               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+               measure_untuned: bool = True) -> list[TaskResult]:
+    """Tune every task to ``trials`` measured candidates (counting earlier runs)."""
+    from ..predictor import get_hardware
+
+    hardware = hardware or get_hardware("host")
+    db = open_log(log_dir, create=True)
+    runner = make_runner(rpc_tracker, rpc_key)
+    builder = make_builder()
+    results = []
+    for index, task in enumerate(tasks, start=1):
+        label = f"[{index}/{len(tasks)} {task.name}]"
+        done = len(_measured(db, task.mod))
+        space = knob_space(task.mod["main"], target)
+        budget = min(trials, space.size)  # a small space is exhausted, not re-sampled
+        if done < budget:
+            work_dir = Path(log_dir) / ".work" / task.name
+            _quiet_meta_schedule_console()
+            with _without_tensor_intrinsics():
+                ms.tir_integration.tune_tir(
+                    task.mod, target, str(work_dir), max_trials_global=budget - done,
+                    num_trials_per_iter=per_batch, builder=builder, runner=runner, database=db,
+                    cost_model=make_cost_model(cost_model, hardware),
+                    measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                                       _Progress(label, budget, done, log)],
+                    space=ms.space_generator.ScheduleFn(
+                        design_space(target), sch_rules=[], postprocs=[],
+                        mutator_probs={MutateKnob(seed): 1.0}),
+                    strategy=ms.search_strategy.EvolutionarySearch(
+                        population_size=max(16, 2 * space.size),
+                        init_min_unmeasured=space.size, genetic_num_iters=2),
+                    num_tuning_cores=2, seed=seed, task_scheduler="round-robin")
+        else:
+            log(f"{label} {done} trials in the log: done")
+        measured = _measured(db, task.mod)
+        best_record = db.get_top_k(db.commit_workload(task.mod), 1) if measured else []
+        knobs = knobs_from_trace(best_record[0].trace) if best_record else None
+        results.append(TaskResult(
+            task.name, task.kind, task.weight, len(measured),
+            min(measured) * 1e3 if measured else None,
+            untuned_ms(task, target) if measure_untuned and rpc_tracker is None else None,
+            knobs))
+    return results
+
+
+def format_results(results: Sequence[TaskResult]) -> str:
+    lines = [f"{'task':<28}{'calls':>6}{'trials':>8}{'best ms':>10}{'untuned ms':>12}"
+             f"{'speedup':>9}  knobs"]
+    for r in results:
+        best = f"{r.best_ms:.3f}" if r.best_ms else "-"
+        untuned = f"{r.untuned_ms:.3f}" if r.untuned_ms else "-"
+        speedup = f"{r.speedup:.2f}x" if r.speedup else "-"
+        knobs = (f"pixels={r.knobs.pixels}{' channel-outer' if r.knobs.channel_outer else ''}"
+                 if r.knobs else "-")
+        lines.append(f"{r.name:<28}{r.weight:>6}{r.trials:>8}{best:>10}{untuned:>12}"
+                     f"{speedup:>9}  {knobs}")
+    return "\n".join(lines)
+
+
+def elapsed(start: float) -> str:
+    return f"{time.perf_counter() - start:.0f} s"

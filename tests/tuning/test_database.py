@@ -1,0 +1,57 @@
+"""Tuning logs: crash-safe opening, clear errors, and knob lookup for static and symbolic
+kernels."""
+
+import pytest
+import tvm
+from tvm import s_tir
+from tvm.s_tir import meta_schedule as ms
+
+from las_compiler import op
+from las_compiler.op.geometry import PatchGeometry
+from las_compiler.target import host_target
+from las_compiler.tuning import TuningLog, TuningLogError, open_log
+from las_compiler.tuning.database import RECORDS, WORKLOADS, normalize, specialize_counts
+from las_compiler.tuning.knobs import design_space, knobs_from_trace
+
+
+def _commit(db, func, target, pixels_choice: int, seconds: float):
+    sch = design_space(target)(s_tir.Schedule(normalize(func)))[0]
+    draw = [i for i in sch.trace.insts if i.kind.name == "SampleCategorical"][1]
+    trace = sch.trace.with_decision(draw, pixels_choice, remove_postproc=True)
+    workload = db.commit_workload(normalize(func))
+    db.commit_tuning_record(ms.database.TuningRecord(
+        trace, workload, [tvm.runtime.const(seconds, "float64")], target,
+        ms.arg_info.ArgInfo.from_prim_func(func)))
+    return knobs_from_trace(trace)
+
+
+def test_static_and_symbolic_lookup(tmp_path):
+    target = host_target()
+    db = open_log(tmp_path, create=True)
+    dense = op.conv1x1(1, 12, 12, 32, 32, 1, "relu")
+    _commit(db, dense, target, 0, 2e-3)
+    best_dense = _commit(db, dense, target, 2, 1e-3)
+    symbolic = op.gather_conv3x3(PatchGeometry(1, 16, 16, 2, 1), 16, 16)
+    static = specialize_counts(symbolic, [(9,), (9, 4, 16)])
+    best_patch = _commit(db, static, target, 1, 1e-3)
+    log = TuningLog(tmp_path)
+    assert log.best_knobs(dense) == best_dense
+    assert log.best_knobs(symbolic) == best_patch  # found through a specialised count
+    other = op.gather_conv3x3(PatchGeometry(1, 16, 16, 4, 1), 16, 16)
+    assert log.best_knobs(other) is None
+
+
+def test_a_half_written_record_is_dropped_and_corruption_is_an_error(tmp_path):
+    target = host_target()
+    db = open_log(tmp_path, create=True)
+    _commit(db, op.conv1x1(1, 12, 12, 32, 32, 1, "relu"), target, 0, 1e-3)
+    records = tmp_path / RECORDS
+    good = records.read_text()
+    records.write_text(good + good[: len(good) // 2])  # killed while appending
+    assert len(open_log(tmp_path)) == 1
+    assert records.read_text() == good
+    (tmp_path / WORKLOADS).write_text("{not json\n" + (tmp_path / WORKLOADS).read_text())
+    with pytest.raises(TuningLogError, match="line 1 is not JSON"):
+        open_log(tmp_path)
+    with pytest.raises(TuningLogError, match="must hold database_workload.json"):
+        open_log(tmp_path / "missing")

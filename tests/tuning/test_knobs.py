@@ -1,0 +1,77 @@
+"""Knob spaces, design spaces and knob round trips through traces; every knob value computes
+the same numbers."""
+
+import numpy as np
+import pytest
+import tvm
+from tvm import s_tir
+
+from las_compiler import op
+from las_compiler.op.geometry import PatchGeometry
+from las_compiler.op.params import pack_weight
+from las_compiler.schedules.base import new_schedule
+from las_compiler.target import host_target
+from las_compiler.tuning.knobs import (
+    Knobs,
+    design_space,
+    knob_space,
+    knobs_from_trace,
+    schedule_with_knobs,
+)
+from las_compiler.tuning.mutator import MutateKnob
+
+
+@pytest.fixture(scope="module")
+def target():
+    return host_target()
+
+
+def test_knob_spaces(target):
+    dense = op.conv1x1(1, 8, 8, 64, 32, 1, "relu")
+    space = knob_space(dense, target)
+    assert space.channel_outer == (False, True) and 12 in space.pixels + (12,)
+    rows = op.conv1x1_rows(64, 32, 16)
+    assert all(12 % p == 0 for p in knob_space(rows, target).pixels)
+    assert knob_space(rows, target).channel_outer == (False,)  # outer group loop
+    patches = op.gather_conv3x3(PatchGeometry(1, 16, 16, 4, 1), 16, 16)
+    assert knob_space(patches, target).channel_outer == (False,)
+    assert knob_space(op.masker(PatchGeometry(1, 16, 16, 4, 1), 16), target) is None
+    assert knob_space(op.compact(16), target) is None
+
+
+def test_every_pixel_tile_gives_the_same_numbers(target):
+    m, c, k = 40, 32, 32
+    func = op.conv1x1(1, m, 1, c, k, 1, "relu")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((m, c)).astype("float32")
+    w = rng.standard_normal((k, c, 1, 1)).astype("float32")
+    b = rng.standard_normal(k).astype("float32")
+    expected = np.maximum(x @ w[:, :, 0, 0].T + b, 0)
+    space = knob_space(func, target)
+    for pixels in space.pixels:
+        for outer in space.channel_outer:
+            sch = new_schedule(func)
+            schedule_with_knobs(sch, func, target, pixels, outer)
+            lib = tvm.compile(sch.mod, target=target)
+            out = tvm.runtime.empty((m, k), "float32")
+            lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(pack_weight(w)),
+                        tvm.runtime.tensor(b), tvm.runtime.tensor(np.zeros((1, 1), "float32")),
+                        out)
+            np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4,
+                                       err_msg=f"pixels={pixels} outer={outer}")
+
+
+def test_design_space_traces_carry_the_knobs(target):
+    func = op.conv1x1(1, 24, 1, 32, 32, 1, "relu")
+    spaces = design_space(target)(s_tir.Schedule(tvm.IRModule({"main": func})))
+    assert len(spaces) == 2
+    knobs = [knobs_from_trace(sch.trace) for sch in spaces]
+    assert [k.channel_outer for k in knobs] == [False, True]
+    assert all(k.pixels in knob_space(func, target).pixels for k in knobs)
+    mutated = MutateKnob(seed=1).apply(spaces[0].trace)
+    assert mutated is not None
+    new = knobs_from_trace(mutated)
+    assert new.channel_outer is False and new.pixels != knobs[0].pixels
+    assert isinstance(new, Knobs)
+    with pytest.raises(ValueError, match="not a las-compiler design-space trace"):
+        knobs_from_trace(s_tir.Schedule(tvm.IRModule({"main": func})).trace)

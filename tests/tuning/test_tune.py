@@ -1,0 +1,154 @@
+"""Tuning end to end on a small network: tasks, each cost model, resuming, RPC through a
+local tracker, and a compile that picks the log up and still equals PyTorch."""
+
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import las_compiler
+from las_compiler.frontend import ExportableLASResNet
+from las_compiler.models import LASResNet, calibrate
+from las_compiler.target import host_target
+from las_compiler.tuning import open_log
+from las_compiler.tuning.tasks import extract_tasks, lowered_module
+from las_compiler.tuning.tune import _measured, format_results, tune_tasks
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    model = LASResNet((1, 1, 1, 1), "4-2-2-1", num_classes=10, base_channels=16).eval()
+    x = torch.randn(1, 3, 64, 64)
+    calibrate(model, 0.5, x)
+    target = host_target()
+    tasks = extract_tasks(lowered_module(model, x, target), target, 0.5)
+    return model, x, target, tasks
+
+
+def test_tasks_cover_sparse_and_dense_kernels(small):
+    _, _, _, tasks = small
+    kinds = {t.kind for t in tasks}
+    assert {"conv1x1", "conv2d", "gather_conv3x3", "conv1x1_scatter_add", "conv1x1_rows"} <= kinds
+    assert any(t.symbolic for t in tasks) and any(not t.symbolic for t in tasks)
+    assert all(t.weight >= 1 for t in tasks)
+
+
+def test_cost_models_rank_design_space_candidates(small):
+    """Seeded ranks by the predictor from the first trial; xgb and random are stock."""
+    from tvm import s_tir
+    from tvm.s_tir import meta_schedule as ms
+
+    from las_compiler.predictor import get_hardware
+    from las_compiler.tuning.cost_model import SeededCostModel, make_cost_model
+    from las_compiler.tuning.knobs import design_space
+
+    _, _, target, tasks = small
+    task = next(t for t in tasks if t.kind == "conv1x1")
+    from las_compiler.tuning.tune import _without_tensor_intrinsics
+
+    with _without_tensor_intrinsics():
+        context = ms.TuneContext(mod=task.mod, target=target)
+    spaces = design_space(target)(s_tir.Schedule(task.mod))
+    candidates = [ms.MeasureCandidate(sch, ms.arg_info.ArgInfo.from_prim_func(
+        task.mod["main"])) for sch in spaces]
+    scores = SeededCostModel(get_hardware("host")).predict(context, candidates)
+    assert scores.shape == (len(spaces),) and np.all((scores >= 0) & (scores <= 1))
+    assert isinstance(make_cost_model("xgb", get_hardware("host")), ms.cost_model.XGBModel)
+    assert isinstance(make_cost_model("random", get_hardware("host")),
+                      ms.cost_model.RandomModel)
+    with pytest.raises(ValueError, match="unknown cost model 'gbdt'"):
+        make_cost_model("gbdt", get_hardware("host"))
+
+
+def test_tune_resume_and_table(small, tmp_path):
+    _, _, target, tasks = small
+    task = next(t for t in tasks if t.kind == "gather_conv3x3")
+    cost_model = "seeded"
+    results = tune_tasks([task], target, tmp_path, 3, cost_model, log=lambda _m: None)
+    assert results[0].trials == 3 and results[0].best_ms > 0 and results[0].knobs is not None
+    assert results[0].untuned_ms > 0
+    again = tune_tasks([task], target, tmp_path, 3, cost_model, log=lambda _m: None,
+                       measure_untuned=False)
+    assert again[0].trials == 3  # nothing re-measured
+    assert len(_measured(open_log(tmp_path), task.mod)) == 3
+    assert task.name in format_results(results)
+
+
+def test_compile_uses_the_log_and_stays_exact(small, tmp_path):
+    model, x, target, tasks = small
+    picked = [next(t for t in tasks if t.kind == kind) for kind in ("conv1x1", "gather_conv3x3")]
+    tune_tasks(picked, target, tmp_path, 1, "seeded", log=lambda _m: None,
+               measure_untuned=False)
+    compiled = las_compiler.compile(model, x, "host", tuning_logs=tmp_path)
+    tuned = int(compiled.metadata["schedules"].split(": ")[1].split(" kernels")[0])
+    assert tuned >= 2  # each task's kernel (the symbolic one found via its count)
+    with torch.no_grad():
+        reference = ExportableLASResNet(model)(x)[0].numpy()
+    np.testing.assert_allclose(compiled.run(x), reference, rtol=1e-3, atol=1e-3)
+    plain = las_compiler.compile(model, x, "host", tuning_logs=False)
+    assert plain.metadata["schedules"] == "untuned rules (tuning logs disabled)"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_key(port: int, key: str, timeout: float = 60.0) -> None:
+    from tvm import rpc
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if key in rpc.connect_tracker("127.0.0.1", port).summary()["queue_info"]:
+                return
+        except (RuntimeError, OSError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"RPC server {key} did not register")
+
+
+def test_rpc_runner_through_a_local_tracker(small, tmp_path):
+    _, _, target, tasks = small
+    port = _free_port()
+    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
+                                "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = None
+    try:
+        time.sleep(2)
+        server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--tracker",
+                                   f"127.0.0.1:{port}", "--key", "local-board", "--host",
+                                   "127.0.0.1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_key(port, "local-board")
+        task = next(t for t in tasks if t.kind == "conv1x1")
+        with pytest.raises(ValueError, match="no device with key 'tx2'"):
+            tune_tasks([task], target, tmp_path, 1, rpc_tracker=f"127.0.0.1:{port}",
+                       rpc_key="tx2")
+        results = tune_tasks([task], target, tmp_path, 1, "seeded",
+                             rpc_tracker=f"127.0.0.1:{port}", rpc_key="local-board",
+                             log=lambda _m: None)
+        assert results[0].trials == 1 and results[0].best_ms > 0
+    finally:
+        for proc in (server, tracker):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
+def test_bad_rpc_arguments():
+    from las_compiler.tuning.tune import make_runner
+
+    with pytest.raises(ValueError, match="host:port"):
+        make_runner("localhost", "board")
+    with pytest.raises(ValueError, match="host:port"):
+        make_runner("localhost:9190", None)
+    with pytest.raises(ValueError, match="cannot reach the RPC tracker at 127.0.0.1:"):
+        make_runner(f"127.0.0.1:{_free_port()}", "board")
