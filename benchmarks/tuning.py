@@ -28,7 +28,7 @@ from ._readme import replace_section
 
 COST_MODELS = ("seeded", "xgb", "random")
 SEEDS = (0, 1, 2)
-KINDS = ("gather_conv3x3", "conv1x1_scatter_add", "conv1x1_rows", "conv1x1")
+KERNELS = 3
 README = Path(__file__).with_name("README.md")
 WITHIN = 0.05
 
@@ -44,30 +44,33 @@ def _model(rate: float = 0.5):
     return model, x
 
 
-def search_runs(kinds, seeds, cost_models) -> list[dict]:
-    """(Child) every (kernel, cost model, seed) tuning run: measured latencies in order."""
+def search_runs(count: int, seeds, cost_models, per_batch: int = 2) -> list[dict]:
+    """(Child) every (kernel, cost model, seed) tuning run: measured latencies in order.
+
+    Kernels: the ``count`` slowest kernels among those with the largest knob space (the
+    dense convs: 12 combinations; sparse kernels have 3-6, where any model finds the best at
+    once). Batches of ``per_batch`` candidates, so the order of measurement is the cost
+    model's ranking."""
     from las_compiler.target import host_target
+    from las_compiler.tuning.knobs import knob_space
     from las_compiler.tuning.tasks import extract_tasks, lowered_module
-    from las_compiler.tuning.tune import _measured, tune_tasks
+    from las_compiler.tuning.tune import tune_tasks, untuned_ms
 
     target = host_target()
     model, x = _model()
     tasks = extract_tasks(lowered_module(model, x, target), target, 0.5)
-    picked = []
-    for kind in kinds:  # the most-called kernel of each kind
-        cands = [t for t in tasks if t.kind == kind]
-        if cands:
-            picked.append(max(cands, key=lambda t: (t.weight, -len(picked))))
+    largest = max(knob_space(t.mod["main"], target).size for t in tasks)
+    cands = [t for t in tasks if knob_space(t.mod["main"], target).size == largest]
+    picked = sorted(cands, key=lambda t: -untuned_ms(t, target, repeats=5))[:count]
     rows = []
     for task in picked:
         for cost_model in cost_models:
             for seed in seeds:
                 with tempfile.TemporaryDirectory() as tmp:
                     result = tune_tasks([task], target, tmp, 1 << 10, cost_model, seed=seed,
-                                        measure_untuned=False, log=lambda _m: None)[0]
-                    from las_compiler.tuning import open_log
-
-                    latencies = [t * 1e3 for t in _measured(open_log(tmp), task.mod)]
+                                        per_batch=per_batch, measure_untuned=False,
+                                        log=lambda _m: None)[0]
+                    latencies = result.history_ms  # in measurement order
                 rows.append({"task": task.name, "kind": task.kind, "cost_model": cost_model,
                              "seed": seed, "latencies_ms": latencies,
                              "best_knobs": vars(result.knobs) if result.knobs else None})
@@ -101,7 +104,8 @@ def stage_of(func) -> str:
         elif len(shape) == 2 and math.isqrt(shape[0]) ** 2 == shape[0]:
             sizes.append(math.isqrt(shape[0]))
     stage = {56: "stage 1", 28: "stage 2", 14: "stage 3", 7: "stage 4"}
-    return stage.get(min(sizes), "other") if sizes else "other"
+    rest = "stem, pool, classifier, VM builtins"
+    return stage.get(min(sizes), rest) if sizes else rest
 
 
 def stage_ratio(repeats: int) -> dict:
@@ -129,7 +133,7 @@ def stage_ratio(repeats: int) -> dict:
         out[f"{name}_schedules"] = compiled.metadata["schedules"]
         per_stage: dict[str, float] = {}
         for kernel, ms in compiled.profile(x, repeats).items():
-            key = stages.get(kernel, "other")
+            key = stages.get(kernel, "stem, pool, classifier, VM builtins")
             per_stage[key] = per_stage.get(key, 0.0) + ms
         out[f"{name}_stage_ms"] = per_stage
     return out
@@ -139,19 +143,19 @@ def summarise(runs: list[dict], stages: dict | None) -> str:
     lines = ["### Search: trials to reach within 5 % of the best latency any run found", "",
              "| kernel | space | " + " | ".join(COST_MODELS) + " |",
              "|---|---|" + "---|" * len(COST_MODELS)]
-    medians = {m: [] for m in COST_MODELS}
+    needed = {m: [] for m in COST_MODELS}
     for task in dict.fromkeys(r["task"] for r in runs):
         cells = []
         for model in COST_MODELS:
-            needed = [r["trials_needed"] for r in runs if r["task"] == task
-                      and r["cost_model"] == model and r["trials_needed"] is not None]
-            medians[model] += needed
-            cells.append("/".join(str(n) for n in needed) or "-")
+            mine = [r for r in runs if r["task"] == task and r["cost_model"] == model]
+            # a run that never came within 5 % counts as space + 1 trials
+            needed[model] += [r["trials_needed"] or r["space"] + 1 for r in mine]
+            cells.append("/".join(str(r["trials_needed"] or "never") for r in mine) or "-")
         space = max(r["space"] for r in runs if r["task"] == task)
         lines.append(f"| {task} | {space} | " + " | ".join(cells) + " |")
-    mean = {m: statistics.mean(v) for m, v in medians.items() if v}
-    lines += ["", "Mean trials over all runs: " + ", ".join(f"{m} {v:.2f}"
-                                                            for m, v in mean.items())]
+    mean = {m: statistics.mean(v) for m, v in needed.items() if v}
+    lines += ["", "Mean trials over all runs (a run that never came within 5 % counts as the "
+              "space size + 1): " + ", ".join(f"{m} {v:.2f}" for m, v in mean.items())]
     if "seeded" in mean and "xgb" in mean:
         ratio = mean["seeded"] / mean["xgb"]
         lines.append(f"seeded / xgb = {ratio:.2f} (goal <= 0.5: "
@@ -175,21 +179,30 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", default="results/tuning.json")
     parser.add_argument("--quick", action="store_true", help="2 kernels, 2 seeds")
+    parser.add_argument("--skip-search", action="store_true",
+                        help="reuse the search runs of an earlier --json output")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args(argv)
-    kinds, seeds = (KINDS[:2], SEEDS[:2]) if args.quick else (KINDS, SEEDS)
-    wait_for_idle()
-    runs = trials_to_best(run_isolated("benchmarks.tuning:search_runs",
-                                       {"kinds": kinds, "seeds": seeds,
-                                        "cost_models": COST_MODELS}, timeout=7200))
-    wait_for_idle()
-    try:
-        stages = run_isolated("benchmarks.tuning:stage_ratio", {"repeats": args.repeats},
-                              timeout=1800)
-    except RuntimeError as err:
-        print(f"[tuning] committed-log comparison skipped: {err}", file=sys.stderr)
-        stages = None
+    count, seeds = (2, SEEDS[:2]) if args.quick else (KERNELS, SEEDS)
+    previous = json.loads(Path(args.json).read_text()) if args.skip_search else None
+    if previous is None:
+        wait_for_idle()
+        runs = trials_to_best(run_isolated("benchmarks.tuning:search_runs",
+                                           {"count": count, "seeds": seeds,
+                                            "cost_models": COST_MODELS}, timeout=7200))
+    else:
+        runs = previous["runs"]
+    if previous is None or previous.get("stages") is None:
+        wait_for_idle()
+        try:
+            stages = run_isolated("benchmarks.tuning:stage_ratio", {"repeats": args.repeats},
+                                  timeout=1800)
+        except RuntimeError as err:
+            print(f"[tuning] committed-log comparison skipped: {err}", file=sys.stderr)
+            stages = None
+    else:
+        stages = previous["stages"]
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")

@@ -8,9 +8,14 @@ import time
 from collections.abc import Callable
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median milliseconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1,
+              warmup_s: float = 0.0) -> float:
+    """Median milliseconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls, and
+    more until ``warmup_s`` seconds have passed (wakes sleeping thread pools)."""
     for _ in range(warmup):
+        fn()
+    deadline = time.perf_counter() + warmup_s
+    while time.perf_counter() < deadline:
         fn()
     times = []
     for _ in range(repeats):

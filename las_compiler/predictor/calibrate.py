@@ -15,13 +15,13 @@ fitted to measured kernels.
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..timing import median_ms
 from . import kernels as K
 from .block import block_work
 from .hardware import Hardware, MemoryLevel
@@ -32,18 +32,8 @@ EFFICIENCY_GRID = tuple(np.round(np.concatenate([np.arange(0.01, 0.1, 0.01),
 OVERLAP_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int, warmup_s: float = 0.05) -> float:
-    """Median of ``repeats`` timed calls, after calls for ``warmup_s`` (wakes thread pools)."""
-    fn()
-    deadline = time.perf_counter() + warmup_s
-    while time.perf_counter() < deadline:
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    return median_ms(fn, repeats, warmup_s=0.05) / 1e3
 
 
 def _read_probe(units: int, elems: int, reps: int):

@@ -11,6 +11,7 @@ to the symbolic kernel at compile time (:mod:`.database`).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ class Task:
     name: str
     kind: str
     mod: tvm.IRModule  # the static workload (normalised)
-    weight: int
+    weight: int  # call sites in the network
     symbolic: bool
 
 
@@ -81,6 +82,8 @@ def lowered_module(model, example_input, target, pipelines="auto") -> tvm.IRModu
 
 def extract_tasks(mod: tvm.IRModule, target, rate: float) -> list[Task]:
     """Distinct tunable kernels of a lowered module, in first-call order."""
+    calls = "\n".join(f.script() for _, f in mod.functions_items()
+                      if isinstance(f, tvm.relax.Function))
     tasks: dict[int, Task] = {}
     for gvar, func in mod.functions_items():
         if not isinstance(func, tvm.tirx.PrimFunc) or knob_space(func, target) is None:
@@ -90,8 +93,10 @@ def extract_tasks(mod: tvm.IRModule, target, rate: float) -> list[Task]:
             else func
         workload = normalize(static)
         key = tvm_ffi.structural_hash(workload)
+        count = max(1, len(re.findall(rf"call_tir(?:_inplace)?\({re.escape(gvar.name_hint)},",
+                                      calls)))
         if key in tasks:
-            tasks[key].weight += 1
+            tasks[key].weight += count
         else:
-            tasks[key] = Task(gvar.name_hint, kernel_kind(func), workload, 1, symbolic)
+            tasks[key] = Task(gvar.name_hint, kernel_kind(func), workload, count, symbolic)
     return list(tasks.values())

@@ -159,19 +159,22 @@ class TaskResult:
     kind: str
     weight: int
     trials: int
-    best_ms: float | None
-    untuned_ms: float | None
+    best_ms: float | None  # the runner's measurement (local or remote)
+    untuned_ms: float | None  # rule defaults, measured here
+    tuned_ms: float | None  # the best knobs, measured here the same way
     knobs: object
+    history_ms: list[float] | None = None  # this run's measurements, in order
 
     @property
     def speedup(self) -> float | None:
-        if self.best_ms and self.untuned_ms:
-            return self.untuned_ms / self.best_ms
+        if self.tuned_ms and self.untuned_ms:
+            return self.untuned_ms / self.tuned_ms
         return None
 
 
 def _measured(db, mod) -> list[float]:
-    """Mean seconds of every measured record of a workload, in insertion order."""
+    """Mean seconds of every measured record of a workload (best first: JSONDatabase keeps
+    records sorted by latency; the order of measurement is :attr:`TaskResult.history_ms`)."""
     if not db.has_workload(mod):
         return []
     records = db.get_top_k(db.commit_workload(mod), 1 << 20)
@@ -186,13 +189,16 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
         super().__init__()
         self.label, self.total, self.done, self.log = label, total, done, log
         self.best = math.inf
+        self.history: list[float] = []  # mean seconds per candidate, in measurement order
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
               runner_results) -> None:
         for build, result in zip(builder_results, runner_results, strict=True):
             self.done += 1
             if result.run_secs:
-                self.best = min(self.best, float(np.mean([float(s) for s in result.run_secs])))
+                seconds = float(np.mean([float(s) for s in result.run_secs]))
+                self.best = min(self.best, seconds)
+                self.history.append(seconds)
             error = build.error_msg or result.error_msg
             if error:
                 self.log(f"{self.label} candidate failed: {str(error).strip().splitlines()[-1]}")
@@ -247,6 +253,7 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
         done = len(_measured(db, task.mod))
         space = knob_space(task.mod["main"], target)
         budget = min(trials, space.size)  # a small space is exhausted, not re-sampled
+        progress = _Progress(label, budget, done, log)
         if done < budget:
             work_dir = Path(log_dir) / ".work" / task.name
             _quiet_meta_schedule_console()
@@ -256,7 +263,7 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
                     num_trials_per_iter=per_batch, builder=builder, runner=runner, database=db,
                     cost_model=make_cost_model(cost_model, hardware),
                     measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
-                                       _Progress(label, budget, done, log)],
+                                       progress],
                     space=ms.space_generator.ScheduleFn(
                         design_space(target), sch_rules=[], postprocs=[],
                         mutator_probs={MutateKnob(seed): 1.0}),
@@ -269,17 +276,19 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
         measured = _measured(db, task.mod)
         best_record = db.get_top_k(db.commit_workload(task.mod), 1) if measured else []
         knobs = knobs_from_trace(best_record[0].trace) if best_record else None
+        local = measure_untuned and rpc_tracker is None and knobs is not None
         results.append(TaskResult(
             task.name, task.kind, task.weight, len(measured),
             min(measured) * 1e3 if measured else None,
-            untuned_ms(task, target) if measure_untuned and rpc_tracker is None else None,
-            knobs))
+            untuned_ms(task, target) if local else None,
+            tuned_ms(task, target, knobs) if local else None, knobs,
+            [t * 1e3 for t in progress.history]))
     return results
 
 
 def format_results(results: Sequence[TaskResult]) -> str:
     lines = [f"{'task':<28}{'calls':>6}{'trials':>8}{'best ms':>10}{'untuned ms':>12}"
-             f"{'speedup':>9}  knobs"]
+             f"{'speedup':>9}  knobs   (best: the runner; untuned/speedup: re-measured here)"]
     for r in results:
         best = f"{r.best_ms:.3f}" if r.best_ms else "-"
         untuned = f"{r.untuned_ms:.3f}" if r.untuned_ms else "-"

@@ -36,6 +36,9 @@ def test_static_and_symbolic_lookup(tmp_path):
     best_patch = _commit(db, static, target, 1, 1e-3)
     log = TuningLog(tmp_path)
     assert log.best_knobs(dense) == best_dense
+    from las_compiler.tuning.tune import _measured
+
+    assert _measured(log.db, normalize(dense)) == [1e-3, 2e-3]  # best first
     assert log.best_knobs(symbolic) == best_patch  # found through a specialised count
     other = op.gather_conv3x3(PatchGeometry(1, 16, 16, 4, 1), 16, 16)
     assert log.best_knobs(other) is None

@@ -71,7 +71,8 @@ def test_tune_resume_and_table(small, tmp_path):
     cost_model = "seeded"
     results = tune_tasks([task], target, tmp_path, 3, cost_model, log=lambda _m: None)
     assert results[0].trials == 3 and results[0].best_ms > 0 and results[0].knobs is not None
-    assert results[0].untuned_ms > 0
+    assert len(results[0].history_ms) == 3 and min(results[0].history_ms) >= results[0].best_ms
+    assert results[0].untuned_ms > 0 and results[0].tuned_ms > 0 and results[0].speedup > 0
     again = tune_tasks([task], target, tmp_path, 3, cost_model, log=lambda _m: None,
                        measure_untuned=False)
     assert again[0].trials == 3  # nothing re-measured
