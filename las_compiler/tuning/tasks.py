@@ -46,7 +46,6 @@ def representative_shapes(func: tvm.tirx.PrimFunc, rate: float) -> list[tuple[in
     shapes = []
     for index in _symbolic_params(func):
         dims = func.params[index].shape
-        static = [int(d) for d in dims if isinstance(d, tvm.tirx.IntImm)]
         if kernel_kind(func) in ROW_KERNELS:
             bound = math.ceil(pixels / ROW_GROUP)
         else:  # per-patch: dims (n, S*S, C) or (n,); patch pixels from the patch buffers
@@ -57,7 +56,6 @@ def representative_shapes(func: tvm.tirx.PrimFunc, rate: float) -> list[tuple[in
         count = max(2, round(rate * bound))
         shapes.append(tuple(count if not isinstance(d, tvm.tirx.IntImm) else int(d)
                             for d in dims))
-        del static
     return shapes
 
 

@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import sys
-import time
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -298,7 +297,3 @@ def format_results(results: Sequence[TaskResult]) -> str:
         lines.append(f"{r.name:<28}{r.weight:>6}{r.trials:>8}{best:>10}{untuned:>12}"
                      f"{speedup:>9}  {knobs}")
     return "\n".join(lines)
-
-
-def elapsed(start: float) -> str:
-    return f"{time.perf_counter() - start:.0f} s"
