@@ -127,17 +127,21 @@ def gpu_study(rates=RATES) -> dict:
     layerN.1, the stride-1 blocks)."""
     from las_compiler.predictor import get_hardware, network_blocks, predict_block
     from las_compiler.predictor.block import best_pipeline
+    from las_compiler.predictor.network import network_footprint_bytes
 
     out = {}
     for name, batch in GPU_SETTINGS:
         hw = get_hardware(name)
         table = {}
-        for layer in network_blocks("las_resnet50", batch=batch):
+        layers = network_blocks("las_resnet50", batch=batch)
+        footprint = network_footprint_bytes(layers)  # blocks inside the network
+        for layer in layers:
             if not layer.name.endswith(".1"):
                 continue
-            dense = predict_block(hw, layer, None, 1.0).total_us
+            dense = predict_block(hw, layer, None, 1.0, footprint_bytes=footprint).total_us
             table[layer.stage] = {
-                s: {r: best_pipeline(hw, layer, s, r).total_us / dense for r in rates}
+                s: {r: best_pipeline(hw, layer, s, r, footprint_bytes=footprint).total_us
+                    / dense for r in rates}
                 for s in (1, 2, 4, 7, 8) if layer.fits(s)}
         out[f"{name} (batch {batch})"] = table
     return out

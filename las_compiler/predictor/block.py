@@ -53,9 +53,19 @@ def _relu(hw, layer: BlockLayer) -> list[tuple[str, K.Work]]:
 
 
 def block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipeline: str,
-               active: float, dilated_pixels: float) -> tuple[list[tuple[str, K.Work]], int]:
+               active: float, dilated_pixels: float, footprint_bytes: float | None = None
+               ) -> tuple[list[tuple[str, K.Work]], int]:
     """(labelled kernels, number of host syncs) of one block; ``active`` cells (expected or
-    exact), ``dilated_pixels``: input pixels the active windows read."""
+    exact), ``dilated_pixels``: input pixels the active windows read. ``footprint_bytes``:
+    what runs between two runs of the block touches (default: the block itself, run over and
+    over); each kernel's first pass over its weights comes from the level that holds it."""
+    footprint = layer.footprint_bytes() if footprint_bytes is None else footprint_bytes
+    work, syncs = _block_work(hw, layer, granularity, pipeline, active, dilated_pixels)
+    return [(label, K.with_cold_weights(hw, w, footprint)) for label, w in work], syncs
+
+
+def _block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipeline: str,
+                active: float, dilated_pixels: float) -> tuple[list[tuple[str, K.Work]], int]:
     tile = K.TileModel.for_hardware(hw)
     c, w, k = layer.in_channels, layer.planes, layer.out_channels
     pixels_in = layer.batch * layer.height * layer.width
@@ -107,9 +117,7 @@ def block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipelin
     if pipeline == "whole":
         block = K.gather_conv3x3(hw, tile, layer, s, n, True, "fused_block")
         conv3 = K.conv1x1_scatter_add(hw, tile, layer, s, n, "fused_block")
-        block.macs += conv3.macs
-        for level, nbytes in conv3.bytes.items():
-            block.add_bytes(level, nbytes)
+        block.merge(conv3)
         inactive = (cells - n) * s * s * k * F32
         out_map = K._map_bytes(layer, k, out=True)
         return (head + [*_shortcut(hw, tile, layer), ("fused_block", block),
@@ -137,13 +145,14 @@ def block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipelin
 
 
 def predict_block(hw: Hardware, layer: BlockLayer, granularity: int | None, rate: float,
-                  pipeline: str = "fused", active_cells: Sequence[int] | None = None
-                  ) -> BlockPrediction:
+                  pipeline: str = "fused", active_cells: Sequence[int] | None = None,
+                  footprint_bytes: float | None = None) -> BlockPrediction:
     """Predicted latency of one block. ``rate``: expected fraction of active patches (cells
     active independently); ``active_cells``: an exact patch list instead. ``granularity``
-    None (or pipeline "dense"): the dense block."""
+    None (or pipeline "dense"): the dense block. ``footprint_bytes``: see :func:`block_work`
+    (a network passes its whole footprint: every block's weights arrive cold)."""
     if pipeline == "dense" or granularity is None:
-        work, syncs = block_work(hw, layer, None, "dense", 0.0, 0.0)
+        work, syncs = block_work(hw, layer, None, "dense", 0.0, 0.0, footprint_bytes)
         pipeline, granularity = "dense", None
     else:
         if not layer.fits(granularity):
@@ -159,18 +168,21 @@ def predict_block(hw: Hardware, layer: BlockLayer, granularity: int | None, rate
         else:
             active = rate * layer.cells(granularity)
             dilated = layer.dilated_fraction(granularity, rate) * pixels
-        work, syncs = block_work(hw, layer, granularity, pipeline, active, dilated)
+        work, syncs = block_work(hw, layer, granularity, pipeline, active, dilated,
+                                 footprint_bytes)
     times = tuple((label, K.kernel_time_us(hw, item)) for label, item in work)
     return BlockPrediction(layer, granularity, rate, pipeline, times, syncs * hw.sync_us)
 
 
 def best_pipeline(hw: Hardware, layer: BlockLayer, granularity: int, rate: float,
-                  pipelines: Sequence[str] = ("fused", "halo")) -> BlockPrediction:
+                  pipelines: Sequence[str] = ("fused", "halo"),
+                  footprint_bytes: float | None = None) -> BlockPrediction:
     """The fastest of ``pipelines`` for this block, S and r (``masker_conv1`` only where it
     applies)."""
     cands = [p for p in pipelines
              if p != "masker_conv1" or (granularity, layer.stride) == (1, 1)]
-    return min((predict_block(hw, layer, granularity, rate, p) for p in cands),
+    return min((predict_block(hw, layer, granularity, rate, p,
+                              footprint_bytes=footprint_bytes) for p in cands),
                key=lambda pred: pred.total_us)
 
 

@@ -14,6 +14,7 @@ fitted to measured kernels.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +31,12 @@ from .layers import BlockLayer
 EFFICIENCY_GRID = tuple(np.round(np.concatenate([np.arange(0.01, 0.1, 0.01),
                                                   np.arange(0.1, 1.0001, 0.02)]), 2))
 OVERLAP_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Share of the shared last-level cache the process really keeps: on a VM or a busy machine
+# neighbours evict it, and stage-4 weights (4-9 MB per conv) then stream from DRAM.
+CACHE_SHARE_GRID = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+# Fixed cost of one kernel call as the block runs it (arguments, views, waking the thread
+# pool): a tight loop over one tiny kernel (``measure_overheads``) sees only its floor.
+LAUNCH_GRID_US = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -198,36 +205,60 @@ def _works(hw: Hardware, samples: Iterable[KernelSample]) -> list[tuple[K.Work, 
     return out
 
 
+def _with_cache_share(hw: Hardware, share: float) -> Hardware:
+    """``hw`` whose shared last-level cache holds ``share`` of its nominal capacity."""
+    levels = list(hw.levels)
+    shared = [i for i, level in enumerate(levels[:-1]) if not level.per_unit]
+    if not shared:
+        return hw
+    level = levels[shared[-1]]
+    levels[shared[-1]] = MemoryLevel(level.name, max(1, int(level.capacity_bytes * share)),
+                                     level.bandwidth_gbs, level.per_unit)
+    return hw.with_updates(levels=tuple(levels))
+
+
 def fit_profile(hw: Hardware, samples: Iterable[KernelSample]) -> Hardware:
-    """``hw`` with per-kind efficiencies and the overlap that best explain ``samples``
-    (least squares on log latency; each kind fitted on its own for each overlap)."""
-    pairs = _works(hw, samples)
-    if not pairs:
-        raise ValueError("no kernel measurements to fit")
-    by_kind: dict[str, list[tuple[K.Work, float]]] = {}
-    for work, measured in pairs:
-        by_kind.setdefault(work.kind, []).append((work, measured))
+    """``hw`` with per-kind efficiencies, the overlap and the effective share of the shared
+    cache that best explain ``samples`` (least squares on log latency; each kind fitted on
+    its own for each overlap and cache share)."""
+    samples = list(samples)
+    launch_grid = sorted({hw.launch_us, *(t for t in LAUNCH_GRID_US if t > hw.launch_us)})
     best = None
-    for overlap in OVERLAP_GRID:
-        trial = hw.with_updates(overlap=overlap)
-        efficiency, total = {}, 0.0
-        for kind, items in by_kind.items():
-            errors = []
-            for eff in EFFICIENCY_GRID:
-                probe = trial.with_updates(efficiency={kind: float(eff)})
-                errors.append(sum(math.log(K.kernel_time_us(probe, w) / m) ** 2
-                                  for w, m in items))
-            index = int(np.argmin(errors))
-            efficiency[kind], total = float(EFFICIENCY_GRID[index]), total + errors[index]
-        if best is None or total < best[0]:
-            best = (total, overlap, efficiency)
-    _, overlap, efficiency = best
-    sources = {**hw.sources, "efficiency": f"fitted to {len(pairs)} measured kernels "
-                                           f"(las_compiler.predictor.calibrate.fit_profile)"}
-    return hw.with_updates(overlap=overlap, efficiency=efficiency, sources=sources)
+    for share in CACHE_SHARE_GRID:
+        shared = _with_cache_share(hw, share)
+        pairs = _works(shared, samples)
+        if not pairs:
+            raise ValueError("no kernel measurements to fit")
+        by_kind: dict[str, list[tuple[K.Work, float]]] = {}
+        for work, measured in pairs:
+            by_kind.setdefault(work.kind, []).append((work, measured))
+        for overlap, launch in itertools.product(OVERLAP_GRID, launch_grid):
+            trial = shared.with_updates(overlap=overlap, launch_us=launch)
+            efficiency, total = {}, 0.0
+            for kind, items in by_kind.items():
+                errors = []
+                for eff in EFFICIENCY_GRID:
+                    probe = trial.with_updates(efficiency={kind: float(eff)})
+                    errors.append(sum(math.log(K.kernel_time_us(probe, w) / m) ** 2
+                                      for w, m in items))
+                index = int(np.argmin(errors))
+                efficiency[kind], total = float(EFFICIENCY_GRID[index]), total + errors[index]
+            if best is None or total < best[0]:
+                best = (total, trial, efficiency, len(pairs))
+    _, trial, efficiency, count = best
+    sources = {**hw.sources,
+               "efficiency": f"fitted to {count} measured kernels, with the overlap, the "
+                             "shared cache's effective capacity and the dispatch cost "
+                             "(las_compiler.predictor.calibrate.fit_profile)"}
+    return trial.with_updates(efficiency=efficiency, sources=sources)
 
 
 # -- measuring blocks ------------------------------------------------------------------------
+# Two medians of the same block (the timed runs and the profiled runs) that differ by more
+# than this were taken while the machine changed speed (a VM's neighbours come and go): the
+# configuration is measured again, up to MAX_ATTEMPTS times, keeping the closest pair.
+AGREEMENT = 0.15
+MAX_ATTEMPTS = 3
 @dataclass(frozen=True)
 class BlockConfig:
     layer: BlockLayer
@@ -240,7 +271,8 @@ def measure_blocks(configs: Iterable[BlockConfig], target, repeats: int = 20, se
                    log: Callable[[str], None] = lambda _: None) -> list[dict]:
     """Run each configuration with compiled kernels (``BlockExecutor``): per configuration
     the exact active cells (``round(rate * cells)`` drawn at random), the median total and
-    the per-kernel profile (milliseconds)."""
+    the per-kernel profile (milliseconds), re-measured while the two disagree (see
+    :data:`AGREEMENT`)."""
     import torch
     import tvm
 
@@ -273,12 +305,20 @@ def measure_blocks(configs: Iterable[BlockConfig], target, repeats: int = 20, se
         executor.run(xt)
         once = max(time.perf_counter() - start, 1e-6)
         runs = max(repeats, min(2000, int(0.05 / once)))  # >= 50 ms of runs for tiny blocks
-        total = _median_seconds(lambda executor=executor, xt=xt: executor.run(xt), runs)
-        profile = executor.profile(tvm.runtime.tensor(x), repeats)
+        best = None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            total = _median_seconds(lambda executor=executor, xt=xt: executor.run(xt), runs)
+            profile = executor.profile(tvm.runtime.tensor(x), repeats)
+            disagreement = abs(math.log(total * 1e3 / profile["total"]))
+            if best is None or disagreement < best[0]:
+                best = (disagreement, total, profile, attempt)
+            if disagreement <= math.log(1.0 + AGREEMENT):
+                break
+        _, total, profile, attempts = best
         rows.append({"block": layer.name, "stage": layer.stage, "stride": layer.stride,
                      "S": config.granularity, "r": config.rate, "pipeline": variant,
                      "active_cells": list(active), "median_ms": total * 1e3,
-                     "profile": profile})
+                     "profile": profile, "attempts": attempts})
         log(f"{layer.name} S={config.granularity} r={config.rate} {variant}: "
             f"{total * 1e3:.3f} ms")
     return rows

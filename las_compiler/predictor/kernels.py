@@ -13,6 +13,10 @@ The model must know the schedule, not an ideal kernel. On CPUs (``schedules/cpu`
   tiles), so weight traffic is (pixel tiles) x (weight bytes) from the nearest level that
   holds the weights; dense kernels whose weights dominate run channel tiles outermost
   instead, reading the weights once and the input once per channel tile.
+* the *first* of those passes finds the weights wherever the kernel's context left them
+  (:func:`with_cold_weights`): in a network, the other layers' weights (ResNet-50: ~100 MB)
+  have pushed them out to DRAM; in a block run over and over, the block's footprint decides.
+  Stage-4 weights (4-9 MB per conv at 49 pixels) make this a large share of the kernel.
 * row-group kernels (conv1 on the dilated pixels, S = 1 blocks) work on groups of
   :data:`ROW_GROUP` pixels; the scans that build the groups are serial.
 * the outer parallel loop has ``tasks`` iterations over ``compute_units`` cores: with fewer
@@ -23,9 +27,12 @@ pixels x 64 output channels; patches smaller than 64 pixels share a block, S = 1
 groups of 32 pixels; every block loads its weight slice) until the CUDA rules exist; that
 part is a model of kernels not yet written and is labelled so in reports.
 
-Latency of one kernel: ``launch + max(compute, data) + (1 - overlap) * min(compute, data) +
-serial``, the paper's ``l_compute + l_data`` with the overlap CPUs and GPUs get from
-prefetching and many warps (``overlap`` calibrated; 0 gives the plain sum).
+Latency of one kernel: ``launch + max(inner, far) + (1 - overlap) * min(inner, far) +
+serial`` with ``inner = max(compute, near)``: the paper's ``l_compute + l_data``, split by
+where the data lives. Traffic from a unit's private levels (L1/L2, GPU shared memory) runs
+beside the FMAs (prefetchers, out-of-order issue: a roofline ``max``); traffic from the
+shared levels (L3, DRAM) overlaps only as far as ``overlap`` (calibrated; 0 gives the plain
+sum, 1 the roofline).
 """
 
 from __future__ import annotations
@@ -71,9 +78,35 @@ class Work:
     bytes: dict[str, float] = field(default_factory=dict)
     serial: float = 0.0
     launches: int = 1
+    weights: list[tuple[float, str]] = field(default_factory=list)  # (bytes, warm level)
 
     def add_bytes(self, level: str, nbytes: float) -> None:
         self.bytes[level] = self.bytes.get(level, 0.0) + float(nbytes)
+
+    def merge(self, other: Work) -> None:
+        """Add ``other``'s multiply-adds, bytes and weight streams (a fused kernel)."""
+        self.macs += other.macs
+        for level, nbytes in other.bytes.items():
+            self.add_bytes(level, nbytes)
+        self.weights += other.weights
+
+
+def with_cold_weights(hw: Hardware, work: Work, footprint_bytes: float | None) -> Work:
+    """``work`` whose first pass over each weight tensor comes from the level that holds
+    ``footprint_bytes`` (what the kernel's context touches between two runs of it) instead of
+    the level that holds the weights themselves. ``None``: the kernel runs back to back with
+    itself, its weights stay warm."""
+    if footprint_bytes is None or not work.weights:
+        return work
+    names = [level.name for level in hw.levels]
+    cold = _level(hw, footprint_bytes)
+    out = Work(work.kind, work.macs, work.tasks, dict(work.bytes), work.serial, work.launches,
+               list(work.weights))
+    for nbytes, warm in work.weights:
+        if names.index(cold) > names.index(warm):
+            out.add_bytes(warm, -nbytes)
+            out.add_bytes(cold, nbytes)
+    return out
 
 
 def kernel_time_us(hw: Hardware, work: Work) -> float:
@@ -86,16 +119,21 @@ def kernel_time_us(hw: Hardware, work: Work) -> float:
     if work.macs:
         macs_per_us = busy * hw.simd_lanes * hw.fma_per_cycle * hw.clock_ghz * 1e3
         compute = work.macs / (macs_per_us * efficiency)
-    data = 0.0
+    near = far = 0.0
     for level in hw.levels:
         nbytes = work.bytes.get(level.name, 0.0)
         if nbytes:  # bandwidths are measured with every unit pulling; idle units pull none
-            data += nbytes / (level.bandwidth_gbs * (busy / units) * 1e3)
+            seconds = nbytes / (level.bandwidth_gbs * (busy / units) * 1e3)
+            if level.per_unit:
+                near += seconds
+            else:
+                far += seconds
     serial = work.serial * hw.scan_ns * 1e-3
     if not work.macs:  # scans and data movement: the efficiency scales what they do
-        data, serial = data / efficiency, serial / efficiency
-    return (hw.launch_us * work.launches + max(compute, data)
-            + (1.0 - hw.overlap) * min(compute, data) + serial)
+        near, far, serial = near / efficiency, far / efficiency, serial / efficiency
+    inner = max(compute, near)
+    return (hw.launch_us * work.launches + max(inner, far)
+            + (1.0 - hw.overlap) * min(inner, far) + serial)
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -116,12 +154,16 @@ def conv_work(hw: Hardware, tile: TileModel, kind: str, *, tiles: float, pixels:
         tasks *= math.ceil(out_channels / tile.channels)
     work = Work(kind, macs=pixels * reduce * out_channels, tasks=tasks)
     if weights_once:
-        work.add_bytes(_level(hw, weight_bytes), weight_bytes)
+        warm = _level(hw, weight_bytes)
+        work.add_bytes(warm, weight_bytes)
         passes = math.ceil(out_channels / tile.channels)  # input re-read per channel tile
         work.add_bytes(_level(hw, map_bytes), in_bytes * passes)
     else:
-        work.add_bytes(_level(hw, weight_bytes, per_unit=True), tiles * weight_bytes)
+        warm = _level(hw, weight_bytes, per_unit=True)
+        work.add_bytes(warm, tiles * weight_bytes)
         work.add_bytes(_level(hw, map_bytes), in_bytes)
+    work.weights.append((min(1.0, tiles) * weight_bytes if not weights_once else weight_bytes,
+                         warm))
     work.add_bytes(_level(hw, out_bytes), out_bytes)
     return work
 
@@ -208,9 +250,7 @@ def gather_conv3x3(hw, tile, layer: BlockLayer, s: int, n: float, halo_conv1: bo
         conv1 = conv_work(hw, tile, kind, tiles=n * halo_tiles, pixels=n * halo_slots, reduce=c,
                       out_channels=w, in_bytes=0.0, out_bytes=0.0, tasks=n,
                       map_bytes=reduce_map)
-        work.macs += conv1.macs
-        for level, nbytes in conv1.bytes.items():
-            work.add_bytes(level, nbytes)
+        work.merge(conv1)
     return work
 
 

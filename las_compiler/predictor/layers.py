@@ -62,6 +62,19 @@ class BlockLayer:
             macs += hw_out * self.in_channels * self.out_channels
         return float(self.batch * macs)
 
+    def weight_bytes(self) -> float:
+        """fp32 weights of the block's convs (BN folded; the masker's are negligible)."""
+        c, w, k = self.in_channels, self.planes, self.out_channels
+        return 4.0 * (c * w + 9 * w * w + w * k + (c * k if self.downsample else 0))
+
+    def footprint_bytes(self) -> float:
+        """Bytes one run of the block touches: weights, input, conv1/conv2 maps, output."""
+        pixels_in = self.batch * self.height * self.width
+        pixels_out = self.batch * self.out_height * self.out_width
+        maps = pixels_in * (self.in_channels + self.planes) + pixels_out * (
+            self.planes + self.out_channels)
+        return self.weight_bytes() + 4.0 * maps
+
     def dilated_fraction(self, granularity: int, rate: float) -> float:
         """Expected fraction of input pixels some active patch's 3x3 window reads, for
         patches active independently with probability ``rate`` (conv1's work)."""

@@ -81,11 +81,18 @@ def predict_network(hw: Hardware, model: str, granularity, rate: float, height: 
         if not layer.fits(s):
             raise ValueError(f"S={s} does not fit the {layer.out_height}x{layer.out_width} "
                              f"output map of {layer.name}")
-    blocks = tuple((predict_block(hw, layer, None, 1.0, "dense"),
-                    best_pipeline(hw, layer, s, rate, pipelines))
+    footprint = network_footprint_bytes(layers)
+    blocks = tuple((predict_block(hw, layer, None, 1.0, "dense", footprint_bytes=footprint),
+                    best_pipeline(hw, layer, s, rate, pipelines, footprint))
                    for layer, s in zip(layers, per_block, strict=True))
     return NetworkPrediction(hw.name, model, tuple(per_block), rate, blocks,
                              fixed_parts_us(hw, height, width or height, batch))
+
+
+def network_footprint_bytes(layers: Sequence[BlockLayer]) -> float:
+    """What runs between two runs of one block touch in a network: every block (ResNet-50:
+    ~100 MB, so each kernel's weights arrive from DRAM)."""
+    return sum(layer.footprint_bytes() for layer in layers)
 
 
 @dataclass(frozen=True)
@@ -122,16 +129,18 @@ def select_granularity(hw: Hardware, model: str, rate: float, per: str = "stage"
     for layer in layers:
         groups.setdefault(layer.stage if per == "stage" else layer.name, []).append(layer)
     choices, per_block = [], []
+    footprint = network_footprint_bytes(layers)
     for key, members in groups.items():
         by_s = {}
         for s in candidates:
             if all(layer.fits(s) for layer in members):
-                by_s[s] = sum(best_pipeline(hw, layer, s, rate, pipelines).total_us
+                by_s[s] = sum(best_pipeline(hw, layer, s, rate, pipelines, footprint).total_us
                               for layer in members) / 1e3
         if not by_s:
             raise ValueError(f"no candidate S in {list(candidates)} fits {per} {key}")
         best = min(by_s, key=by_s.get)
-        dense = sum(predict_block(hw, layer, None, 1.0).total_us for layer in members) / 1e3
+        dense = sum(predict_block(hw, layer, None, 1.0, footprint_bytes=footprint).total_us
+                    for layer in members) / 1e3
         choices.append({per: key, "S": best, "latency_ms": by_s[best], "dense_ms": dense,
                         "by_S": by_s})
         per_block += [best] * len(members)
