@@ -42,7 +42,8 @@ def _shortcut(hw, tile, layer: BlockLayer) -> list[tuple[str, K.Work]]:
     pixels = layer.batch * layer.out_height * layer.out_width
     return [("downsample", K.dense_conv1x1(hw, tile, layer, layer.in_channels,
                                            layer.out_channels, pixels, "conv1x1",
-                                           K._map_bytes(layer, layer.in_channels)))]
+                                           K._map_bytes(layer, layer.in_channels),
+                                           stride=layer.stride))]
 
 
 def _relu(hw, layer: BlockLayer) -> list[tuple[str, K.Work]]:

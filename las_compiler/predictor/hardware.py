@@ -53,7 +53,10 @@ class Hardware:
     calibrated per-kernel-kind factors (fraction of peak the kernel's inner loop reaches);
     kinds without one use ``default_efficiency``. ``launch_us``: cost of one kernel dispatch;
     ``sync_us``: one device->host read of an active-patch count (a dynamic block's symbolic shape);
-    ``scan_ns``: one element of a serial scan (compaction, row lists). ``overlap``: how much
+    ``scan_ns``: one element of a serial scan (compaction, row lists). CPU micro-kernels also
+    depend on ``vector_registers`` (the register file a tile's accumulators live in) and the
+    L1's associativity (``l1_ways`` of ``l1_way_bytes``: input rows a power-of-two apart
+    share cache sets). ``overlap``: how much
     of the shorter of compute and data time hides under the longer (1: ``max``, 0: sum).
     """
 
@@ -69,6 +72,9 @@ class Hardware:
     scan_ns: float = 1.0
     vector_bits: int = 0
     fma_latency: float = 4.0
+    vector_registers: int = 32
+    l1_ways: int = 8
+    l1_way_bytes: int = 4096
     overlap: float = 1.0
     default_efficiency: float = 0.85
     efficiency: dict[str, float] = field(default_factory=dict)
@@ -82,6 +88,10 @@ class Hardware:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 problems.append(f"{name} must be a positive number, got {value!r}")
+        for name in ("vector_registers", "l1_ways", "l1_way_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
         for name in ("launch_us", "sync_us", "scan_ns"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:

@@ -17,6 +17,13 @@ The model must know the schedule, not an ideal kernel. On CPUs (``schedules/cpu`
   (:func:`with_cold_weights`): in a network, the other layers' weights (ResNet-50: ~100 MB)
   have pushed them out to DRAM; in a block run over and over, the block's footprint decides.
   Stage-4 weights (4-9 MB per conv at 49 pixels) make this a large share of the kernel.
+* a tile's inputs must stay in L1 while it runs: its ``pixels`` input rows are ``row_bytes``
+  apart, and rows a multiple of the L1 way size apart (C = 1024 fp32 channels, or C = 512
+  read at stride 2) land in the same cache sets, so only ``ways - 1`` of them fit beside the
+  weights; more thrash to L2. And tiles whose accumulators outgrow the register file spill
+  (:func:`tile_slowdown`). Both were measured on every knob of LAS-ResNet-50's kernels here:
+  a 12-pixel tile over 1024-channel rows ran 1.3-1.9x slower than a 6-pixel one, a 24-pixel
+  tile 1.4-7x slower.
 * row-group kernels (conv1 on the dilated pixels, S = 1 blocks) work on groups of
   :data:`ROW_GROUP` pixels; the scans that build the groups are serial.
 * the outer parallel loop has ``tasks`` iterations over ``compute_units`` cores: with fewer
@@ -38,12 +45,13 @@ sum, 1 the roofline).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .hardware import Hardware
 from .layers import BlockLayer
 
 F32 = 4
+L1_WAY_BYTES, L1_ROWS_HELD_4K = 4096, 7  # = schedules.cpu.tiled_conv (tests check they agree)
 ROW_GROUP = 12  # = las_compiler.op.sparse_rows.ROW_GROUP (tests check they agree)
 CHANNEL_BLOCK = 16  # = las_compiler.op.params.CHANNEL_BLOCK
 
@@ -66,6 +74,43 @@ class TileModel:
         return cls(pixels=12 if hw.vector_bits >= 512 else 6, channels=CHANNEL_BLOCK,
                    min_pixels=max(1, round(hw.fma_latency * hw.fma_per_cycle)))
 
+    def for_rows(self, hw: Hardware, row_bytes: float) -> TileModel:
+        """The tile the CPU rule picks for inputs ``row_bytes`` apart: 6 pixels instead of 12
+        when the rows alias in L1 (``schedules/cpu/tiled_conv.get_config``)."""
+        if hw.kind != "cpu" or self.pixels <= L1_ROWS_HELD_4K or int(row_bytes) <= 0 or \
+                int(row_bytes) % L1_WAY_BYTES:
+            return self
+        return replace(self, pixels=6)
+
+
+# Cost of L1 set aliasing and of register spills in a tile's inner loop, fitted to the knob
+# measurements above (AVX-512, this machine): a tile with ``over`` rows beyond what the
+# aliased sets hold runs ``1 + ALIAS_COST * over**2 / pixels`` times slower (12/16/24-pixel
+# tiles over 4 KB-apart rows: measured 1.5/2.5/5.1x, modelled 1.6/2.5/4.6x); each spilled
+# accumulator vector costs SPILL_COST pixels' worth of time.
+ALIAS_COST = 0.3
+SPILL_COST = 8.0
+REGISTERS_KEPT = 9  # vectors a tile leaves to LLVM: weights, broadcasts, address temporaries
+
+
+def tile_slowdown(hw: Hardware, pixels: int, vectors: int, row_bytes: float) -> float:
+    """Factor on a CPU micro-kernel's compute time: a ``pixels`` x ``vectors`` (vector
+    registers per pixel) accumulator tile whose input rows lie ``row_bytes`` apart (0: no
+    rows streamed through L1). GPUs: 1."""
+    if hw.kind != "cpu" or pixels <= 0:
+        return 1.0
+    factor = 1.0
+    row = int(row_bytes)
+    if row > 0:
+        starts = hw.l1_way_bytes // math.gcd(row, hw.l1_way_bytes)  # distinct set offsets
+        held = max(1, (hw.l1_ways - 1) * starts)
+        over = max(0, pixels - held)
+        factor *= 1.0 + ALIAS_COST * over * over / pixels
+    default = TileModel.for_hardware(hw).pixels
+    budget = max(default * vectors, hw.vector_registers - REGISTERS_KEPT)
+    spilled = max(0, pixels * vectors - budget)
+    return factor * (1.0 + SPILL_COST * spilled / pixels)
+
 
 @dataclass
 class Work:
@@ -79,12 +124,17 @@ class Work:
     serial: float = 0.0
     launches: int = 1
     weights: list[tuple[float, str]] = field(default_factory=list)  # (bytes, warm level)
+    compute_scale: float = 1.0  # tile_slowdown of the micro-kernel
 
     def add_bytes(self, level: str, nbytes: float) -> None:
         self.bytes[level] = self.bytes.get(level, 0.0) + float(nbytes)
 
     def merge(self, other: Work) -> None:
         """Add ``other``'s multiply-adds, bytes and weight streams (a fused kernel)."""
+        total = self.macs + other.macs
+        if total:
+            self.compute_scale = (self.macs * self.compute_scale
+                                  + other.macs * other.compute_scale) / total
         self.macs += other.macs
         for level, nbytes in other.bytes.items():
             self.add_bytes(level, nbytes)
@@ -101,7 +151,7 @@ def with_cold_weights(hw: Hardware, work: Work, footprint_bytes: float | None) -
     names = [level.name for level in hw.levels]
     cold = _level(hw, footprint_bytes)
     out = Work(work.kind, work.macs, work.tasks, dict(work.bytes), work.serial, work.launches,
-               list(work.weights))
+               list(work.weights), work.compute_scale)
     for nbytes, warm in work.weights:
         if names.index(cold) > names.index(warm):
             out.add_bytes(warm, -nbytes)
@@ -118,7 +168,7 @@ def kernel_time_us(hw: Hardware, work: Work) -> float:
     compute = 0.0
     if work.macs:
         macs_per_us = busy * hw.simd_lanes * hw.fma_per_cycle * hw.clock_ghz * 1e3
-        compute = work.macs / (macs_per_us * efficiency)
+        compute = work.macs * work.compute_scale / (macs_per_us * efficiency)
     near = far = 0.0
     for level in hw.levels:
         nbytes = work.bytes.get(level.name, 0.0)
@@ -142,17 +192,21 @@ def _level(hw: Hardware, nbytes: float, per_unit: bool = False) -> str:
 
 
 def conv_work(hw: Hardware, tile: TileModel, kind: str, *, tiles: float, pixels: float,
-          reduce: int, out_channels: int, in_bytes: float, out_bytes: float, tasks: float,
-          map_bytes: float, weights_once: bool = False) -> Work:
+              reduce: int, out_channels: int, in_bytes: float, out_bytes: float, tasks: float,
+              map_bytes: float, weights_once: bool = False, row_bytes: float = 0.0,
+              tile_pixels: int | None = None) -> Work:
     """A tiled conv: ``tiles`` pixel tiles executing ``pixels`` pixel slots in all (partial
     tiles counted as :func:`_per_patch` says), ``reduce`` multiply-adds per output (C or 9C),
     weights streamed once per pixel tile (or once in all when ``weights_once``, channel
     tiles outermost). ``map_bytes``: size of the feature map the inputs come from (where it
-    lives decides their bandwidth)."""
+    lives decides their bandwidth). ``row_bytes``: distance between a tile's input rows;
+    ``tile_pixels``: pixels a tile really holds (a patch smaller than the tile: fewer)."""
     weight_bytes = reduce * out_channels * F32
     if hw.kind == "gpu":  # a thread block per (pixel tile, channel tile)
         tasks *= math.ceil(out_channels / tile.channels)
-    work = Work(kind, macs=pixels * reduce * out_channels, tasks=tasks)
+    vectors = max(1, math.ceil(tile.channels / hw.simd_lanes))
+    work = Work(kind, macs=pixels * reduce * out_channels, tasks=tasks,
+                compute_scale=tile_slowdown(hw, tile_pixels or tile.pixels, vectors, row_bytes))
     if weights_once:
         warm = _level(hw, weight_bytes)
         work.add_bytes(warm, weight_bytes)
@@ -197,8 +251,10 @@ def scan(kind: str, elements: float) -> Work:
 
 
 def dense_conv1x1(hw, tile, layer: BlockLayer, in_c: int, out_c: int, pixels: int,
-                  kind: str, map_bytes: float, residual: bool = False) -> Work:
-    """Dense pointwise conv over ``pixels`` output pixels (conv1, conv3, downsample)."""
+                  kind: str, map_bytes: float, residual: bool = False, stride: int = 1) -> Work:
+    """Dense pointwise conv over ``pixels`` output pixels (conv1, conv3, downsample: its
+    ``stride`` spreads a tile's input rows)."""
+    tile = tile.for_rows(hw, in_c * F32 * stride)
     tiles = math.ceil(pixels / tile.pixels)
     weights = in_c * out_c * F32
     in_bytes = pixels * in_c * F32
@@ -207,18 +263,20 @@ def dense_conv1x1(hw, tile, layer: BlockLayer, in_c: int, out_c: int, pixels: in
     return conv_work(hw, tile, kind, tiles=tiles, pixels=pixels, reduce=in_c,
                  out_channels=out_c, in_bytes=in_bytes, out_bytes=out_bytes,
                  tasks=math.ceil(out_c / tile.channels) if once else tiles,
-                 map_bytes=map_bytes, weights_once=once)
+                 map_bytes=map_bytes, weights_once=once, row_bytes=in_c * F32 * stride)
 
 
 def dense_conv3x3(hw, tile, layer: BlockLayer) -> Work:
     w, pixels = layer.planes, layer.batch * layer.out_height * layer.out_width
+    tile = tile.for_rows(hw, w * F32 * layer.stride)
     tiles = math.ceil(pixels / tile.pixels)
     map_bytes = _map_bytes(layer, w)
     once = 9 * w * w * F32 > 2 * map_bytes and hw.kind == "cpu"
     work = conv_work(hw, tile, "conv3x3", tiles=tiles, pixels=pixels, reduce=9 * w,
                  out_channels=w, in_bytes=map_bytes * 9 / layer.stride**2,
                  out_bytes=pixels * w * F32, map_bytes=map_bytes,
-                 tasks=math.ceil(w / tile.channels) if once else tiles, weights_once=once)
+                 tasks=math.ceil(w / tile.channels) if once else tiles, weights_once=once,
+                 row_bytes=w * F32 * layer.stride)
     work.add_bytes(_level(hw, map_bytes), 2 * map_bytes)  # the pad stage
     return work
 
@@ -227,11 +285,12 @@ def conv1_rows(hw, tile, layer: BlockLayer, pixels: float, kind: str = "conv1x1_
     """conv1 on ``pixels`` listed input pixels, in groups of ROW_GROUP."""
     groups = math.ceil(pixels / tile.row_group)
     c, w = layer.in_channels, layer.planes
+    tile = tile.for_rows(hw, c * F32)
     return conv_work(hw, tile, kind, tiles=groups * tile.row_group / tile.pixels,
                  pixels=groups * tile.row_group, reduce=c, out_channels=w,
                  in_bytes=groups * tile.row_group * c * F32,
                  out_bytes=groups * tile.row_group * w * F32, tasks=groups,
-                 map_bytes=_map_bytes(layer, c))
+                 map_bytes=_map_bytes(layer, c), row_bytes=c * F32)
 
 
 def gather_conv3x3(hw, tile, layer: BlockLayer, s: int, n: float, halo_conv1: bool = False,
@@ -239,17 +298,20 @@ def gather_conv3x3(hw, tile, layer: BlockLayer, s: int, n: float, halo_conv1: bo
     """Per active patch: its window (from the conv1 map, or conv1 computed on it when
     ``halo_conv1``) then the 3x3 conv on S*S pixels."""
     c, w, span = layer.in_channels, layer.planes, layer.span(s)
+    tile = tile.for_rows(hw, w * F32)
     tiles, slots = _per_patch(tile, s * s)
     reduce_map = _map_bytes(layer, c if halo_conv1 else w)
     work = conv_work(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=9 * w,
                  out_channels=w,
                  in_bytes=n * span * span * (c if halo_conv1 else w) * F32,
-                 out_bytes=n * s * s * w * F32, tasks=n, map_bytes=reduce_map)
+                 out_bytes=n * s * s * w * F32, tasks=n, map_bytes=reduce_map,
+                 row_bytes=w * F32, tile_pixels=min(tile.pixels, s * s))
     if halo_conv1:
         halo_tiles, halo_slots = _per_patch(tile, span * span)
         conv1 = conv_work(hw, tile, kind, tiles=n * halo_tiles, pixels=n * halo_slots, reduce=c,
                       out_channels=w, in_bytes=0.0, out_bytes=0.0, tasks=n,
-                      map_bytes=reduce_map)
+                      map_bytes=reduce_map, row_bytes=c * F32,
+                      tile_pixels=min(tile.pixels, span * span))
         work.merge(conv1)
     return work
 
@@ -257,32 +319,36 @@ def gather_conv3x3(hw, tile, layer: BlockLayer, s: int, n: float, halo_conv1: bo
 def gather_conv3x3_rows(hw, tile, layer: BlockLayer, n: float) -> Work:
     groups = math.ceil(n / tile.row_group)
     w = layer.planes
+    tile = tile.for_rows(hw, w * F32)
     return conv_work(hw, tile, "gather_conv3x3_rows", tiles=groups * tile.row_group / tile.pixels,
                  pixels=groups * tile.row_group, reduce=9 * w, out_channels=w,
                  in_bytes=groups * tile.row_group * 9 * w * F32,
                  out_bytes=groups * tile.row_group * w * F32, tasks=groups,
-                 map_bytes=_map_bytes(layer, w))
+                 map_bytes=_map_bytes(layer, w), row_bytes=w * F32)
 
 
 def conv1x1_scatter_add(hw, tile, layer: BlockLayer, s: int, n: float,
                         kind: str = "conv1x1_scatter_add", scatter: bool = True) -> Work:
     """conv3 (+BN) of each active patch, added into the shortcut (read + write)."""
     w, k = layer.planes, layer.out_channels
+    tile = tile.for_rows(hw, w * F32)
     tiles, slots = _per_patch(tile, s * s)
     out = n * s * s * k * F32 * (2 if scatter else 1)
     return conv_work(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=w, out_channels=k,
                  in_bytes=n * s * s * w * F32, out_bytes=out, tasks=n,
-                 map_bytes=n * s * s * w * F32)
+                 map_bytes=n * s * s * w * F32, row_bytes=w * F32,
+                 tile_pixels=min(tile.pixels, s * s))
 
 
 def conv1x1_scatter_add_rows(hw, tile, layer: BlockLayer, n: float) -> Work:
     groups = math.ceil(n / tile.row_group)
     w, k = layer.planes, layer.out_channels
+    tile = tile.for_rows(hw, w * F32)
     return conv_work(hw, tile, "conv1x1_scatter_add_rows",
                  tiles=groups * tile.row_group / tile.pixels, pixels=groups * tile.row_group,
                  reduce=w, out_channels=k, in_bytes=groups * tile.row_group * w * F32,
                  out_bytes=2 * groups * tile.row_group * k * F32, tasks=groups,
-                 map_bytes=_map_bytes(layer, k, out=True))
+                 map_bytes=_map_bytes(layer, k, out=True), row_bytes=w * F32)
 
 
 def streaming(hw, kind: str, nbytes: float, map_bytes: float, tasks: float) -> Work:

@@ -84,7 +84,8 @@ def _builtin() -> dict[str, Hardware]:
                              "measurements (2023)"}),
         "tx2-cpu": Hardware(
             name="tx2-cpu", kind="cpu", compute_units=4, simd_lanes=4, fma_per_cycle=1.0,
-            clock_ghz=2.0, vector_bits=128, fma_latency=10.0,
+            clock_ghz=2.0, vector_bits=128, fma_latency=10.0, vector_registers=32,
+            l1_ways=2, l1_way_bytes=16 * KB,
             levels=(MemoryLevel("L1", 32 * KB, 4 * 16 * 2.0, per_unit=True),
                     MemoryLevel("L2", 2 * MB, 4 * 8 * 2.0),
                     MemoryLevel("DRAM", 1 << 40, 59.7)),
@@ -94,7 +95,7 @@ def _builtin() -> dict[str, Hardware]:
                                 "Optimization Guide: one 128-bit FMLA per cycle, "
                                 "10-cycle FMLA latency",
                      "memory": "data sheet: 32 KB L1D per core, 2 MB L2 per cluster, LPDDR4 "
-                               "59.7 GB/s",
+                               "59.7 GB/s; Cortex-A57 TRM: L1D 2-way set associative",
                      "L1/L2 bandwidth": "estimate: 16 / 8 B per clock per core",
                      "launch": "estimate: a TVM packed call on a 2 GHz in-order-ish core"}),
     }
@@ -117,6 +118,23 @@ def _cache_sizes() -> dict[int, int]:
         scale = {"K": KB, "M": MB}.get(text[-1], 1)
         sizes[level] = int(text.rstrip("KM")) * scale
     return sizes
+
+
+def _l1_geometry() -> tuple[int, int]:
+    """(ways, bytes per way) of cpu0's L1 data cache from sysfs; (8, 4096) when unknown."""
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if (index / "level").read_text().strip() != "1" or \
+                    (index / "type").read_text().strip() == "Instruction":
+                continue
+            ways = int((index / "ways_of_associativity").read_text())
+            way = int((index / "number_of_sets").read_text()) * int(
+                (index / "coherency_line_size").read_text())
+        except (OSError, ValueError):
+            continue
+        if ways > 0 and way > 0:
+            return ways, way
+    return 8, 4096
 
 
 def _cpuinfo() -> str:
@@ -152,13 +170,16 @@ def nominal_host() -> Hardware:
         levels.append(MemoryLevel("L3", caches[3], cores * 16 * clock))
     levels.append(MemoryLevel("DRAM", 1 << 40, cores * 10.0))
     lanes = bits // 32
+    ways, way_bytes = _l1_geometry()
     return Hardware(
         name="host", kind="cpu", compute_units=cores, simd_lanes=lanes,
         # two 256-bit FMA pipes (x86 since Haswell / Zen 2); AVX-512 issues as one 512-bit FMA
         # per cycle on most of them; NEON: two 128-bit pipes on big cores
         fma_per_cycle=(2.0 if bits == 256 else 1.0) if arch == "x86_64" else 2.0,
         clock_ghz=clock, vector_bits=bits, levels=tuple(levels), launch_us=2.0, sync_us=1.0,
-        default_efficiency=0.9,
+        default_efficiency=0.9, l1_ways=ways, l1_way_bytes=way_bytes,
+        # AVX-512 and NEON: 32 vector registers; AVX2: 16
+        vector_registers=16 if bits == 256 else 32,
         sources={"compute, caches": "/proc/cpuinfo and /sys/devices/system/cpu (nominal, "
                                     "uncalibrated: run `las predict --calibrate`)",
                  "bandwidth": "nominal 64/32/16 B per clock per core for L1/L2/L3, 10 GB/s "

@@ -29,9 +29,27 @@ def _reduce_block(func: tvm.tirx.PrimFunc):
     return sch.get(sch.get_sblock(str(func.attrs["las.reduce_block"])))
 
 
-def _param_bytes(param) -> float:
-    shape = getattr(param, "shape", None) or ()
-    return float(np.prod([int(d) if isinstance(d, tvm.tirx.IntImm) else 1 for d in shape])) * 4
+def _param_shape(func: tvm.tirx.PrimFunc, index: int) -> list[int]:
+    """Static extents of a parameter's buffer (symbolic extents count 1)."""
+    shape = getattr(func.params[index], "shape", None) or ()
+    return [int(d) if isinstance(d, tvm.tirx.IntImm) else 1 for d in shape]
+
+
+def _param_bytes(func: tvm.tirx.PrimFunc, index: int) -> float:
+    return float(np.prod(_param_shape(func, index))) * 4
+
+
+def _row_bytes(func: tvm.tirx.PrimFunc, out_pixels: int, per_patch: bool) -> float:
+    """Distance between the input rows of one pixel tile: the input's channels, times the
+    stride when a dense kernel reads an NHWC map at a stride (a per-patch kernel's staged
+    window is dense)."""
+    shape = _param_shape(func, 0)
+    if not shape:
+        return 0.0
+    stride = 1
+    if len(shape) == 4 and not per_patch and out_pixels > 0:
+        stride = max(1, round(math.sqrt(shape[0] * shape[1] * shape[2] / out_pixels)))
+    return float(shape[-1] * 4 * stride)
 
 
 def kernel_work(hw: Hardware, func: tvm.tirx.PrimFunc, knobs: Knobs) -> K.Work:
@@ -44,20 +62,23 @@ def kernel_work(hw: Hardware, func: tvm.tirx.PrimFunc, knobs: Knobs) -> K.Work:
     outer_count = int(np.prod(outer)) if outer else 1
     tile = K.TileModel(pixels=knobs.pixels, channels=K.CHANNEL_BLOCK,
                        min_pixels=max(1, round(hw.fma_latency * hw.fma_per_cycle)))
+    per_patch = bool(outer)
     if pixels == 1 and len(outer) == 1:  # S = 1 patches run as one pixel axis
         tiles, slots = math.ceil(outer_count / knobs.pixels), outer_count
-        outer_count, per_outer = 1, (tiles, slots)
+        outer_count, per_outer, per_patch = 1, (tiles, slots), False
     else:
         per_outer = K._per_patch(tile, pixels)
     tiles, slots = per_outer[0] * outer_count, per_outer[1] * outer_count
-    params = list(func.params)
-    in_bytes, out_bytes = _param_bytes(params[0]), _param_bytes(params[-1])
+    in_bytes, out_bytes = _param_bytes(func, 0), _param_bytes(func, len(func.params) - 1)
+    row_bytes = _row_bytes(func, pixels * outer_count, per_patch)
+    tile_pixels = min(knobs.pixels, pixels) if per_patch else knobs.pixels
     kind = str(func.attrs["las.kernel"])
     tasks = outer_count if outer else (math.ceil(channels / K.CHANNEL_BLOCK)
                                        if knobs.channel_outer else tiles)
     return K.conv_work(hw, tile, kind, tiles=tiles, pixels=slots, reduce=reduce,
                        out_channels=channels, in_bytes=in_bytes, out_bytes=out_bytes,
-                       tasks=tasks, map_bytes=in_bytes, weights_once=knobs.channel_outer)
+                       tasks=tasks, map_bytes=in_bytes, weights_once=knobs.channel_outer,
+                       row_bytes=row_bytes, tile_pixels=tile_pixels)
 
 
 def predicted_us(hw: Hardware, func: tvm.tirx.PrimFunc, knobs: Knobs) -> float:

@@ -21,6 +21,7 @@ measured), K- or C-blocking, wider channel tiles (all measured slower on AVX2 in
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +49,50 @@ def get_config(target: tvm.target.Target, func: tvm.tirx.PrimFunc | None = None)
     the input (stages 3-4: a weight tile is read once and reused over every pixel tile, and in
     a network the weights arrive cold from DRAM); pixel tiles outermost otherwise. Measured
     here: 7x7x512 3x3 187 -> 216 GFLOP/s; 28x28x128 3x3 225 vs 193 the other way round.
+
+    Pixel tile and L1 associativity (x86): a tile's input rows lie ``input_row_bytes`` apart;
+    rows a multiple of 4 KB apart (1024 channels, or 512 read at stride 2) map to the same
+    L1 sets, and an 8-way L1 holds 7 of them beside the weights. A 12-pixel tile over such
+    rows thrashes L1: measured here 1.3-1.9x slower than a 6-pixel tile (stage-3/4 conv1 on
+    1024/2048 channels, stride-2 downsample convs), so those kernels get 6 pixels.
     """
     pixels = 12 if vector_bits(target) >= 512 else 6
+    if func is not None and _is_x86(target) and pixels > L1_ROWS_HELD_4K:
+        if (input_row_bytes(func) or 1) % L1_WAY_BYTES == 0:
+            pixels = 6
     return Config(pixels=pixels, channel_outer=_weights_dominate(func))
+
+
+L1_WAY_BYTES = 4096  # x86 L1D: 8 ways (Zen, Skylake) or 12 ways (Ice Lake and later) of 4 KB
+L1_ROWS_HELD_4K = 7  # rows 4 KB apart an 8-way L1 keeps beside the weights
+
+
+def _is_x86(target: tvm.target.Target) -> bool:
+    """x86 by the target's triple (a bare ``llvm`` target: this machine)."""
+    triple = str(target.attrs.get("mtriple", "") or "")
+    return triple.startswith("x86_64") if triple else platform.machine() in ("x86_64", "AMD64")
+
+
+def input_row_bytes(func: tvm.tirx.PrimFunc) -> int:
+    """Bytes between the input rows of one pixel tile: the input's channels (fp32), times the
+    stride when a kernel without a patch loop reads an NHWC map at a stride (0: unknown).
+    Kernels with a patch or row-group loop read staged windows or listed rows, one row of
+    channels each."""
+    if func.attrs is None or "las.reduce_block" not in func.attrs or not func.params:
+        return 0
+    shape = getattr(func.params[0], "shape", None)
+    if not shape or not isinstance(shape[-1], tvm.tirx.IntImm):
+        return 0
+    row = int(shape[-1]) * 4
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    block = sch.get(sch.get_sblock(str(func.attrs["las.reduce_block"])))
+    spatial = block.iter_vars[: len(block.iter_vars) - int(func.attrs["las.num_reduce"])]
+    dims = [int(d) for d in shape if isinstance(d, tvm.tirx.IntImm)]
+    pixel = spatial[-2].dom.extent if len(spatial) == 2 else None
+    if len(dims) == 4 == len(shape) and isinstance(pixel, tvm.tirx.IntImm) and int(pixel) > 0:
+        stride = max(1, round(float(np.sqrt(dims[0] * dims[1] * dims[2] / int(pixel)))))
+        row *= stride
+    return row
 
 
 def _weights_dominate(func: tvm.tirx.PrimFunc | None) -> bool:

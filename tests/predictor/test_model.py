@@ -28,6 +28,29 @@ def test_schedule_constants_match_the_kernels_and_rules():
     tile = K.TileModel.for_hardware(get_hardware("host"))
     assert tile.pixels == get_config(host_target()).pixels
     assert tile.channels == get_config(host_target()).channels
+    from las_compiler.schedules.cpu import tiled_conv
+
+    assert (K.L1_WAY_BYTES, K.L1_ROWS_HELD_4K) == (tiled_conv.L1_WAY_BYTES,
+                                                    tiled_conv.L1_ROWS_HELD_4K)
+
+
+@pytest.mark.parametrize("channels, stride", [(256, 1), (1024, 1), (512, 2), (2048, 1)])
+def test_model_and_rule_pick_the_same_tile_for_aliasing_rows(channels, stride):
+    """conv1x1 reading NHWC rows ``channels`` x ``stride`` apart: the rule's pixel tile (a
+    real kernel) and the model's agree."""
+    import tvm
+
+    from las_compiler import op
+    from las_compiler.schedules.cpu.tiled_conv import get_config, input_row_bytes
+
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu",
+                                "mcpu": "skylake-avx512"})
+    func = op.conv1x1(1, 14, 14, channels, 64, stride, "relu")
+    assert input_row_bytes(func) == channels * 4 * stride
+    hw = get_hardware("host").with_updates(vector_bits=512, simd_lanes=16)
+    tile = K.TileModel.for_hardware(hw).for_rows(hw, input_row_bytes(func))
+    assert tile.pixels == get_config(target, func).pixels
+    assert tile.pixels == (6 if channels * stride * 4 % 4096 == 0 else 12)
 
 
 @settings(max_examples=25, deadline=None)
