@@ -88,8 +88,12 @@ class TileModel:
 # aliased sets hold runs ``1 + ALIAS_COST * over**2 / pixels`` times slower (12/16/24-pixel
 # tiles over 4 KB-apart rows: measured 1.5/2.5/5.1x, modelled 1.6/2.5/4.6x); each spilled
 # accumulator vector costs SPILL_COST pixels' worth of time.
+# Every reduction step of a tile also loads a weight vector and advances the loop, work the
+# FMAs do not fully hide: a step costs ``pixels + STEP_OVERHEAD`` FMA slots (measured: 4- and
+# 6-pixel tiles 10-20 % and 3-10 % slower than 16-pixel ones where nothing aliases).
 ALIAS_COST = 0.3
 SPILL_COST = 8.0
+STEP_OVERHEAD = 0.6
 REGISTERS_KEPT = 9  # vectors a tile leaves to LLVM: weights, broadcasts, address temporaries
 
 
@@ -99,7 +103,7 @@ def tile_slowdown(hw: Hardware, pixels: int, vectors: int, row_bytes: float) -> 
     rows streamed through L1). GPUs: 1."""
     if hw.kind != "cpu" or pixels <= 0:
         return 1.0
-    factor = 1.0
+    factor = (pixels + STEP_OVERHEAD) / pixels
     row = int(row_bytes)
     if row > 0:
         starts = hw.l1_way_bytes // math.gcd(row, hw.l1_way_bytes)  # distinct set offsets

@@ -26,7 +26,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from .cost_model import make_cost_model
 from .database import open_log
-from .knobs import design_space, knob_space, knobs_from_trace, schedule_with_knobs
+from .knobs import Knobs, design_space, knob_space, knobs_from_trace, schedule_with_knobs
 from .mutator import MutateKnob
 from .tasks import Task
 
@@ -163,6 +163,7 @@ class TaskResult:
     tuned_ms: float | None  # the best knobs, measured here the same way
     knobs: object
     history_ms: list[float] | None = None  # this run's measurements, in order
+    history_knobs: list | None = None  # the knobs of each of them
 
     @property
     def speedup(self) -> float | None:
@@ -189,15 +190,18 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
         self.label, self.total, self.done, self.log = label, total, done, log
         self.best = math.inf
         self.history: list[float] = []  # mean seconds per candidate, in measurement order
+        self.knobs: list[Knobs] = []  # the knobs of each entry of history
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
               runner_results) -> None:
-        for build, result in zip(builder_results, runner_results, strict=True):
+        for cand, build, result in zip(measure_candidates, builder_results, runner_results,
+                                       strict=True):
             self.done += 1
             if result.run_secs:
                 seconds = float(np.mean([float(s) for s in result.run_secs]))
                 self.best = min(self.best, seconds)
                 self.history.append(seconds)
+                self.knobs.append(knobs_from_trace(cand.sch.trace))
             error = build.error_msg or result.error_msg
             if error:
                 self.log(f"{self.label} candidate failed: {str(error).strip().splitlines()[-1]}")
@@ -281,7 +285,7 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
             min(measured) * 1e3 if measured else None,
             untuned_ms(task, target) if local else None,
             tuned_ms(task, target, knobs) if local else None, knobs,
-            [t * 1e3 for t in progress.history]))
+            [t * 1e3 for t in progress.history], list(progress.knobs)))
     return results
 
 

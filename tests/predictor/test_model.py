@@ -34,6 +34,27 @@ def test_schedule_constants_match_the_kernels_and_rules():
                                                     tiled_conv.L1_ROWS_HELD_4K)
 
 
+def _avx512(hw):
+    return hw.with_updates(vector_bits=512, simd_lanes=16, vector_registers=32, l1_ways=8,
+                           l1_way_bytes=4096)
+
+
+def test_tile_slowdown_charges_aliasing_spills_and_step_overhead():
+    hw = _avx512(get_hardware("host"))
+
+    def slowdown(pixels, row_bytes):
+        return K.tile_slowdown(hw, pixels, 1, row_bytes)
+
+    step = lambda p: (p + K.STEP_OVERHEAD) / p  # noqa: E731
+    assert slowdown(6, 4096) == pytest.approx(step(6))  # 6 rows 4 KB apart: 7 fit
+    assert slowdown(12, 2048) == pytest.approx(step(12))  # 2 KB apart: 14 fit
+    assert slowdown(12, 4096) > 1.5 * slowdown(12, 2048)  # 12 rows in 7 ways thrash
+    assert slowdown(16, 8192) > slowdown(12, 8192) > slowdown(8, 8192)
+    assert slowdown(24, 256) > 1.2 * step(24)  # 24 accumulators outgrow the registers
+    assert slowdown(4, 256) > slowdown(8, 256) > slowdown(16, 256)  # per-step overhead
+    assert K.tile_slowdown(get_hardware("v100"), 24, 1, 4096) == 1.0
+
+
 @pytest.mark.parametrize("channels, stride", [(256, 1), (1024, 1), (512, 2), (2048, 1)])
 def test_model_and_rule_pick_the_same_tile_for_aliasing_rows(channels, stride):
     """conv1x1 reading NHWC rows ``channels`` x ``stride`` apart: the rule's pixel tile (a
@@ -47,7 +68,7 @@ def test_model_and_rule_pick_the_same_tile_for_aliasing_rows(channels, stride):
                                 "mcpu": "skylake-avx512"})
     func = op.conv1x1(1, 14, 14, channels, 64, stride, "relu")
     assert input_row_bytes(func) == channels * 4 * stride
-    hw = get_hardware("host").with_updates(vector_bits=512, simd_lanes=16)
+    hw = _avx512(get_hardware("host"))
     tile = K.TileModel.for_hardware(hw).for_rows(hw, input_row_bytes(func))
     assert tile.pixels == get_config(target, func).pixels
     assert tile.pixels == (6 if channels * stride * 4 % 4096 == 0 else 12)
@@ -111,7 +132,7 @@ def test_latency_grows_with_rate_and_dense_ignores_it(hardware):
 
 
 def test_partial_cpu_tiles_cost_their_fma_latency():
-    hw = get_hardware("host").with_updates(vector_bits=512, simd_lanes=16)
+    hw = _avx512(get_hardware("host"))
     tile = K.TileModel.for_hardware(hw)
     assert (tile.pixels, tile.min_pixels) == (12, 4)
     assert K._per_patch(tile, 1) == (1, 4)  # one pixel still pays 4 accumulators
