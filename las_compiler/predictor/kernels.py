@@ -154,8 +154,7 @@ def with_cold_weights(hw: Hardware, work: Work, footprint_bytes: float | None) -
         return work
     names = [level.name for level in hw.levels]
     cold = _level(hw, footprint_bytes)
-    out = Work(work.kind, work.macs, work.tasks, dict(work.bytes), work.serial, work.launches,
-               list(work.weights), work.compute_scale)
+    out = replace(work, bytes=dict(work.bytes), weights=list(work.weights))
     for nbytes, warm in work.weights:
         if names.index(cold) > names.index(warm):
             out.add_bytes(warm, -nbytes)

@@ -125,3 +125,14 @@ def test_readme_section_is_appended_then_replaced(tmp_path):
     assert again.count(e2e.BEGIN) == 1 and again.count(e2e.END) == 1
     assert again.split(e2e.BEGIN)[0] == text.split(e2e.BEGIN)[0]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_each_row_reports_its_fastest_round_and_ratios_follow():
+    base = [{"model": "m", "system": "onnxruntime", "rate": None},
+            {"model": "m", "system": "las", "rate": 0.5}]
+    first = [{**base[0], "median_ms": 40.0}, {**base[1], "median_ms": 60.0}]
+    second = [{**base[0], "median_ms": 50.0}, {**base[1], "median_ms": None, "error": "x"}]
+    rows = e2e.best_of_rounds([first, second])
+    assert [r["median_ms"] for r in rows] == [40.0, 60.0]
+    assert rows[1]["round_medians_ms"] == [60.0, None]
+    assert rows[1]["ratio_vs_onnxruntime"] == 1.5
