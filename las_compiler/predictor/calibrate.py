@@ -95,16 +95,15 @@ def measure_bandwidth(target, units: int, bytes_per_unit: int, moved: int = 256 
     return units * elems * 4 * reps / seconds / 1e9
 
 
-def measure_fma_gflops(target) -> float:
-    """GFLOP/s of our dense conv1x1 micro-kernel on cache-resident data (768 pixels, 256 ->
-    256 channels: weights in L2, a pixel tile's inputs in L1)."""
+def _conv1x1_probe(target, m: int, c: int, k: int):
+    """Our dense conv1x1 micro-kernel on ``m`` pixels, ``c`` -> ``k`` channels, with its
+    arguments (random data, cache-resident at these sizes)."""
     import tvm
 
     from .. import op
     from ..build import kernel_function
     from ..op.params import pack_weight
 
-    m, c, k = 768, 256, 256
     func = kernel_function(op.conv1x1, 1, m, 1, c, k, 1, "relu", target=target)
     rng = np.random.default_rng(0)
     args = [tvm.runtime.tensor(rng.standard_normal((m, c)).astype("float32")),
@@ -112,6 +111,14 @@ def measure_fma_gflops(target) -> float:
             tvm.runtime.tensor(np.zeros(k, "float32")),
             tvm.runtime.tensor(np.zeros((1, 1), "float32")),
             tvm.runtime.empty((m, k), "float32")]
+    return func, args
+
+
+def measure_fma_gflops(target) -> float:
+    """GFLOP/s of our dense conv1x1 micro-kernel on cache-resident data (768 pixels, 256 ->
+    256 channels: weights in L2, a pixel tile's inputs in L1)."""
+    m, c, k = 768, 256, 256
+    func, args = _conv1x1_probe(target, m, c, k)
     seconds = min(_median_seconds(lambda: func(*args), 50) for _ in range(3))
     return 2.0 * m * c * k / seconds / 1e9
 
@@ -271,20 +278,7 @@ class BlockConfig:
 def _speed_probe(target) -> Callable[[], float]:
     """A fixed compute kernel (the micro-kernel probe at a third of its size); its time says
     how fast the machine runs right now."""
-    import tvm
-
-    from .. import op
-    from ..build import kernel_function
-    from ..op.params import pack_weight
-
-    m, c, k = 240, 256, 256
-    func = kernel_function(op.conv1x1, 1, m, 1, c, k, 1, "relu", target=target)
-    rng = np.random.default_rng(0)
-    args = [tvm.runtime.tensor(rng.standard_normal((m, c)).astype("float32")),
-            tvm.runtime.tensor(pack_weight(rng.standard_normal((k, c, 1, 1)).astype("float32"))),
-            tvm.runtime.tensor(np.zeros(k, "float32")),
-            tvm.runtime.tensor(np.zeros((1, 1), "float32")),
-            tvm.runtime.empty((m, k), "float32")]
+    func, args = _conv1x1_probe(target, 240, 256, 256)
     return lambda: _median_seconds(lambda: func(*args), 15)
 
 
