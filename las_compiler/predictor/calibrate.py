@@ -267,6 +267,8 @@ def fit_profile(hw: Hardware, samples: Iterable[KernelSample]) -> Hardware:
 AGREEMENT = 0.15
 MAX_ATTEMPTS = 3
 SLOWDOWN = 0.15  # probe slower than its fastest by more than this: measured again
+
+
 @dataclass(frozen=True)
 class BlockConfig:
     layer: BlockLayer

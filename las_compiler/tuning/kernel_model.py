@@ -14,6 +14,7 @@ import tvm
 
 from ..predictor import kernels as K
 from ..predictor.hardware import Hardware
+from ..schedules.cpu.tiled_conv import input_row_bytes
 from .knobs import Knobs
 
 
@@ -39,19 +40,6 @@ def _param_bytes(func: tvm.tirx.PrimFunc, index: int) -> float:
     return float(np.prod(_param_shape(func, index))) * 4
 
 
-def _row_bytes(func: tvm.tirx.PrimFunc, out_pixels: int, per_patch: bool) -> float:
-    """Distance between the input rows of one pixel tile: the input's channels, times the
-    stride when a dense kernel reads an NHWC map at a stride (a per-patch kernel's staged
-    window is dense)."""
-    shape = _param_shape(func, 0)
-    if not shape:
-        return 0.0
-    stride = 1
-    if len(shape) == 4 and not per_patch and out_pixels > 0:
-        stride = max(1, round(math.sqrt(shape[0] * shape[1] * shape[2] / out_pixels)))
-    return float(shape[-1] * 4 * stride)
-
-
 def kernel_work(hw: Hardware, func: tvm.tirx.PrimFunc, knobs: Knobs) -> K.Work:
     """Work of one tiled kernel (static shapes) scheduled with ``knobs``."""
     block = _reduce_block(func)
@@ -70,7 +58,7 @@ def kernel_work(hw: Hardware, func: tvm.tirx.PrimFunc, knobs: Knobs) -> K.Work:
         per_outer = K._per_patch(tile, pixels)
     tiles, slots = per_outer[0] * outer_count, per_outer[1] * outer_count
     in_bytes, out_bytes = _param_bytes(func, 0), _param_bytes(func, len(func.params) - 1)
-    row_bytes = _row_bytes(func, pixels * outer_count, per_patch)
+    row_bytes = input_row_bytes(func)  # what the rule picks its tile by
     tile_pixels = min(knobs.pixels, pixels) if per_patch else knobs.pixels
     kind = str(func.attrs["las.kernel"])
     tasks = outer_count if outer else (math.ceil(channels / K.CHANNEL_BLOCK)
