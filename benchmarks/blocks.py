@@ -3,13 +3,16 @@
     python -m benchmarks.blocks --json results/blocks.json [--quick]
 
 For the ResNet-50 bottleneck shapes of all 4 stages (first, strided block and a later one),
-every S in {1, 2, 4, 7, 8} that fits and r in {0.1, 0.25, 0.5, 0.75, 1.0}, it measures our
-sparse pipelines (``fused``, ``whole``-block fused, ``unfused``; see
-``las_compiler.block_executor``) and the dense block in ONNX Runtime, PyTorch eager
-(channels_last) and TVM with our rules (``dense_tvm``). Each framework runs in its own process
-(``benchmarks._isolate``); medians over ``--repeats`` calls. A patch list with round(r * cells)
-random cells replaces the masker's decision (the masker and compaction still run and are
-timed), so every r is exact.
+every S in {1, 2, 4, 7, 8} that fits and r in {0.1, 0.25, 0.5, 0.75, 1.0}, it measures every
+block pipeline of ``las_compiler.block_pipelines`` that applies (``fused``, ``masker_conv1``,
+``halo``, ``whole``, the ``unfused`` ablation, and ``dense``: dense kernels with the mask in
+conv3's epilogue), each a one-block module compiled by ``las_compiler.compile_block`` exactly
+as the compiler emits it inside a network (NHWC, the shortcut updated in place), and the dense
+block in ONNX Runtime, PyTorch eager (channels_last) and compiled by us (``dense_tvm``: the
+block static). Each framework runs in its own process (``benchmarks._isolate``); medians over
+``--repeats`` calls. Each rate is exact: round(r * cells) random cells are pinned through the
+block's input (``las_compiler.models.pin_mask``; the masker still runs and is timed). Rules
+as written (no tuning log).
 
 Writes JSON rows ``{stage, block, stride, S, r, variant, median_ms, gflops, ...}``, a Markdown
 summary into ``benchmarks/README.md`` (between markers) and a PNG of the latency ratio
@@ -27,7 +30,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._isolate import median_ms, quiet_timing, run_isolated, wait_for_idle
+from las_compiler.block_pipelines import PIPELINES
+
+from ._isolate import ForeignLoad, quiet_timing, run_isolated, wait_for_idle
 from ._readme import replace_section
 from .peers import (
     BLOCK_SHAPES,
@@ -40,9 +45,10 @@ from .peers import (
 
 GRANULARITIES = (1, 2, 4, 7, 8)
 RATES = (0.1, 0.25, 0.5, 0.75, 1.0)
-SPARSE_VARIANTS = ("fused", "masker_conv1", "halo", "whole", "unfused")
-# "the fused LAS block": the best of these
-FUSED_VARIANTS = ("fused", "masker_conv1", "halo", "whole")
+# every block pipeline (all selectable in las_compiler.compile); "the fused LAS block" is the
+# best of those that compute only the active patches and fuse (neither ablation nor dense)
+SPARSE_VARIANTS = tuple(PIPELINES)
+FUSED_VARIANTS = tuple(p.name for p in PIPELINES.values() if not p.ablation and p.name != "dense")
 PROFILE_RATE = 0.5
 QUICK = {"shapes": ("s1b1", "s2b0", "s3b1"), "granularities": (2, 4, 7), "rates": (0.25, 0.5, 1.0),
          "repeats": 10}
@@ -74,48 +80,71 @@ def measure_tvm(shape: dict, granularities: Sequence[int], rates: Sequence[float
                 variants: Sequence[str], repeats: int, seed: int = 0) -> list[dict]:
     """(Child process) every TVM pipeline of one block shape; returns JSON rows."""
     import numpy as np
-    import tvm
+    import torch
 
-    from las_compiler.block_executor import BlockExecutor
+    from las_compiler.block_pipelines import get_pipeline
+    from las_compiler.calibrate import kernel_times
+    from las_compiler.compiler import compile_block
+    from las_compiler.models import pin_mask
     from las_compiler.target import host_target
 
     shape = as_shape(shape)
     target = host_target()
     block = make_block(shape, seed)
-    x = make_input(shape, seed).relu().permute(0, 2, 3, 1).contiguous().numpy()
+    x = make_input(shape, seed).relu()
     base = {"stage": shape.stage, "block": shape.name, "stride": shape.stride}
     rows = []
 
-    def timed(executor) -> dict:
-        def measure():  # fresh input: in-place pipelines overwrite it
-            xt = tvm.runtime.tensor(x)
-            return median_ms(lambda: executor.run(xt), repeats)
+    def timed(compiled, image) -> dict:
+        nhwc = image.permute(0, 2, 3, 1).contiguous().numpy()
+
+        def measure():  # the module updates its input in place: benchmark() refreshes it
+            with ForeignLoad() as load:
+                res = compiled.benchmark(nhwc, repeat=repeats)
+            return {"median_ms": res["median_ms"], "min_ms": res["min_ms"],
+                    "runs": res["runs"], "foreign_cores": load.cores}
 
         return quiet_timing(measure)  # re-measured when other processes took the cores
 
-    dense = timed(BlockExecutor(block, 1, shape.in_size, shape.in_size, target, "dense"))
-    rows.append({**base, "S": None, "r": 1.0, "variant": "dense_tvm", **dense,
-                 "gflops": shape.gflops(dense["median_ms"])})
+    dense = compile_block(block, x.permute(0, 2, 3, 1), target, static=True, tuning_logs=False)
+    dense_row = timed(dense, x)
+    rows.append({**base, "S": None, "r": 1.0, "variant": "dense_tvm", **dense_row,
+                 "gflops": shape.gflops(dense_row["median_ms"])})
     rng = np.random.default_rng(seed)
     for s in (s for s in granularities if s <= shape.out_size):
         block.granularity = s
+        grid = -(-shape.out_size // s)
+        cells = grid * grid
         for variant in variants:
-            if variant == "masker_conv1" and (s, shape.stride) != (1, 1):
-                continue  # the masker reads conv1's pixels only at S = 1, stride 1
-            executor = BlockExecutor(block, 1, shape.in_size, shape.in_size, target, variant)
-            cells = executor.geometry.num_cells
+            if not get_pipeline(variant).applies(_geometry(shape, s)):
+                continue  # e.g. masker_conv1: the masker reads conv1's pixels only at S = 1
+            template = pin_mask(block, x, torch.zeros(1, grid, grid))
+            compiled = compile_block(block, template.permute(0, 2, 3, 1), target, variant,
+                                     tuning_logs=False)
             for r in rates:
                 active = np.sort(rng.choice(cells, int(round(r * cells)), replace=False))
-                executor.fix_active_cells(active)
-                t = timed(executor)
+                mask = torch.zeros(cells)
+                mask[torch.as_tensor(active, dtype=torch.long)] = 1.0
+                image = pin_mask(block, x, mask.reshape(1, grid, grid))
+                t = timed(compiled, image)
                 macs = useful_macs(shape, s, active)
                 row = {**base, "S": s, "r": r, "variant": variant, **t,
                        "active_cells": len(active), "cells": cells,
                        "gflops": 2 * macs / (t["median_ms"] * 1e-3) / 1e9}
                 if r == PROFILE_RATE:  # where the time goes, kernel by kernel
-                    row["profile"] = executor.profile(tvm.runtime.tensor(x), repeats)
+                    nhwc = image.permute(0, 2, 3, 1).contiguous().numpy()
+                    row["profile"] = {**kernel_times(compiled.profile(nhwc, repeats)),
+                                      "total": t["median_ms"]}
                 rows.append(row)
     return rows
+
+
+def _geometry(shape, s):
+    from las_compiler.geometry import BlockGeometry, PatchGeometry
+
+    return BlockGeometry(PatchGeometry(1, shape.in_size, shape.in_size, s, shape.stride),
+                         shape.in_channels, shape.width, shape.out_channels,
+                         shape.has_downsample)
 
 
 def best_dense(rows: list[dict]) -> dict[str, dict]:

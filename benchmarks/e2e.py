@@ -33,7 +33,6 @@ import fnmatch
 import math
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -51,7 +50,6 @@ from ._isolate import (
 from ._readme import replace_section
 from .peers import (
     PeerMismatchError,
-    ort_session,
     run_metadata,
     write_json_atomic,
 )
@@ -142,23 +140,6 @@ def num_blocks(net) -> int:
     return len(list(net.dynamic_blocks()))
 
 
-def dense_network(net):
-    """The dense network (every block static) as a module returning only the logits."""
-    import torch
-
-    from las_compiler.frontend import ExportableLASResNet
-
-    class DenseLogits(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = ExportableLASResNet(net, static_blocks=range(num_blocks(net)))
-
-        def forward(self, x):
-            return self.net(x)[0]
-
-    return DenseLogits().eval()
-
-
 def relative_error(out, ref) -> float:
     """max |out - ref| / max |ref| (NaN-safe: NaN stays NaN)."""
     import numpy as np
@@ -219,6 +200,8 @@ def measure(system: str, model: str, snet: str = SNET, rate: float | None = None
     import numpy as np
     import torch
 
+    from las_compiler.peers import dense_network, onnx_session
+
     torch.set_num_threads(2)  # the threads run_isolated pinned; torch's own pool too
     net, x, reached = build(model, snet, rate, seed)
     with torch.inference_mode():
@@ -243,11 +226,7 @@ def measure(system: str, model: str, snet: str = SNET, rate: float | None = None
         return row
     dense = dense_network(net)
     if system == "onnxruntime":
-        with tempfile.TemporaryDirectory(prefix="las-e2e-") as tmp:
-            path = Path(tmp, f"{model}-dense.onnx")
-            torch.onnx.export(dense, (x,), str(path), dynamo=True, opset_version=18,
-                              verbose=False)
-            session = ort_session(path)  # reads the external weights now; tmp may go
+        session = onnx_session(dense, x)
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.numpy())}
         err = relative_error(session.run(None, feed)[0], ref)
         if not err <= OUTPUT_RTOL:  # also catches NaN

@@ -55,6 +55,7 @@ from benchmarks._isolate import (
     run_isolated,
     wait_for_idle,
 )
+from las_compiler.peers import ort_session
 
 if TYPE_CHECKING:
     import torch
@@ -233,18 +234,6 @@ def export_onnx(shape: BlockShape | dict | str, path: str | os.PathLike, seed: i
         verbose=False,
     )
     return Path(path)
-
-
-def ort_session(path: str | os.PathLike, threads: int = THREADS):
-    """An ORT CPU session: ``threads`` intra-op threads, 1 inter-op, all graph optimisations."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def check_onnxruntime(

@@ -2,10 +2,11 @@
 
     python -m benchmarks.predictor --json results/predictor.json [--quick]
 
-1. In a fresh 2-thread process: the host micro-benchmarks (``predictor.calibrate``) and the
-   compiled LAS blocks (``BlockExecutor``, the compiler's ``fused`` pipeline, plus each dense
-   block) for the first two ResNet-50 blocks of every stage x S in {1, 2, 4, 7, 8} that fits x
-   r in {0.1, 0.25, 0.5, 0.75, 1.0}: medians and per-kernel profiles.
+1. In a fresh 2-thread process: the host micro-benchmarks (``las_compiler.calibrate``) and
+   LAS blocks compiled by the compiler (``compile_block``: the ``fused`` pipeline, or those
+   given with ``--pipelines``, plus each block static) for the first two ResNet-50 blocks of
+   every stage x S in {1, 2, 4, 7, 8} that fits x r in {0.1, 0.25, 0.5, 0.75, 1.0}: medians
+   and per-kernel profiles (Relax VM instrument).
 2. Kernel efficiencies and overlap are fitted on the r in {0.25, 0.75} rows only
    (calibration); the other rates are held out. Reports MAPE and Spearman rank correlation of
    predicted vs measured block latency (held-out and all), and the S-selection regret: per
@@ -38,10 +39,10 @@ GPU_SETTINGS = (("v100", 128), ("tx2", 1))  # (profile, batch)
 README = Path(__file__).with_name("README.md")
 
 
-def measure(granularities, rates, repeats: int) -> dict:
+def measure(granularities, rates, repeats: int, pipelines=("fused",)) -> dict:
     """(Child process) host micro-benchmarks and every block configuration."""
-    from las_compiler.predictor.calibrate import (
-        BlockConfig,
+    from las_compiler.calibrate import (
+        calibration_configs,
         calibration_layers,
         measure_blocks,
         measure_host,
@@ -52,11 +53,7 @@ def measure(granularities, rates, repeats: int) -> dict:
     target = host_target()
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     host = measure_host(nominal_host(), target, log)
-    configs = []
-    for layer in calibration_layers():
-        configs.append(BlockConfig(layer, None, "dense", 1.0))
-        configs += [BlockConfig(layer, s, "fused", r) for s in granularities if layer.fits(s)
-                    for r in rates]
+    configs = calibration_configs(calibration_layers(), granularities, rates, pipelines)
     rows = measure_blocks(configs, target, repeats, log=log)
     return {"host": host.to_dict(), "rows": rows}
 
@@ -78,8 +75,9 @@ def spearman(a, b) -> float:
 
 def evaluate(measured: dict, layers) -> dict:
     """Fit on the calibration rates, predict every row, and score."""
+    from las_compiler.calibrate import samples_from_rows
     from las_compiler.predictor import Hardware, predict_block
-    from las_compiler.predictor.calibrate import fit_profile, samples_from_rows
+    from las_compiler.predictor.fit import fit_profile
 
     by_name = {layer.name: layer for layer in layers}
     host = Hardware.from_dict(measured["host"], "measured host")
@@ -241,9 +239,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--measured", default=None,
                         help="reuse the measurements of an earlier --json output")
+    parser.add_argument("--pipelines", default="fused",
+                        help="comma-separated block pipelines to measure (e.g. fused,halo,dense)")
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args(argv)
     granularities, rates, repeats = GRANULARITIES, RATES, args.repeats
+    pipelines = tuple(p.strip() for p in args.pipelines.split(",") if p.strip())
     if args.quick:
         granularities, rates = QUICK["granularities"], QUICK["rates"]
         repeats = min(repeats, QUICK["repeats"])
@@ -253,9 +254,9 @@ def main(argv=None) -> int:
         wait_for_idle()
         measured = run_isolated("benchmarks.predictor:measure",
                                 {"granularities": granularities, "rates": rates,
-                                 "repeats": repeats}, timeout=3600)
+                                 "repeats": repeats, "pipelines": pipelines}, timeout=7200)
+    from las_compiler.calibrate import calibration_layers
     from las_compiler.predictor import Hardware
-    from las_compiler.predictor.calibrate import calibration_layers
 
     result = evaluate(measured, calibration_layers())
     gpu = gpu_study()

@@ -3,7 +3,7 @@
 Importing this package is cheap: TVM is imported only by the modules that compile.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def compile(*args, **kwargs):  # noqa: A001 - lazy re-export keeps ``import las_compiler`` cheap
@@ -14,7 +14,24 @@ def compile(*args, **kwargs):  # noqa: A001 - lazy re-export keeps ``import las_
 
 
 def load(path):
-    """See :func:`las_compiler.compiler.load`."""
-    from .compiler import load as _load
+    """See :func:`las_compiler.deploy.load` (needs only the TVM runtime)."""
+    from .deploy import load as _load
 
     return _load(path)
+
+
+def build(*args, **kwargs):
+    """See :func:`las_compiler.compiler.build` (the target step, for any LAS frontend)."""
+    from .compiler import build as _build
+
+    return _build(*args, **kwargs)
+
+
+def compile_block(*args, **kwargs):
+    """See :func:`las_compiler.compiler.compile_block`."""
+    from .compiler import compile_block as _compile_block
+
+    return _compile_block(*args, **kwargs)
+
+
+__all__ = ["__version__", "build", "compile", "compile_block", "load"]

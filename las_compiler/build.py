@@ -1,35 +1,37 @@
-"""Build one LAS kernel for a target: generate, schedule with our rules, compile; cached.
+"""Build one kernel for a target: generate, schedule with our rules, compile; cached.
 
-Kernels are specialised per layer shape, so a network or a test suite asks for the same
-kernel many times: the cache keys on the generator, its arguments and the target.
+Kernel tests and the calibration probes ask for the same kernel many times, so the cache
+keys on the kernel's registered name, its arguments and the target. (Networks and blocks are
+compiled as Relax modules by :mod:`las_compiler.compiler`.)
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import tvm
 
-from .schedules import schedule_kernel
+from .op.registry import get_kernel
+from .schedules import schedule
 
 _TARGETS: dict[str, tvm.target.Target] = {}
 
 
 @functools.lru_cache(maxsize=512)
-def _build(generator: Callable, args: tuple, key: str):
+def _build(kernel: str, args: tuple, key: str):
     target = _TARGETS[key]
-    func = schedule_kernel(generator(*args), target)
+    func = schedule(get_kernel(kernel)(*args), target)
     return tvm.compile(tvm.IRModule({"main": func}), target=target)
 
 
-def build_kernel(generator: Callable, *args, target: tvm.target.Target):
-    """Compiled executable of ``generator(*args)`` scheduled for ``target`` (memoised)."""
+def build_kernel(kernel: str, *args, target: tvm.target.Target):
+    """Compiled executable of the registered kernel ``kernel(*args)`` scheduled for
+    ``target`` (memoised)."""
     key = str(target)  # the target's full JSON description
     _TARGETS.setdefault(key, target)
-    return _build(generator, args, key)
+    return _build(kernel, args, key)
 
 
-def kernel_function(generator: Callable, *args, target: tvm.target.Target):
-    """The callable ``main`` of a kernel built for the local device (CPU targets)."""
-    return build_kernel(generator, *args, target=target).jit()["main"]
+def kernel_function(kernel: str, *args, target: tvm.target.Target):
+    """The callable ``main`` of a kernel built for a local target."""
+    return build_kernel(kernel, *args, target=target).jit()["main"]

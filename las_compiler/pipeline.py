@@ -1,27 +1,48 @@
-"""The compile pipeline: the only place that orders passes (per target, in phases).
+"""The compile pipeline: the only place that orders passes (per target family, in phases).
 
-Phase 1. import cleanup      - drop what the importer left unused.
+Phase 1. import cleanup      - drop what the importer left unused; choose every block's
+                               pipeline (``"auto"``: the latency predictor's choice).
 Phase 2. BN folding, layout  - fold eval BN into dense convs; dense convs (and the pooling and
                                elementwise ops around them) to NHWC / OHWI.
-Phase 3. LAS op lowering     - ``las.*`` calls -> our kernels (one dispatch pass).
+Phase 3. LAS op lowering     - ``las.*`` calls -> the kernels of each block's pipeline.
 Phase 4. dense rest          - dense conv chains -> our kernels; cancel NCHW<->NHWC round trips;
                                legalise and fuse what is left (pooling, classifier, reshapes).
-Phase 5. schedule            - tuning-log records where present, then our rules for the target.
-Phase 6. build               - Relax VM lowering (TVM's CPU backend passes).
+Phase 5. schedule            - tuning-log knobs where present, then the family's rules.
+Phase 6. build               - Relax VM lowering (TVM's backend passes for the family).
+
+A target family (``schedules.family``: ``cpu`` today) contributes its TVM backend's legalise
+and lowering passes through :data:`BACKENDS`; adding a family is a rules folder, an entry here
+and a predictor profile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import tvm
 from tvm import relax
-from tvm.relax.backend.cpu_generic import pipeline as cpu_backend
 
-from .transform import ApplyScheduleRules, CancelTransposePairs, LowerDenseConv, LowerLASOps
+from .schedules import check_target
+from .transform import (
+    ApplyScheduleRules,
+    CancelTransposePairs,
+    ChooseBlockPipelines,
+    LowerDenseConv,
+    LowerLASOps,
+)
 
 NHWC_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "OHWI"]}
+
+
+def _cpu_backend():
+    from tvm.relax.backend.cpu_generic import pipeline
+
+    return pipeline
+
+
+# family -> the module of TVM's Relax backend whose legalize / dataflow-lower / finalize
+# passes build for it
+BACKENDS = {"cpu": _cpu_backend}
 
 
 @tvm.transform.module_pass(opt_level=0, name="DumpIR")
@@ -37,54 +58,64 @@ class DumpIR:
         return mod
 
 
-def _phases(target: tvm.target.Target, pipelines, tuning_log) -> list[tuple[str, list]]:
+def phases(target: tvm.target.Target, tuning_log=None, expected_rate: float = 0.5,
+           donate_params: bool = False) -> list[tuple[str, list]]:
+    """The named phases for ``target`` (``ValueError`` for a target family without rules)."""
+    backend = BACKENDS[check_target(target)]()
     return [
-        # Phase 1. import cleanup
+        # Phase 1. import cleanup, block pipelines chosen
         ("import", [relax.transform.DeadCodeElimination(),
-                    relax.transform.CanonicalizeBindings()]),
+                    relax.transform.CanonicalizeBindings(),
+                    ChooseBlockPipelines(target, expected_rate)]),
         # Phase 2. BN folding and layout
         ("layout", [relax.transform.FoldBatchnormToConv2D(), relax.transform.FoldConstant(),
                     relax.transform.ConvertLayout(NHWC_LAYOUTS), relax.transform.FoldConstant()]),
-        # Phase 3. LAS op lowering per target
-        ("las-ops", [LowerLASOps(target, pipelines)]),
+        # Phase 3. LAS op lowering
+        ("las-ops", [LowerLASOps(target, donate_params)]),
         # Phase 4. dense rest
         ("dense", [LowerDenseConv(target), CancelTransposePairs(),
                    relax.transform.CanonicalizeBindings(), relax.transform.RemoveRedundantReshape(),
                    relax.transform.DeadCodeElimination(),
-                   *cpu_backend.legalize_passes(target), relax.transform.DeadCodeElimination()]),
+                   *backend.legalize_passes(target), relax.transform.DeadCodeElimination()]),
         # Phase 5. schedules: rules, with tuned knobs where the tuning log has them
         ("schedule", [ApplyScheduleRules(target, tuning_log)]),
         # Phase 6. build
-        ("vm", [*cpu_backend.dataflow_lower_passes(target),
-                *cpu_backend.finalize_passes(target)]),
+        ("vm", [*backend.dataflow_lower_passes(target), *backend.finalize_passes(target)]),
     ]
 
 
-def lowering_passes(target: tvm.target.Target, pipelines) -> tvm.transform.Pass:
-    """Phases 1-4 only: every kernel lowered, nothing scheduled (tuning extracts tasks here)."""
-    phases = _phases(target, pipelines, None)
-    return tvm.transform.Sequential(
-        [p for name, passes in phases if name not in ("schedule", "vm") for p in passes],
-        name="las_lowering")
-
-
-def relax_pipeline(target: tvm.target.Target, pipelines: str | Sequence[str] = "fused",
-                   tuning_log=None, dump_dir: Path | None = None) -> tvm.transform.Pass:
-    """The pass list for ``tvm.compile(..., relax_pipeline=...)``.
-
-    ``tuning_log``: a :class:`las_compiler.tuning.TuningLog` whose best knobs replace the
-    rules' defaults for the kernels it covers. ``dump_dir``: write the IR after each phase.
-    """
-    passes = []
-    for index, (phase, phase_passes) in enumerate(_phases(target, pipelines, tuning_log)):
-        passes.extend(phase_passes)
-        if dump_dir is not None:
-            passes.append(DumpIR(dump_dir, index + 1, phase))
-    seq = tvm.transform.Sequential(passes, name="las_compile")
-
-    @tvm.transform.module_pass(opt_level=0, name="LASPipeline")
+def _in_target(target: tvm.target.Target, seq: tvm.transform.Pass, name: str):
+    @tvm.transform.module_pass(opt_level=0, name=name)
     def _run(mod, _ctx):
         with target:
             return seq(mod)
 
     return _run
+
+
+def lowering_passes(target: tvm.target.Target, expected_rate: float = 0.5,
+                    donate_params: bool = False) -> tvm.transform.Pass:
+    """Phases 1-4 only: every kernel lowered, nothing scheduled (tuning extracts tasks here)."""
+    passes = [p for name, group in phases(target, None, expected_rate, donate_params)
+              if name not in ("schedule", "vm") for p in group]
+    return _in_target(target, tvm.transform.Sequential(passes), "LASLowering")
+
+
+def relax_pipeline(target: tvm.target.Target, tuning_log=None, dump_dir: Path | None = None,
+                   expected_rate: float = 0.5, donate_params: bool = False
+                   ) -> tvm.transform.Pass:
+    """The pass list for ``tvm.compile(..., relax_pipeline=...)``.
+
+    ``tuning_log``: a :class:`las_compiler.tuning.TuningLog` whose best knobs replace the
+    rules' defaults for the kernels it covers. ``dump_dir``: write the IR after each phase.
+    ``expected_rate``: the activation rate ``"auto"`` pipelines are chosen for.
+    ``donate_params``: blocks may update function parameters in place (see ``LowerLASOps``).
+    """
+    passes = []
+    for index, (phase, group) in enumerate(phases(target, tuning_log, expected_rate,
+                                                  donate_params)):
+        passes.extend(group)
+        if dump_dir is not None:
+            passes.append(DumpIR(dump_dir, index + 1, phase))
+    return _in_target(target, tvm.transform.Sequential(passes, name="las_compile"),
+                      "LASPipeline")

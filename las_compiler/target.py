@@ -249,3 +249,16 @@ def describe_target(target) -> str:
         return text
     detail = fields.get("mcpu") or fields.get("arch") or fields.get("mtriple") or ""
     return f"{fields.get('kind', '?')} {detail}".strip()
+
+
+def device_of(target_or_kind):
+    """The TVM runtime device code for a target runs on (device 0): ``cpu`` for llvm targets,
+    ``cuda`` for CUDA ones. Takes a ``Target`` or a target kind name (what artifact metadata
+    stores), so it works with only the TVM runtime."""
+    import tvm
+
+    kind = target_or_kind if isinstance(target_or_kind, str) else target_or_kind.kind.name
+    return tvm.device(_DEVICES.get(kind, kind), 0)
+
+
+_DEVICES = {"llvm": "cpu", "c": "cpu", "nvptx": "cuda"}

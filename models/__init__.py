@@ -4,7 +4,7 @@ Plain PyTorch: nothing here imports TVM. Installed as ``las_compiler.models``.
 """
 
 from .blocks import BlockStats, Bottleneck, DynamicBlock
-from .calibrate import calibrate, calibrate_block
+from .calibrate import calibrate, calibrate_block, pin_mask
 from .checkpoint import LoadReport, load_checkpoint, read_state_dict
 from .granularity import (
     check_granularity_fits,
@@ -23,6 +23,7 @@ from .las_resnet import (
     las_resnet101,
 )
 from .masker import Masker
+from .prepare import prepare_model
 from .reference import sparse_block_forward, sparse_forward
 from .training import FinetuneConfig, FinetuneHistory, SparsityLoss, finetune
 
@@ -42,6 +43,8 @@ __all__ = [
     "build_model",
     "calibrate",
     "calibrate_block",
+    "pin_mask",
+    "prepare_model",
     "check_granularity_fits",
     "conv_output_size",
     "finetune",

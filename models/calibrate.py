@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .blocks import DynamicBlock
+from .granularity import patch_grid
 from .las_resnet import LASResNet
 
 
@@ -90,3 +91,30 @@ def calibrate_block(block: DynamicBlock, x: torch.Tensor, rate: float) -> float:
     shift = _bias_shift_for_rate(logits[:, 0] - logits[:, 1], rate)
     block.masker.conv2.bias[0] += shift
     return float(block.patch_mask(x).mean())
+
+
+@torch.no_grad()
+def pin_mask(block: DynamicBlock, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Make ``block``'s masker decide exactly ``mask`` (N, gh, gw) on the returned input.
+
+    The masker is set to read input channel 0 alone (logit0 = its pooled value, logit1 =
+    0.5), and channel 0 of a copy of ``x`` is set to 1 inside the pooling window of every
+    active cell and 0 elsewhere. The masker and everything after it still run; only their
+    decision is known in advance. Benchmarks and tests of compiled blocks use it to run a
+    chosen activation rate exactly. Changes the block's masker weights in place.
+    """
+    block.check_input(x)
+    h_out, w_out = block.output_size(x.shape[2], x.shape[3])
+    grid = patch_grid(h_out, w_out, block.granularity)
+    if tuple(mask.shape) != (x.shape[0], *grid):
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match the block's patch "
+                         f"grid {(x.shape[0], *grid)}")
+    window = block.granularity * block.stride  # input pixels a cell pools, per side
+    marks = mask.to(x.dtype).repeat_interleave(window, 1).repeat_interleave(window, 2)
+    pinned = x.clone()
+    pinned[:, 0] = marks[:, : x.shape[2], : x.shape[3]]
+    conv = block.masker.conv2
+    conv.weight.zero_()
+    conv.weight[0, 0] = 1.0
+    conv.bias.copy_(torch.tensor([0.0, 0.5], dtype=conv.bias.dtype))
+    return pinned

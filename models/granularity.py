@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..geometry import patch_grid as _patch_grid
+
 GranularitySpec = int | str | Sequence[int]
 
 
@@ -18,8 +20,8 @@ def conv_output_size(size: int, stride: int) -> int:
 
 
 def patch_grid(height: int, width: int, granularity: int) -> tuple[int, int]:
-    """Patch grid of an output map: ceil(H/S) x ceil(W/S); border patches may be partial."""
-    return -(-height // granularity), -(-width // granularity)
+    """Patch grid of an output map (see :func:`las_compiler.geometry.patch_grid`)."""
+    return _patch_grid(height, width, granularity)
 
 
 def parse_granularity(spec: GranularitySpec, stage_depths: Sequence[int]) -> list[int]:

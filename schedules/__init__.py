@@ -1,78 +1,106 @@
 """Per-target schedule rules for LAS kernels (dlight style); ``las_compiler.schedules``.
 
-``schedule_kernel(func, target)`` tries the target family's rules in order (most specific
-first) and returns the scheduled PrimFunc. Rules live one per file under ``cpu/`` (x86 AVX2 /
-AVX-512 and aarch64 NEON share them; knobs differ by vector width); CUDA rules come with the
-GPU issue.
+Each target family has one ordered rule list, most specific first: our rules for our kernels
+(matched by the ``las.kernel`` name or by structure), then TVM's dlight rules for the legalised
+Relax operators around them (pooling, classifier, reshapes), then a generic fallback. Every
+rule follows dlight's ``ScheduleRule`` protocol, so ``dl.ApplyDefaultSchedule(*rules_for(t))``
+runs them as it runs dlight's own. Rules live one per file under ``cpu/`` (x86 AVX2 / AVX-512
+and aarch64 NEON share them; knobs differ by vector width); a new target family is a folder of
+rules and an entry in :data:`FAMILIES`.
 """
 
 from __future__ import annotations
 
 import tvm
 
-from .base import ScheduleError, ScheduleRule, check, kernel_kind
+from .analysis import kernel_kind
+from .base import LASRule, ScheduleError, check, new_schedule
 from .cpu.elementwise import Elementwise
 from .cpu.generic import Generic
 from .cpu.masker import MaskerRule
 from .cpu.patch_chain import PatchChain
+from .cpu.serial_scan import SerialScan
 from .cpu.tiled_conv import Config as TiledConvConfig
 from .cpu.tiled_conv import TiledConv
 
-RULES: dict[str, list[ScheduleRule]] = {
-    "cpu": [TiledConv(), PatchChain(), MaskerRule(), Elementwise()],
+# family (a target key) -> our rules, most specific first; what each family compiles for
+FAMILIES: dict[str, tuple[LASRule, ...]] = {
+    "cpu": (TiledConv(), PatchChain(), MaskerRule(), SerialScan(), Elementwise()),
 }
+DESCRIPTIONS = {"cpu": "llvm CPU targets (x86_64 AVX2/AVX-512, aarch64 NEON)"}
 
 
-def schedule_kernel(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> tvm.tirx.PrimFunc:
-    """Schedule one LAS kernel for ``target`` with the first rule that matches."""
-    family = next((key for key in RULES if key in target.keys), None)
-    if family is None:
-        raise ValueError(
-            f"no LAS schedule rules for target {target.kind.name} with keys {list(target.keys)}; "
-            f"supported: {sorted(RULES)}"
-        )
-    for rule in RULES[family]:
-        sch = rule.apply(func, target)
-        if sch is not None:
-            return sch.mod["main"]
-    raise ValueError(f"no {family} rule matches kernel {kernel_kind(func)!r}")
+def family(target: tvm.target.Target) -> str | None:
+    """The rule family serving ``target`` (by its keys), or None."""
+    return next((key for key in FAMILIES if key in target.keys), None)
 
 
-# Rules for legalised Relax operators (no ``las.kernel``): TVM's dlight first, ours last.
-def _foreign_rules(family: str) -> list:
+def check_target(target: tvm.target.Target) -> str:
+    """The target's family; a ``ValueError`` naming what is supported if it has none (call
+    before any work: a compile for such a target would fail only at scheduling)."""
+    name = family(target)
+    if name is None:
+        supported = "; ".join(DESCRIPTIONS[f] for f in FAMILIES)
+        raise ValueError(f"no LAS schedule rules for {target.kind.name} targets (keys "
+                         f"{list(target.keys)}) yet; supported: {supported}")
+    return name
+
+
+def _foreign_rules(name: str) -> list:
     from tvm.s_tir import dlight
 
-    if family == "cpu":
+    if name == "cpu":
         return [dlight.cpu.GEMV(), dlight.cpu.Reduction(), Generic()]
     return []
 
 
-def schedule_function(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> tvm.tirx.PrimFunc:
-    """Schedule any PrimFunc of a compiled network: our kernels by :func:`schedule_kernel`,
-    legalised Relax operators by dlight's rules with :class:`Generic` as the fallback."""
+def las_rules(target: tvm.target.Target) -> tuple[LASRule, ...]:
+    return FAMILIES[check_target(target)]
+
+
+def rules_for(target: tvm.target.Target) -> list:
+    """Every rule of the target's family in order (ours, dlight's, the fallback)."""
+    return [*las_rules(target), *_foreign_rules(check_target(target))]
+
+
+def rule_for(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> LASRule | None:
+    """The rule that schedules one of our kernels on ``target`` (None for foreign ones)."""
+    return next((rule for rule in las_rules(target) if rule.applies(func, target)), None)
+
+
+def schedule(func: tvm.tirx.PrimFunc, target: tvm.target.Target,
+             knobs: dict | None = None) -> tvm.tirx.PrimFunc:
+    """``func`` scheduled for ``target``: by the first rule that takes it, with ``knobs``
+    (a tuning record's) for one of our kernels. A kernel of ours that no rule takes is an
+    error; a foreign function no rule takes is returned as it is."""
+    rule = rule_for(func, target)
+    if rule is not None:
+        sch = rule.apply_knobs(func, target, knobs) if knobs else rule.apply(func, target)
+        if sch is not None:
+            return sch.mod["main"]
     if kernel_kind(func) is not None:
-        return schedule_kernel(func, target)
-    if func.attrs is not None and "tirx.is_scheduled" in func.attrs:
-        return func
-    family = next((key for key in RULES if key in target.keys), None)
-    for rule in _foreign_rules(family):
-        with target:
+        raise ValueError(f"no {family(target)} rule matches kernel {kernel_kind(func)!r}")
+    with target:
+        for rule in _foreign_rules(check_target(target)):
             sch = rule.apply(func, target, False)
-        if sch is None:
-            continue
-        if isinstance(sch, list):
-            sch = sch[0]
-        return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+            if sch is not None:
+                return (sch[0] if isinstance(sch, list) else sch).mod["main"]
     return func
 
 
 __all__ = [
-    "RULES",
+    "DESCRIPTIONS",
+    "FAMILIES",
+    "LASRule",
     "ScheduleError",
-    "ScheduleRule",
     "TiledConv",
     "TiledConvConfig",
     "check",
-    "schedule_function",
-    "schedule_kernel",
+    "check_target",
+    "family",
+    "las_rules",
+    "new_schedule",
+    "rule_for",
+    "rules_for",
+    "schedule",
 ]

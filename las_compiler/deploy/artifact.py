@@ -45,7 +45,7 @@ def cross_linker(target_json: str):
         arch = triple.split("-")[0]
         raise ArtifactError(f"exporting for {triple} needs a cross linker, but {triple}-gcc is "
                             f"not on PATH (Debian/Ubuntu: apt install gcc-{arch}-linux-gnu)")
-    from tvm.contrib import cc
+    from tvm.support import cc
 
     return cc.cross_compiler(gcc)
 

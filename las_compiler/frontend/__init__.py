@@ -1,13 +1,27 @@
-"""PyTorch -> Relax: export with ``las::*`` custom ops, convert to namespaced ``las.*`` calls."""
+"""PyTorch -> Relax: export with one ``las::sparse_bottleneck`` op per dynamic block, convert
+to ``las.*`` calls (see :mod:`las_compiler.las_ops`). The frontend step of the compiler."""
 
-from .convert import CUSTOM_CONVERT_MAP, LAS_OPS, import_exported_program, las_op_name
-from .export import ExportableLASResNet, export_las_resnet
+from .convert import (
+    CUSTOM_CONVERT_MAP,
+    MODEL_INFO,
+    import_block,
+    import_exported_program,
+    import_torch,
+    model_info,
+    model_name,
+)
+from .export import ExportableBlock, ExportableLASResNet, export_block, export_las_resnet
 
 __all__ = [
     "CUSTOM_CONVERT_MAP",
-    "LAS_OPS",
+    "MODEL_INFO",
+    "ExportableBlock",
     "ExportableLASResNet",
+    "export_block",
     "export_las_resnet",
+    "import_block",
     "import_exported_program",
-    "las_op_name",
+    "import_torch",
+    "model_info",
+    "model_name",
 ]

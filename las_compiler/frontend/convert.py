@@ -1,67 +1,121 @@
-"""ExportedProgram -> Relax, with ``las::*`` custom ops as namespaced Relax calls.
+"""ExportedProgram -> Relax, with each ``las::sparse_bottleneck`` node as one LAS op call.
 
-Each LAS op becomes ``R.call_pure_packed("las.<op>", tensors..., attrs as PrimValues)``: an
-opaque, pure call that every generic Relax pass (constant folding, layout conversion, dead-code
-elimination) leaves alone, and that ``transform.LowerLASOps`` later replaces with kernels for
-the target. Nothing target-specific happens here.
+The converter maps the custom op's arguments by name onto
+:class:`las_compiler.las_ops.SparseBottleneck` and emits its call; everything else is TVM's own
+PyTorch importer. Nothing target-specific happens here.
+
+:func:`import_torch` and :func:`import_block` are the frontend step of the compiler: they
+return a Relax module whose ``las.*`` calls carry every block's S, stride, pipeline and name,
+plus a ``las.model`` module attribute (JSON) describing the network for the artifact's
+metadata (model name, S_net, input, outputs, every block, static ones included). Another
+frontend (ONNX) produces the same two things and enters the compiler at the same point
+(:func:`las_compiler.compiler.build`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection, Sequence
+
+import numpy as np
 import torch
 import tvm
-from tvm import relax, tirx
 from tvm.relax.frontend.torch import from_exported_program
 
-from ..models.granularity import conv_output_size, patch_grid
+from ..las_ops import ConvBN, SparseBottleneck
+from ..models import LASResNet
+from .export import export_block, export_las_resnet
 
-LAS_OPS = ("las.masker", "las.sparse_bottleneck")
-_SPARSE_TENSOR_ARGS = 18  # x, identity, mask, then (weight, gamma, beta, mean, var) x 3
-
-
-def _tensor_args(node, importer, count: int) -> list[relax.Expr]:
-    return [importer.env[arg] for arg in node.args[:count]]
-
-
-def _convert_masker(node, importer):
-    x, weight, bias = _tensor_args(node, importer, 3)
-    granularity, stride = node.args[3:5]
-    n, _, h, w = (int(d) for d in x.ty.shape)
-    grid = patch_grid(conv_output_size(h, stride), conv_output_size(w, stride), granularity)
-    return importer.block_builder.emit(relax.op.call_pure_packed(
-        "las.masker", x, weight, bias, relax.prim_value(granularity), relax.prim_value(stride),
-        ty_args=relax.TensorType((n, *grid), "bool")))
+MODEL_INFO = "las.model"
+_RESNET_DEPTHS = {(3, 4, 6, 3): "las_resnet50", (3, 4, 23, 3): "las_resnet101"}
 
 
 def _convert_sparse_bottleneck(node, importer):
-    tensors = _tensor_args(node, importer, _SPARSE_TENSOR_ARGS)
-    granularity, stride, eps = node.args[_SPARSE_TENSOR_ARGS:]
-    attrs = [relax.prim_value(granularity), relax.prim_value(stride),
-             relax.prim_value(tirx.FloatImm("float32", float(eps)))]
-    identity = tensors[1]
-    return importer.block_builder.emit(relax.op.call_pure_packed(
-        "las.sparse_bottleneck", *tensors, *attrs, ty_args=identity.ty))
+    schema = node.target._schema
+    values = {arg.name: value for arg, value in zip(schema.arguments, node.args, strict=True)}
+
+    def tensor(name):
+        return importer.env[values[name]]
+
+    def conv(prefix):
+        return ConvBN(*(tensor(f"{prefix}_{part}")
+                        for part in ("weight", "gamma", "beta", "mean", "var")))
+
+    op = SparseBottleneck(tensor("x"), tensor("identity"), tensor("masker_weight"),
+                          tensor("masker_bias"), conv("conv1"), conv("conv2"), conv("conv3"),
+                          granularity=int(values["granularity"]), stride=int(values["stride"]),
+                          eps=float(values["eps"]), pipeline=str(values["pipeline"]),
+                          name=str(values["name"]))
+    return importer.block_builder.emit(op.to_call())
 
 
-CUSTOM_CONVERT_MAP = {
-    "masker.default": _convert_masker,
-    "sparse_bottleneck.default": _convert_sparse_bottleneck,
-}
+CUSTOM_CONVERT_MAP = {"sparse_bottleneck.default": _convert_sparse_bottleneck}
 
 
-def import_exported_program(program: torch.export.ExportedProgram):
+def import_exported_program(program: torch.export.ExportedProgram) -> tvm.IRModule:
     """Relax IRModule of an exported LAS network; weights become constants."""
     return from_exported_program(program, custom_convert_map=CUSTOM_CONVERT_MAP)
 
 
-def las_op_name(call: relax.Expr) -> str | None:
-    """``"las.<op>"`` if ``call`` is a LAS op call (see module docstring), else None."""
-    if not isinstance(call, relax.Call) or not isinstance(call.op, tvm.ir.Op):
-        return None
-    if call.op.name != "relax.call_pure_packed" or not call.args:
-        return None
-    callee = call.args[0]
-    if isinstance(callee, relax.ExternFunc) and str(callee.global_symbol).startswith("las."):
-        return str(callee.global_symbol)
-    return None
+def model_name(model: LASResNet) -> str:
+    return _RESNET_DEPTHS.get(tuple(model.stage_depths), f"las_resnet{model.stage_depths}")
 
+
+def _as_tensor(example_input) -> torch.Tensor:
+    if isinstance(example_input, torch.Tensor):
+        return example_input
+    return torch.as_tensor(np.asarray(example_input))
+
+
+def import_torch(model: LASResNet, example_input, static_blocks: Collection[int] = (),
+                 pipelines: str | Sequence[str] = "auto") -> tvm.IRModule:
+    """The frontend step: an eval-mode LAS-ResNet at the example input's shape as a Relax
+    module with ``las.*`` calls (see the module docstring).
+
+    ``pipelines``: one block pipeline for every dynamic block or one per dynamic block (in
+    network order); ``static_blocks``: indices of blocks compiled dense, without a masker.
+    """
+    x = _as_tensor(example_input)
+    static = set(static_blocks)
+    mod = import_exported_program(export_las_resnet(model, x, static, pipelines))
+    blocks = list(model.dynamic_blocks())
+    info = {
+        "model": model_name(model),
+        "snet": model.granularity_spec,
+        "granularity": model.granularity,
+        "num_classes": model.num_classes,
+        "input": {"shape": list(x.shape), "dtype": "float32", "layout": "NCHW"},
+        "outputs": ["logits"] + [f"mask:{b.block_name}" for i, b in enumerate(blocks)
+                                 if i not in static],
+        "blocks": [{"name": b.block_name, "S": b.granularity, "stride": b.stride,
+                    "static": i in static} for i, b in enumerate(blocks)],
+    }
+    return mod.with_attr(MODEL_INFO, json.dumps(info))
+
+
+def import_block(block, example_input, pipeline: str = "auto",
+                 static: bool = False) -> tvm.IRModule:
+    """One block as a module of its own, NHWC in and out (see
+    :class:`las_compiler.frontend.export.ExportableBlock`); ``example_input`` is NHWC."""
+    x = _as_tensor(example_input)
+    mod = import_exported_program(export_block(block, x, pipeline, static))
+    info = {
+        "model": f"block:{block.block_name}",
+        "snet": str(block.granularity),
+        "granularity": [block.granularity],
+        "num_classes": None,
+        "input": {"shape": list(x.shape), "dtype": "float32", "layout": "NHWC"},
+        "outputs": ["out"] + ([] if static else [f"mask:{block.block_name}"]),
+        "blocks": [{"name": block.block_name, "S": block.granularity, "stride": block.stride,
+                    "static": static}],
+    }
+    return mod.with_attr(MODEL_INFO, json.dumps(info))
+
+
+def model_info(mod: tvm.IRModule) -> dict:
+    """The ``las.model`` attribute a frontend attached (see the module docstring)."""
+    attrs = mod.attrs
+    if attrs is None or MODEL_INFO not in attrs:
+        raise ValueError(f"module has no {MODEL_INFO!r} attribute: import it with "
+                         "las_compiler.frontend.import_torch (or another LAS frontend)")
+    return json.loads(str(attrs[MODEL_INFO]))

@@ -1,12 +1,14 @@
-"""The LAS network's dynamic parts as ``torch.library`` custom ops in the ``las`` namespace.
+"""A LAS network's dynamic blocks as one ``torch.library`` custom op each (``las`` namespace).
 
-``torch.export`` keeps a custom op as one graph node, so the compiler sees "masker" and
-"sparse bottleneck" instead of a data-dependent tangle of pooling, compares, ``nonzero`` and
-index_put that no frontend converts well. The eager implementations compute the same numbers as
-the model's masked forward (they are what ``ExportedProgram.module()`` runs); the fake
-implementations only give shapes.
+``torch.export`` keeps a custom op as one graph node, so the compiler sees "a sparse
+bottleneck with its masker" instead of a data-dependent tangle of pooling, compares,
+``nonzero`` and index_put that no frontend converts well. The eager implementation computes
+the same numbers as the model's masked forward (it is what ``ExportedProgram.module()`` runs);
+the fake implementation only gives shapes.
 
-Both ops keep PyTorch's NCHW convention; the compiler changes layout, not the frontend.
+The argument names are those of :class:`las_compiler.las_ops.SparseBottleneck` (conv fields
+flattened as ``conv1_weight``, ``conv1_gamma``, ...): the converter maps them by name. Tensors
+keep PyTorch's NCHW convention; the compiler changes layout, not the frontend.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..models.granularity import conv_output_size, patch_grid
+from ..geometry import patch_grid
+from ..models.granularity import conv_output_size
 from ..models.masker import upsample_mask
 
 
@@ -23,46 +26,45 @@ def _pool(x: torch.Tensor, granularity: int, stride: int) -> torch.Tensor:
     return x if window == 1 else F.avg_pool2d(x, window, stride=window, ceil_mode=True)
 
 
-@torch.library.custom_op("las::masker", mutates_args=())
-def masker(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, granularity: int,
-           stride: int) -> torch.Tensor:
-    """Eval-mode patch mask of a block: (N, gh, gw) bool, ``logit0 >= logit1`` per cell."""
-    logits = F.conv2d(_pool(x, granularity, stride), weight, bias)
-    return logits[:, 0] >= logits[:, 1]
-
-
-@masker.register_fake
-def _masker_fake(x, weight, bias, granularity, stride):
-    grid = patch_grid(conv_output_size(x.shape[2], stride), conv_output_size(x.shape[3], stride),
-                      granularity)
-    return x.new_empty((x.shape[0], *grid), dtype=torch.bool)
-
-
 def _bn(h, mean, var, gamma, beta, eps):
     return F.batch_norm(h, mean, var, gamma, beta, training=False, eps=eps)
 
 
 @torch.library.custom_op("las::sparse_bottleneck", mutates_args=())
 def sparse_bottleneck(
-    x: torch.Tensor, identity: torch.Tensor, mask: torch.Tensor,
-    w1: torch.Tensor, g1: torch.Tensor, b1: torch.Tensor, m1: torch.Tensor, v1: torch.Tensor,
-    w2: torch.Tensor, g2: torch.Tensor, b2: torch.Tensor, m2: torch.Tensor, v2: torch.Tensor,
-    w3: torch.Tensor, g3: torch.Tensor, b3: torch.Tensor, m3: torch.Tensor, v3: torch.Tensor,
-    granularity: int, stride: int, eps: float,
-) -> torch.Tensor:
-    """``relu(identity + mask * bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))))``.
+    x: torch.Tensor, identity: torch.Tensor, masker_weight: torch.Tensor,
+    masker_bias: torch.Tensor,
+    conv1_weight: torch.Tensor, conv1_gamma: torch.Tensor, conv1_beta: torch.Tensor,
+    conv1_mean: torch.Tensor, conv1_var: torch.Tensor,
+    conv2_weight: torch.Tensor, conv2_gamma: torch.Tensor, conv2_beta: torch.Tensor,
+    conv2_mean: torch.Tensor, conv2_var: torch.Tensor,
+    conv3_weight: torch.Tensor, conv3_gamma: torch.Tensor, conv3_beta: torch.Tensor,
+    conv3_mean: torch.Tensor, conv3_var: torch.Tensor,
+    granularity: int, stride: int, eps: float, pipeline: str, name: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(relu(identity + mask * bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))))), mask)``.
 
-    The residual branch of a ResNet-v1.5 bottleneck (stride on the 3x3 conv) counted only on
-    the active patches of ``mask`` (N, gh, gw); BN parameters are eval-mode statistics
-    (gamma, beta, running mean, running var) so the compiler can fold them.
+    The mask is the eval-mode masker's ``logit0 >= logit1`` per (N, gh, gw) patch cell; the
+    residual branch is a ResNet-v1.5 bottleneck (stride on the 3x3 conv) with eval-mode BN
+    (gamma, beta, running mean, running var) so the compiler can fold it. ``pipeline`` and
+    ``name`` only travel to the compiler.
     """
-    h = torch.relu(_bn(F.conv2d(x, w1), m1, v1, g1, b1, eps))
-    h = torch.relu(_bn(F.conv2d(h, w2, stride=stride, padding=1), m2, v2, g2, b2, eps))
-    h = _bn(F.conv2d(h, w3), m3, v3, g3, b3, eps)
+    del pipeline, name
+    logits = F.conv2d(_pool(x, granularity, stride), masker_weight, masker_bias)
+    mask = logits[:, 0] >= logits[:, 1]
+    h = torch.relu(_bn(F.conv2d(x, conv1_weight), conv1_mean, conv1_var, conv1_gamma,
+                       conv1_beta, eps))
+    h = torch.relu(_bn(F.conv2d(h, conv2_weight, stride=stride, padding=1), conv2_mean,
+                       conv2_var, conv2_gamma, conv2_beta, eps))
+    h = _bn(F.conv2d(h, conv3_weight), conv3_mean, conv3_var, conv3_gamma, conv3_beta, eps)
     gate = upsample_mask(mask.to(h.dtype), granularity, h.shape[2], h.shape[3])
-    return torch.relu(identity + h * gate)
+    return torch.relu(identity + h * gate), mask
 
 
 @sparse_bottleneck.register_fake
-def _sparse_bottleneck_fake(x, identity, mask, *weights_and_attrs):
-    return identity.new_empty(identity.shape)
+def _sparse_bottleneck_fake(x, identity, *weights_and_attrs):
+    granularity, stride = weights_and_attrs[-5:-3]
+    grid = patch_grid(conv_output_size(x.shape[2], stride), conv_output_size(x.shape[3], stride),
+                      granularity)
+    return (identity.new_empty(identity.shape),
+            x.new_empty((x.shape[0], *grid), dtype=torch.bool))

@@ -19,13 +19,15 @@ Conventions shared by every kernel (and assumed by the schedule rules in
   stores). Loop order of the reduction block: ``[outer..., pixel, channel, reductions...]``;
   ``las.num_reduce`` says how many reductions. Rules tile pixel x channel and compute the
   epilogue on the register tile.
-* ``las.kernel`` names the kernel kind for rule dispatch and for the latency predictor.
+* ``las.kernel`` is the kernel's registered name (:mod:`.registry`, unique): rules dispatch on
+  it, the block-pipeline table lists steps by it, the latency predictor models it.
 """
 
-from .dense import conv1x1, conv2d, conv3x3, copy, relu_inplace
+from .dense import conv1x1, conv2d, copy, relu_inplace
 from .fused_block import copy_inactive, fused_block
 from .gather_conv import gather_conv3x3, halo_conv3x3
 from .masker import active_prefix, compact, masker, masker_conv1x1, masker_flags
+from .registry import KERNELS, get_kernel, kernel
 from .scatter_conv import conv1x1_scatter_add
 from .sparse_rows import (
     ROW_GROUP,
@@ -40,32 +42,34 @@ from .sparse_rows import (
 from .unfused import add_relu, gather_patches, gathered_conv3x3, patch_conv1x1, scatter_patches
 
 __all__ = [
+    "KERNELS",
     "ROW_GROUP",
-    "active_rows",
-    "conv1x1_rows",
-    "conv1x1_scatter_add_rows",
-    "gather_conv3x3_rows",
-    "dilated_rows",
+    "get_kernel",
+    "kernel",
     "max_row_groups",
-    "row_groups_prefix",
     "active_prefix",
+    "active_rows",
     "add_relu",
+    "compact",
+    "conv1x1",
+    "conv1x1_rows",
+    "conv1x1_scatter_add",
+    "conv1x1_scatter_add_rows",
+    "conv2d",
+    "copy",
+    "copy_inactive",
+    "dilated_rows",
     "fused_block",
+    "gather_conv3x3",
+    "gather_conv3x3_rows",
     "gather_patches",
     "gathered_conv3x3",
     "halo_conv3x3",
-    "patch_conv1x1",
-    "scatter_patches",
-    "compact",
-    "conv1x1",
-    "conv1x1_scatter_add",
-    "conv2d",
-    "conv3x3",
-    "copy",
-    "copy_inactive",
-    "gather_conv3x3",
     "masker",
     "masker_conv1x1",
     "masker_flags",
+    "patch_conv1x1",
     "relu_inplace",
+    "row_groups_prefix",
+    "scatter_patches",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from tvm.script import tirx as T
 
 from .params import CHANNEL_BLOCK as NB
+from .registry import kernel
 
 EPILOGUES = ("none", "relu", "add_relu", "masked_add_relu")
 
@@ -19,6 +20,7 @@ def _check_epilogue(epilogue: str) -> None:
         raise ValueError(f"unknown epilogue {epilogue!r}; choose from {EPILOGUES}")
 
 
+@kernel("conv1x1")
 def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue="relu",
             granularity=1):
     """Pointwise conv as a GEMM: ``(x, w[K/16,C,16], bias[K], residual, [flags], y[M,K])``.
@@ -48,7 +50,7 @@ def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue=
         residual: T.Buffer(res_shape, "float32"),
         y: T.Buffer((M, K), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "conv1x1",
+        T.func_attr({"tirx.noalias": True,
                      "las.reduce_block": "conv", "las.num_reduce": 1})
         x = T.match_buffer(x_handle, x_shape, "float32")
         acc = T.sblock_alloc_buffer((M, K), "float32")
@@ -90,7 +92,7 @@ def _conv1x1_masked(batch, height, width, in_channels, out_channels, granularity
         flags: T.Buffer((N * gh * gw,), "int32"),
         y: T.Buffer((M, K), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "conv1x1",
+        T.func_attr({"tirx.noalias": True,
                      "las.reduce_block": "conv", "las.num_reduce": 1})
         acc = T.sblock_alloc_buffer((M, K), "float32")
         for m, k, rc in T.grid(M, K, C):
@@ -109,11 +111,7 @@ def _conv1x1_masked(batch, height, width, in_channels, out_channels, granularity
     return func
 
 
-def conv3x3(batch, height, width, in_channels, out_channels, stride=1):
-    """Dense 3x3 conv (padding 1) + bias + ReLU: the bottleneck's conv2 (see :func:`conv2d`)."""
-    return conv2d(batch, height, width, in_channels, out_channels, 3, stride, 1, "relu")
-
-
+@kernel("conv2d")
 def conv2d(batch, height, width, in_channels, out_channels, kernel, stride=1, padding=0,
            epilogue="relu"):
     """Dense kxk conv + bias + epilogue: ``(x[N,H,W,C], w[K/16,k,k,C,16], bias, res, y[M,K])``.
@@ -138,7 +136,7 @@ def conv2d(batch, height, width, in_channels, out_channels, kernel, stride=1, pa
         residual: T.Buffer(res_shape, "float32"),
         y: T.Buffer((M, K), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "conv2d",
+        T.func_attr({"tirx.noalias": True,
                      "las.reduce_block": "conv", "las.num_reduce": 3})
         padded = T.sblock_alloc_buffer((N, Hp, Wp, C), "float32")
         acc = T.sblock_alloc_buffer((M, K), "float32")
@@ -171,13 +169,14 @@ def conv2d(batch, height, width, in_channels, out_channels, kernel, stride=1, pa
     return func
 
 
+@kernel("relu_inplace")
 def relu_inplace(size: int):
     """``out = max(src, 0)`` over a flat buffer; callers pass the same buffer twice to apply it
     in place (downsample blocks' inactive pixels); element-wise, so ``noalias`` stays sound."""
 
     @T.prim_func(s_tir=True)
     def func(src: T.Buffer((size,), "float32"), out: T.Buffer((size,), "float32")):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "relu_inplace"})
+        T.func_attr({"tirx.noalias": True})
         for i in range(size):
             with T.sblock("relu"):
                 vi = T.axis.remap("S", [i])
@@ -186,6 +185,7 @@ def relu_inplace(size: int):
     return func
 
 
+@kernel("copy")
 def copy(size: int):
     """``out = src`` over a flat buffer, as a kernel Relax cannot turn into a view.
 
@@ -196,7 +196,7 @@ def copy(size: int):
 
     @T.prim_func(s_tir=True)
     def func(src: T.Buffer((size,), "float32"), out: T.Buffer((size,), "float32")):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "copy"})
+        T.func_attr({"tirx.noalias": True})
         for i, r in T.grid(size, 1):
             with T.sblock("copy"):
                 vi, vr = T.axis.remap("SR", [i, r])

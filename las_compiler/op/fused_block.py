@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
-from .geometry import PatchGeometry
+from ..geometry import PatchGeometry
 from .params import CHANNEL_BLOCK as NB
+from .registry import kernel
 
 
+@kernel("fused_block")
 def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_channels: int):
-    """PrimFunc ``(x, idx[cells], n, w1, b1, w2, b2, w3, b3, identity, out)``.
+    """PrimFunc ``(x, idx[n], w1, b1, w2, b2, w3, b3, identity, out)``.
 
-    ``x[N,H,W,Cin]``; ``idx`` the compaction's partition, ``n`` (int32 scalar) the active
-    count; weights packed;
+    ``x[N,H,W,Cin]``; ``idx`` the active cell ids (symbolic n); weights packed;
     ``identity`` and ``out`` are ``[N,Ho,Wo,K]`` (``identity`` may be ``x`` itself for blocks
     without downsample; ``out`` must not alias ``x``, but may alias ``identity`` when that is a
     separate downsample result: benign under ``noalias`` for the reason given in
@@ -33,14 +34,12 @@ def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_chann
     g = geometry
     N, H, W, Cin, Wd, K = g.batch, g.height, g.width, in_channels, width, out_channels  # noqa: N806
     Ho, Wo, S, stride, span = g.out_height, g.out_width, g.granularity, g.stride, g.span  # noqa: N806
-    total = g.num_cells
     halo = span * span
 
     @T.prim_func(s_tir=True)
     def func(
         x: T.Buffer((N, H, W, Cin), "float32"),
-        idx: T.Buffer((total,), "int32"),
-        n: T.int32,
+        idx_handle: T.handle,
         w1: T.Buffer((Wd // NB, Cin, NB), "float32"),
         b1: T.Buffer((Wd,), "float32"),
         w2: T.Buffer((Wd // NB, 3, 3, Wd, NB), "float32"),
@@ -50,8 +49,10 @@ def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_chann
         identity: T.Buffer((N, Ho, Wo, K), "float32"),
         out: T.Buffer((N, Ho, Wo, K), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "fused_block",
+        T.func_attr({"tirx.noalias": True,
                      "las.chain": "conv1:epilogue1:1,conv2:epilogue2:3,conv3:epilogue3:1"})
+        n = T.int32()
+        idx = T.match_buffer(idx_handle, (n,), "int32")
         # scratch sized by n (not the static cell count): the schedule shrinks it to one patch
         acc1 = T.sblock_alloc_buffer((n, halo, Wd), "float32")
         h1 = T.sblock_alloc_buffer((n, halo, Wd), "float32")
@@ -109,9 +110,12 @@ def fused_block(geometry: PatchGeometry, in_channels: int, width: int, out_chann
     return func
 
 
+@kernel("copy_inactive")
 def copy_inactive(geometry: PatchGeometry, channels: int):
-    """PrimFunc ``(idx[cells], n, identity, out)``: ``out = relu(identity)`` on inactive cells
-    (``out`` may alias ``identity``: element-wise, benign under ``noalias``)."""
+    """PrimFunc ``(partition[cells], active[n], identity, out)``: ``out = relu(identity)`` on
+    the inactive cells, ``partition[n:]`` of the compaction (active ids first); ``active`` is
+    the active prefix, passed for its length n. ``out`` may alias ``identity`` (element-wise,
+    benign under ``noalias``)."""
     g = geometry
     N, Ho, Wo, K, S = g.batch, g.out_height, g.out_width, channels, g.granularity  # noqa: N806
     total = g.num_cells
@@ -119,11 +123,13 @@ def copy_inactive(geometry: PatchGeometry, channels: int):
     @T.prim_func(s_tir=True)
     def func(
         idx: T.Buffer((total,), "int32"),
-        n: T.int32,
+        active_handle: T.handle,
         identity: T.Buffer((N, Ho, Wo, K), "float32"),
         out: T.Buffer((N, Ho, Wo, K), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "copy_inactive"})
+        T.func_attr({"tirx.noalias": True})
+        n = T.int32()
+        T.match_buffer(active_handle, (n,), "int32")
         for q, m, k in T.grid(total - n, S * S, K):
             with T.sblock("copy_inactive"):
                 vq, vm, vk = T.axis.remap("SSS", [q, m, k])

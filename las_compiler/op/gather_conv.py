@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from .geometry import PatchGeometry
+from ..geometry import PatchGeometry
 from .params import CHANNEL_BLOCK as NB
+from .registry import kernel
 
 
 def _window_inside(g: PatchGeometry, cell, a, b):
@@ -82,6 +83,7 @@ def conv3x3_on_windows(g: PatchGeometry, window, w2, b2, n):
                       name="epilogue")
 
 
+@kernel("gather_conv3x3")
 def gather_conv3x3(geometry: PatchGeometry, in_channels: int, out_channels: int):
     """PrimFunc ``(x[N,H,W,C], idx[n], w[K/16,3,3,C,16], bias[K], y[n,S*S,K])``."""
     g, c, k = geometry, in_channels, out_channels
@@ -92,10 +94,11 @@ def gather_conv3x3(geometry: PatchGeometry, in_channels: int, out_channels: int)
     bias = te.placeholder((k,), "float32", name="bias")
     halo = gathered_windows(g, x, idx, n)
     y = conv3x3_on_windows(g, lambda p, a, b, ch: halo[p, a, b, ch], w, bias, n)
-    return _finish(te.create_prim_func([x, idx, w, bias, y]), "gather_conv3x3",
+    return _finish(te.create_prim_func([x, idx, w, bias, y]),
                    {"las.reduce_block": "conv", "las.num_reduce": 3})
 
 
+@kernel("halo_conv3x3")
 def halo_conv3x3(geometry: PatchGeometry, in_channels: int, width: int):
     """PrimFunc ``(x[N,H,W,Cin], idx[n], w1[width/16,Cin,16], b1, w2[.,3,3,width,16], b2,
     y[n,S*S,width])``: conv1 on each active patch's halo window, then conv2."""
@@ -109,12 +112,12 @@ def halo_conv3x3(geometry: PatchGeometry, in_channels: int, width: int):
     b2 = te.placeholder((width,), "float32", name="b2")
     h1 = conv1_windows(g, x, idx, n, w1, b1)
     y = conv3x3_on_windows(g, lambda p, a, b, ch: h1[p, a * g.span + b, ch], w2, b2, n)
-    return _finish(te.create_prim_func([x, idx, w1, b1, w2, b2, y]), "halo_conv3x3",
+    return _finish(te.create_prim_func([x, idx, w1, b1, w2, b2, y]),
                    {"las.chain": "conv1:epilogue1:1,conv:epilogue:3"})
 
 
-def _finish(func, kind: str, attrs: dict):
-    func = func.with_attr("las.kernel", kind).with_attr("tirx.noalias", True)
+def _finish(func, attrs: dict):
+    func = func.with_attr("tirx.noalias", True)
     for key, value in attrs.items():
         func = func.with_attr(key, value)
     return func

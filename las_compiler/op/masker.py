@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
-from .geometry import PatchGeometry
+from ..geometry import PatchGeometry
 from .params import CHANNEL_BLOCK as NB
+from .registry import kernel
 
 
+@kernel("masker")
 def masker(geometry: PatchGeometry, in_channels: int):
     """PrimFunc ``(x[N,H,W,C], w[2,C], bias[2], mask[cells] int32)``.
 
@@ -32,7 +34,7 @@ def masker(geometry: PatchGeometry, in_channels: int):
         bias: T.Buffer((2,), "float32"),
         mask: T.Buffer((total,), "int32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "masker"})
+        T.func_attr({"tirx.noalias": True})
         pooled = T.sblock_alloc_buffer((total, C), "float32")
         logits = T.sblock_alloc_buffer((total, 2), "float32")
         for q, c, a, b in T.grid(total, C, step, step):
@@ -69,6 +71,7 @@ def masker(geometry: PatchGeometry, in_channels: int):
     return func
 
 
+@kernel("compact")
 def compact(num_cells: int):
     """PrimFunc ``(mask[cells] int32, idx[cells] int32, count[1] int32)``: a serial scan.
 
@@ -82,7 +85,7 @@ def compact(num_cells: int):
         idx: T.Buffer((num_cells,), "int32"),
         count: T.Buffer((1,), "int32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "compact"})
+        T.func_attr({"tirx.noalias": True})
         with T.sblock("compact"):
             T.reads(mask[0:num_cells])
             T.writes(idx[0:num_cells], count[0:1])
@@ -106,6 +109,7 @@ def compact(num_cells: int):
     return func
 
 
+@kernel("active_prefix")
 def active_prefix(num_cells: int):
     """PrimFunc ``(idx[cells] int32, active[n] int32)``: the first n entries of a compaction.
 
@@ -116,7 +120,7 @@ def active_prefix(num_cells: int):
 
     @T.prim_func(s_tir=True)
     def func(idx: T.Buffer((num_cells,), "int32"), active_handle: T.handle):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "active_prefix"})
+        T.func_attr({"tirx.noalias": True})
         n = T.int32()
         active = T.match_buffer(active_handle, (n,), "int32")
         for i in range(n):
@@ -127,6 +131,7 @@ def active_prefix(num_cells: int):
     return func
 
 
+@kernel("masker_conv1x1")
 def masker_conv1x1(batch: int, height: int, width: int, in_channels: int, out_channels: int):
     """S = 1, stride 1: the masker's 1x1 conv fused into the block's dense conv1 (one read of x).
 
@@ -150,7 +155,7 @@ def masker_conv1x1(batch: int, height: int, width: int, in_channels: int, out_ch
         h1: T.Buffer((M, K), "float32"),
         logits: T.Buffer((M, NB), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "masker_conv1x1",
+        T.func_attr({"tirx.noalias": True,
                      "las.reduce_block": "conv", "las.num_reduce": 1})
         acc = T.sblock_alloc_buffer((M, KT), "float32")
         for m, k, rc in T.grid(M, KT, C):
@@ -172,13 +177,14 @@ def masker_conv1x1(batch: int, height: int, width: int, in_channels: int, out_ch
     return func
 
 
+@kernel("masker_flags")
 def masker_flags(pixels: int):
     """PrimFunc ``(logits[M,16], mask[M] int32)``: ``mask = logit0 >= logit1`` (see
     :func:`masker_conv1x1`)."""
 
     @T.prim_func(s_tir=True)
     def func(logits: T.Buffer((pixels, NB), "float32"), mask: T.Buffer((pixels,), "int32")):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "masker_flags"})
+        T.func_attr({"tirx.noalias": True})
         for m in range(pixels):
             with T.sblock("compare"):
                 vm = T.axis.remap("S", [m])

@@ -1,4 +1,4 @@
-"""Kernel parameters from PyTorch layers: BN folding and weight packing.
+"""Kernel parameters: BN folding and weight packing (numpy only).
 
 Every conv kernel takes BN-folded weights packed with 16 output channels innermost
 (``[K/16][kh][kw][C][16]``): one 16-channel slice is two AVX2 registers (one AVX-512 register),
@@ -9,20 +9,16 @@ shuffles. Bias is the folded BN shift.
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
 
 CHANNEL_BLOCK = 16
 
 
-def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
-    """Fold eval-mode BN into the conv: (weight OIHW, bias K) as float32 numpy arrays."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    weight = conv.weight.detach() * scale[:, None, None, None]
-    bias = bn.bias.detach() - bn.running_mean * scale
-    if conv.bias is not None:
-        bias = bias + conv.bias.detach() * scale
-    return weight.float().numpy(), bias.float().numpy()
+def fold_bn(weight: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray,
+            var: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BN folded into the preceding (bias-free) conv: (weight OIHW, bias), float32."""
+    scale = gamma / np.sqrt(var + eps)
+    return ((weight * scale[:, None, None, None]).astype(np.float32),
+            (beta - mean * scale).astype(np.float32))
 
 
 def pack_weight(weight: np.ndarray, block: int = CHANNEL_BLOCK) -> np.ndarray:

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
-from .geometry import PatchGeometry
+from ..geometry import PatchGeometry
 from .params import CHANNEL_BLOCK as NB
+from .registry import kernel
 
 
+@kernel("conv1x1_scatter_add")
 def conv1x1_scatter_add(geometry: PatchGeometry, in_channels: int, out_channels: int):
     """PrimFunc ``(y[n,S*S,C], idx[n], w[K/16,C,16], bias[K], identity, out)``, both
     ``[N,Ho,Wo,K]`` and usually the same buffer."""
@@ -38,7 +40,7 @@ def conv1x1_scatter_add(geometry: PatchGeometry, in_channels: int, out_channels:
         identity: T.Buffer((N, Ho, Wo, K), "float32"),
         out: T.Buffer((N, Ho, Wo, K), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "conv1x1_scatter_add",
+        T.func_attr({"tirx.noalias": True,
                      "las.reduce_block": "conv", "las.num_reduce": 1})
         n = T.int32()
         y = T.match_buffer(y_handle, (n, S * S, C), "float32")

@@ -16,16 +16,20 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
-from .geometry import PatchGeometry
+from ..geometry import PatchGeometry
 from .params import CHANNEL_BLOCK as NB
+from .registry import kernel
 
 ROW_GROUP = 12  # a multiple of every rule's register tile: 6 (AVX2, NEON) and 12 (AVX-512)
+# the kernels that work on groups of ROW_GROUP listed pixels or cells
+ROW_KERNELS = ("conv1x1_rows", "gather_conv3x3_rows", "conv1x1_scatter_add_rows")
 
 
 def max_row_groups(geometry: PatchGeometry) -> int:
     return -(-geometry.batch * geometry.height * geometry.width // ROW_GROUP)
 
 
+@kernel("dilated_rows")
 def dilated_rows(geometry: PatchGeometry):
     """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int32)``.
 
@@ -46,7 +50,7 @@ def dilated_rows(geometry: PatchGeometry):
         rows: T.Buffer((groups_max, G), "int32"),
         groups: T.Buffer((1,), "int32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "dilated_rows"})
+        T.func_attr({"tirx.noalias": True})
         with T.sblock("dilate"):
             T.reads(flags[0:g.num_cells])
             T.writes(rows[0:groups_max, 0:G], groups[0:1])
@@ -77,13 +81,14 @@ def dilated_rows(geometry: PatchGeometry):
     return func
 
 
+@kernel("row_groups_prefix")
 def row_groups_prefix(max_groups: int):
     """PrimFunc ``(rows[max_groups, 12], out[m, 12])``: the first m groups (m symbolic; a
     kernel, not a Relax slice, for the reason given in :func:`.masker.active_prefix`)."""
 
     @T.prim_func(s_tir=True)
     def func(rows: T.Buffer((max_groups, ROW_GROUP), "int32"), out_handle: T.handle):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "active_prefix"})
+        T.func_attr({"tirx.noalias": True})
         m = T.int32()
         out = T.match_buffer(out_handle, (m, ROW_GROUP), "int32")
         for t, u in T.grid(m, ROW_GROUP):
@@ -94,6 +99,7 @@ def row_groups_prefix(max_groups: int):
     return func
 
 
+@kernel("conv1x1_rows")
 def conv1x1_rows(pixels: int, in_channels: int, out_channels: int):
     """PrimFunc ``(x[P,C], rows[m,12], w[K/16,C,16], bias[K], y[P,K])``: relu(conv1x1 + bias)
     at the listed pixels of a flat (P = N*H*W) map; other rows of ``y`` are left unwritten."""
@@ -108,7 +114,7 @@ def conv1x1_rows(pixels: int, in_channels: int, out_channels: int):
         bias: T.Buffer((K,), "float32"),
         y: T.Buffer((P, K), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "conv1x1_rows",
+        T.func_attr({"tirx.noalias": True,
                      "las.reduce_block": "conv", "las.num_reduce": 1})
         m = T.int32()
         rows = T.match_buffer(rows_handle, (m, G), "int32")
@@ -131,6 +137,7 @@ def conv1x1_rows(pixels: int, in_channels: int, out_channels: int):
 # -- S = 1: active cells are single output pixels; process them in groups of ROW_GROUP ------
 
 
+@kernel("active_rows")
 def active_rows(geometry: PatchGeometry):
     """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int32)``: active
     cell ids in groups of 12, the last group padded with -1 (kernels skip negative ids)."""
@@ -143,7 +150,7 @@ def active_rows(geometry: PatchGeometry):
         rows: T.Buffer((groups_max, G), "int32"),
         groups: T.Buffer((1,), "int32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "active_rows"})
+        T.func_attr({"tirx.noalias": True})
         with T.sblock("compact"):
             T.reads(flags[0:g.num_cells])
             T.writes(rows[0:groups_max, 0:G], groups[0:1])
@@ -161,6 +168,7 @@ def active_rows(geometry: PatchGeometry):
     return func
 
 
+@kernel("gather_conv3x3_rows")
 def gather_conv3x3_rows(geometry: PatchGeometry, in_channels: int, out_channels: int):
     """PrimFunc ``(x[N,H,W,C], rows[m,12], w[K/16,3,3,C,16], bias[K], y[m,12,K])``: the S = 1
     gather+conv3x3 over groups of 12 active cells (row-group form of ``gather_conv3x3``)."""
@@ -192,10 +200,11 @@ def gather_conv3x3_rows(geometry: PatchGeometry, in_channels: int, out_channels:
         name="conv")
     y = te.compute((m, G, k), lambda t, u, kk: tirx.max(acc[t, u, kk] + bias[kk], 0.0),
                    name="epilogue")
-    return _finish(te.create_prim_func([x, rows, w, bias, y]), "gather_conv3x3",
+    return _finish(te.create_prim_func([x, rows, w, bias, y]),
                    {"las.reduce_block": "conv", "las.num_reduce": 3})
 
 
+@kernel("conv1x1_scatter_add_rows")
 def conv1x1_scatter_add_rows(geometry: PatchGeometry, in_channels: int, out_channels: int):
     """PrimFunc ``(y[m,12,C], rows[m,12], w[K/16,C,16], bias[K], identity, out)``: the S = 1
     conv3 + scatter-add + ReLU over groups of active cells; ids < 0 (padding) are skipped."""
@@ -213,7 +222,7 @@ def conv1x1_scatter_add_rows(geometry: PatchGeometry, in_channels: int, out_chan
         identity: T.Buffer((N, Ho, Wo, K), "float32"),
         out: T.Buffer((N, Ho, Wo, K), "float32"),
     ):
-        T.func_attr({"tirx.noalias": True, "las.kernel": "conv1x1_scatter_add",
+        T.func_attr({"tirx.noalias": True,
                      "las.reduce_block": "conv", "las.num_reduce": 1})
         m = T.int32()
         y = T.match_buffer(y_handle, (m, G, C), "float32")

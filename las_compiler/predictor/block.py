@@ -1,20 +1,22 @@
-"""Block latency = the sum of its kernels' latencies, for each kernel pipeline the compiler
-(and ``BlockExecutor``) can run, plus the host syncs that turn active counts into shapes.
+"""Block latency = the sum of its pipeline's steps, each modelled by its kernel, plus the dense
+downsample shortcut a projected block computes before them and one host sync per scan.
 
-Kernel labels are the ones ``BlockExecutor.profile`` reports, so calibration can fit the
-model kernel by kernel and reports can line predictions up with measurements.
+The steps are the compiler's own (``las_compiler.block_pipelines``): a step's kernel name picks
+its model here, and the model reads the same generator arguments the compiler passes, so the
+predictor cannot drift from what is emitted. Predictions are labelled by step name; each
+kernel's work carries the kernel's name as its kind (what calibration fits efficiencies to).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..block_pipelines import AUTO_CANDIDATES, PIPELINES, Scan, candidates_for, get_pipeline
 from . import kernels as K
 from .hardware import Hardware
 from .layers import BlockLayer
 
-PIPELINES = ("fused", "masker_conv1", "halo", "whole", "unfused", "dense")
 F32 = K.F32
 
 
@@ -24,7 +26,7 @@ class BlockPrediction:
     granularity: int | None
     rate: float
     pipeline: str
-    kernels: tuple[tuple[str, float], ...]  # (label, microseconds)
+    kernels: tuple[tuple[str, float], ...]  # (step label, microseconds)
     sync_us: float
 
     @property
@@ -36,7 +38,98 @@ class BlockPrediction:
         return self.total_us / 1e3
 
 
-def _shortcut(hw, tile, layer: BlockLayer) -> list[tuple[str, K.Work]]:
+@dataclass(frozen=True)
+class _Context:
+    """What a step's model needs beyond the kernel's arguments."""
+
+    hw: Hardware
+    tile: K.TileModel
+    layer: BlockLayer
+    s: int
+    active: float  # active cells (expected or exact)
+    dilated: float  # input pixels the active windows read
+
+
+def _dense_conv1x1(c: _Context, n, h, w, cin, cout, stride=1, epilogue="relu", _s=1) -> K.Work:
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    return K.dense_conv1x1(c.hw, c.tile, c.layer, cin, cout, n * ho * wo, "conv1x1",
+                           float(n * h * w * cin * F32), residual=epilogue in
+                           ("add_relu", "masked_add_relu"), stride=stride)
+
+
+def _dense_conv2d(c: _Context, *args) -> K.Work:
+    kernel = args[5]
+    if kernel != 3:
+        raise ValueError(f"no model for a dense {kernel}x{kernel} conv in a block")
+    return K.dense_conv3x3(c.hw, c.tile, c.layer)
+
+
+def _stream(kind: str, nbytes: Callable[[_Context], float], map_bytes: Callable,
+            tasks: Callable) -> Callable:
+    return lambda c, *_: K.streaming(c.hw, kind, nbytes(c), map_bytes(c), tasks(c))
+
+
+def _out_map(c: _Context) -> float:
+    return K._map_bytes(c.layer, c.layer.out_channels, out=True)
+
+
+def _fused_block(c: _Context, *_args) -> K.Work:
+    block = K.gather_conv3x3(c.hw, c.tile, c.layer, c.s, c.active, True, "fused_block")
+    block.merge(K.conv1x1_scatter_add(c.hw, c.tile, c.layer, c.s, c.active, "fused_block"))
+    return block
+
+
+def _inactive_bytes(c: _Context) -> float:
+    return (c.layer.cells(c.s) - c.active) * c.s * c.s * c.layer.out_channels * F32
+
+
+# kernel name -> model(context, *generator arguments)
+MODELS: dict[str, Callable[..., K.Work]] = {
+    "masker": lambda c, *_: K.masker(c.hw, c.tile, c.layer, c.s),
+    "compact": lambda c, cells: K.scan("compact", cells),
+    "dilated_rows": lambda c, g: K.scan("dilated_rows", g.batch * g.height * g.width),
+    "active_rows": lambda c, g: K.scan("active_rows", g.num_cells),
+    "conv1x1_rows": lambda c, *_: K.conv1_rows(c.hw, c.tile, c.layer, c.dilated),
+    "gather_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.s, c.active),
+    "gather_conv3x3_rows": lambda c, *_: K.gather_conv3x3_rows(c.hw, c.tile, c.layer, c.active),
+    "conv1x1_scatter_add":
+        lambda c, *_: K.conv1x1_scatter_add(c.hw, c.tile, c.layer, c.s, c.active),
+    "conv1x1_scatter_add_rows":
+        lambda c, *_: K.conv1x1_scatter_add_rows(c.hw, c.tile, c.layer, c.active),
+    "relu_inplace": _stream("relu_inplace", lambda c: 2 * _out_map(c), _out_map,
+                            lambda c: _out_map(c) / 256),
+    "masker_conv1x1": lambda c, *_: K.dense_conv1x1(
+        c.hw, c.tile, c.layer, c.layer.in_channels, c.layer.planes + K.CHANNEL_BLOCK,
+        c.layer.batch * c.layer.height * c.layer.width, "masker_conv1x1",
+        K._map_bytes(c.layer, c.layer.in_channels)),
+    "masker_flags": _stream("masker_flags", lambda c: c.layer.cells(c.s) * 16 * F32,
+                            lambda c: c.layer.cells(c.s) * 16 * F32,
+                            lambda c: c.layer.cells(c.s) / 256),
+    "halo_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.s, c.active, True,
+                                                   "halo_conv3x3"),
+    "fused_block": _fused_block,
+    "copy_inactive": _stream("copy_inactive", lambda c: 2 * _inactive_bytes(c), _out_map,
+                             lambda c: max(c.layer.cells(c.s) - c.active, 1)),
+    "conv1x1": _dense_conv1x1,
+    "conv2d": _dense_conv2d,
+    "gather_patches": _stream(
+        "gather_patches",
+        lambda c: 2 * c.active * c.layer.span(c.s) ** 2 * c.layer.planes * F32,
+        lambda c: K._map_bytes(c.layer, c.layer.planes), lambda c: max(c.active, 1)),
+    "gathered_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.s, c.active,
+                                                       kind="gathered_conv3x3"),
+    "patch_conv1x1": lambda c, *_: K.conv1x1_scatter_add(c.hw, c.tile, c.layer, c.s, c.active,
+                                                         "patch_conv1x1", scatter=False),
+    "scatter_patches": _stream(
+        "scatter_patches",
+        lambda c: 2 * c.layer.cells(c.s) * c.s * c.s * c.layer.out_channels * F32, _out_map,
+        lambda c: c.layer.cells(c.s)),
+    "add_relu": _stream("add_relu", lambda c: 3 * _out_map(c), _out_map,
+                        lambda c: _out_map(c) / 256),
+}
+
+
+def _downsample(hw, tile, layer: BlockLayer) -> list[tuple[str, K.Work]]:
     if not layer.downsample:
         return []
     pixels = layer.batch * layer.out_height * layer.out_width
@@ -46,103 +139,43 @@ def _shortcut(hw, tile, layer: BlockLayer) -> list[tuple[str, K.Work]]:
                                            stride=layer.stride))]
 
 
-def _relu(hw, layer: BlockLayer) -> list[tuple[str, K.Work]]:
-    if not layer.downsample:
-        return []
-    size = K._map_bytes(layer, layer.out_channels, out=True)
-    return [("relu_inplace", K.streaming(hw, "relu_inplace", 2 * size, size, size / 256))]
+def _dense_block(hw, tile, layer: BlockLayer) -> list[tuple[str, K.Work]]:
+    """A static block (no masker, every pixel): conv1, conv2, conv3 + residual."""
+    c, w, k = layer.in_channels, layer.planes, layer.out_channels
+    pixels_in = layer.batch * layer.height * layer.width
+    pixels_out = layer.batch * layer.out_height * layer.out_width
+    return [("conv1", K.dense_conv1x1(hw, tile, layer, c, w, pixels_in, "conv1x1",
+                                      K._map_bytes(layer, c))),
+            ("conv2", K.dense_conv3x3(hw, tile, layer)),
+            *_downsample(hw, tile, layer),
+            ("conv3", K.dense_conv1x1(hw, tile, layer, w, k, pixels_out, "conv1x1",
+                                      K._map_bytes(layer, w), residual=True))]
 
 
 def block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipeline: str,
                active: float, dilated_pixels: float, footprint_bytes: float | None = None
                ) -> tuple[list[tuple[str, K.Work]], int]:
-    """(labelled kernels, number of host syncs) of one block; ``active`` cells (expected or
-    exact), ``dilated_pixels``: input pixels the active windows read. ``footprint_bytes``:
-    what runs between two runs of the block touches (default: the block itself, run over and
-    over); each kernel's first pass over its weights comes from the level that holds it."""
+    """(labelled kernels, number of host syncs) of one block; ``granularity`` None: the static
+    dense block. ``active`` cells (expected or exact), ``dilated_pixels``: input pixels the
+    active windows read. ``footprint_bytes``: what runs between two runs of the block
+    touches (default: the block itself, run over and over); each kernel's first pass over
+    its weights comes from the level that holds it."""
     footprint = layer.footprint_bytes() if footprint_bytes is None else footprint_bytes
-    work, syncs = _block_work(hw, layer, granularity, pipeline, active, dilated_pixels)
-    return [(label, K.with_cold_weights(hw, w, footprint)) for label, w in work], syncs
-
-
-def _block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipeline: str,
-                active: float, dilated_pixels: float) -> tuple[list[tuple[str, K.Work]], int]:
     tile = K.TileModel.for_hardware(hw)
-    c, w, k = layer.in_channels, layer.planes, layer.out_channels
-    pixels_in = layer.batch * layer.height * layer.width
-    pixels_out = layer.batch * layer.out_height * layer.out_width
-    x_map = K._map_bytes(layer, c)
-    if pipeline == "dense":
-        h1_map = K._map_bytes(layer, w)
-        return ([("conv1", K.dense_conv1x1(hw, tile, layer, c, w, pixels_in, "conv1x1", x_map)),
-                 ("conv3x3", K.dense_conv3x3(hw, tile, layer)),
-                 *_shortcut(hw, tile, layer),
-                 ("conv1x1", K.dense_conv1x1(hw, tile, layer, w, k, pixels_out, "conv1x1",
-                                             h1_map, residual=True))], 0)
-    s, n = granularity, active
-    cells = layer.cells(s)
-    head = [("masker", K.masker(hw, tile, layer, s)), ("compact", K.scan("compact", cells))]
-    if pipeline == "fused":
-        body = [("dilated_rows", K.scan("dilated_rows", pixels_in)),
-                ("conv1", K.conv1_rows(hw, tile, layer, dilated_pixels))]
-        if s == 1 and not tile.per_patch_s1:
-            body += [("active_rows", K.scan("active_rows", cells)),
-                     ("gather_conv3x3_rows", K.gather_conv3x3_rows(hw, tile, layer, n)),
-                     *_shortcut(hw, tile, layer),
-                     ("conv1x1_scatter_add_rows",
-                      K.conv1x1_scatter_add_rows(hw, tile, layer, n))]
-        else:
-            body += [("gather_conv3x3", K.gather_conv3x3(hw, tile, layer, s, n)),
-                     *_shortcut(hw, tile, layer),
-                     ("conv1x1_scatter_add", K.conv1x1_scatter_add(hw, tile, layer, s, n))]
-        return head + body + _relu(hw, layer), 3  # count, conv1 groups, (S=1) cell groups
-    if pipeline == "masker_conv1":
-        if (s, layer.stride) != (1, 1):
-            raise ValueError("masker_conv1 needs S = 1 and stride 1")
-        fused = K.dense_conv1x1(hw, tile, layer, c, w + K.CHANNEL_BLOCK, pixels_in,
-                                "masker_conv1x1", x_map)
-        return ([("masker+conv1", fused),
-                 ("masker_flags", K.streaming(hw, "masker_flags", cells * 16 * F32,
-                                              cells * 16 * F32, cells / 256)),
-                 ("active_rows", K.scan("active_rows", cells)),
-                 ("gather_conv3x3_rows", K.gather_conv3x3_rows(hw, tile, layer, n)),
-                 *_shortcut(hw, tile, layer),
-                 ("conv1x1_scatter_add_rows", K.conv1x1_scatter_add_rows(hw, tile, layer, n)),
-                 *_relu(hw, layer)], 1)
-    if pipeline == "halo":
-        return (head + [("halo_conv3x3", K.gather_conv3x3(hw, tile, layer, s, n, True,
-                                                          "halo_conv3x3")),
-                        *_shortcut(hw, tile, layer),
-                        ("conv1x1_scatter_add", K.conv1x1_scatter_add(hw, tile, layer, s, n))]
-                + _relu(hw, layer), 1)
-    if pipeline == "whole":
-        block = K.gather_conv3x3(hw, tile, layer, s, n, True, "fused_block")
-        conv3 = K.conv1x1_scatter_add(hw, tile, layer, s, n, "fused_block")
-        block.merge(conv3)
-        inactive = (cells - n) * s * s * k * F32
-        out_map = K._map_bytes(layer, k, out=True)
-        return (head + [*_shortcut(hw, tile, layer), ("fused_block", block),
-                        ("copy_inactive", K.streaming(hw, "copy_inactive", 2 * inactive,
-                                                      out_map, max(cells - n, 1)))], 1)
-    if pipeline == "unfused":
-        span = layer.span(s)
-        h1_map = K._map_bytes(layer, w)
-        out_map = K._map_bytes(layer, k, out=True)
-        gathered = n * span * span * w * F32
-        return (head + [
-            ("conv1", K.dense_conv1x1(hw, tile, layer, c, w, pixels_in, "conv1x1", x_map)),
-            ("gather_patches", K.streaming(hw, "gather_patches", 2 * gathered, h1_map,
-                                           max(n, 1))),
-            ("gathered_conv3x3", K.gather_conv3x3(hw, tile, layer, s, n,
-                                                  kind="gathered_conv3x3")),
-            ("patch_conv1x1", K.conv1x1_scatter_add(hw, tile, layer, s, n, "patch_conv1x1",
-                                                    scatter=False)),
-            ("scatter_patches", K.streaming(hw, "scatter_patches",
-                                            2 * cells * s * s * k * F32, out_map, cells)),
-            *_shortcut(hw, tile, layer),
-            ("add_relu", K.streaming(hw, "add_relu", 3 * out_map, out_map, out_map / 256))],
-            1)
-    raise ValueError(f"unknown pipeline {pipeline!r}; choose from {PIPELINES}")
+    if granularity is None:
+        work, syncs = _dense_block(hw, tile, layer), 0
+    else:
+        context = _Context(hw, tile, layer, granularity, active, dilated_pixels)
+        block = layer.geometry(granularity)
+        steps = get_pipeline(pipeline).steps_for(block)
+        work = _downsample(hw, tile, layer)
+        for step in steps:
+            if step.kernel not in MODELS:
+                raise ValueError(f"no latency model for kernel {step.kernel!r} (step "
+                                 f"{step.name!r} of pipeline {pipeline!r})")
+            work.append((step.name, MODELS[step.kernel](context, *step.args(block))))
+        syncs = sum(isinstance(step, Scan) for step in steps)
+    return [(label, K.with_cold_weights(hw, w, footprint)) for label, w in work], syncs
 
 
 def predict_block(hw: Hardware, layer: BlockLayer, granularity: int | None, rate: float,
@@ -150,11 +183,12 @@ def predict_block(hw: Hardware, layer: BlockLayer, granularity: int | None, rate
                   footprint_bytes: float | None = None) -> BlockPrediction:
     """Predicted latency of one block. ``rate``: expected fraction of active patches (cells
     active independently); ``active_cells``: an exact patch list instead. ``granularity``
-    None (or pipeline "dense"): the dense block. ``footprint_bytes``: see :func:`block_work`
-    (a network passes its whole footprint: every block's weights arrive cold)."""
-    if pipeline == "dense" or granularity is None:
-        work, syncs = block_work(hw, layer, None, "dense", 0.0, 0.0, footprint_bytes)
-        pipeline, granularity = "dense", None
+    None (or pipeline "static"): the static dense block. ``footprint_bytes``: see
+    :func:`block_work` (a network passes its whole footprint: every block's weights arrive
+    cold)."""
+    if pipeline == "static" or granularity is None:
+        work, syncs = block_work(hw, layer, None, "static", 0.0, 0.0, footprint_bytes)
+        pipeline, granularity = "static", None
     else:
         if not layer.fits(granularity):
             raise ValueError(f"S={granularity} does not fit the {layer.out_height}x"
@@ -176,14 +210,18 @@ def predict_block(hw: Hardware, layer: BlockLayer, granularity: int | None, rate
 
 
 def best_pipeline(hw: Hardware, layer: BlockLayer, granularity: int, rate: float,
-                  pipelines: Sequence[str] = ("fused", "halo"),
+                  pipelines: Sequence[str] = AUTO_CANDIDATES,
                   footprint_bytes: float | None = None) -> BlockPrediction:
-    """The fastest of ``pipelines`` for this block, S and r (``masker_conv1`` only where it
-    applies)."""
-    cands = [p for p in pipelines
-             if p != "masker_conv1" or (granularity, layer.stride) == (1, 1)]
-    return min((predict_block(hw, layer, granularity, rate, p,
-                              footprint_bytes=footprint_bytes) for p in cands),
-               key=lambda pred: pred.total_us)
+    """The fastest of ``pipelines`` (those that apply to the block) for this S and r."""
+    names = candidates_for(layer.geometry(granularity), pipelines)
+    if not names:
+        raise ValueError(f"none of the pipelines {list(pipelines)} applies to "
+                         f"{layer.name or 'the block'} at S = {granularity}")
+    return min((predict_block(hw, layer, granularity, rate, p, footprint_bytes=footprint_bytes)
+                for p in names), key=lambda pred: pred.total_us)
 
+
+def known_kernels() -> set[str]:
+    """Kernel names of every pipeline step (each must have a model)."""
+    return {step.kernel for p in PIPELINES.values() for step in p.steps}
 

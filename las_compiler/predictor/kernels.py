@@ -275,7 +275,7 @@ def dense_conv3x3(hw, tile, layer: BlockLayer) -> Work:
     tiles = math.ceil(pixels / tile.pixels)
     map_bytes = _map_bytes(layer, w)
     once = 9 * w * w * F32 > 2 * map_bytes and hw.kind == "cpu"
-    work = conv_work(hw, tile, "conv3x3", tiles=tiles, pixels=pixels, reduce=9 * w,
+    work = conv_work(hw, tile, "conv2d", tiles=tiles, pixels=pixels, reduce=9 * w,
                  out_channels=w, in_bytes=map_bytes * 9 / layer.stride**2,
                  out_bytes=pixels * w * F32, map_bytes=map_bytes,
                  tasks=math.ceil(w / tile.channels) if once else tiles, weights_once=once,

@@ -3,11 +3,11 @@ LAS-ResNet, without building the PyTorch model (shapes follow torchvision's ResN
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry import BlockGeometry, PatchGeometry, patch_grid
 from ..models.las_resnet import STAGE_DEPTHS
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -44,7 +44,13 @@ class BlockLayer:
         return 1 <= granularity <= min(self.out_height, self.out_width)
 
     def grid(self, granularity: int) -> tuple[int, int]:
-        return (math.ceil(self.out_height / granularity), math.ceil(self.out_width / granularity))
+        return patch_grid(self.out_height, self.out_width, granularity)
+
+    def geometry(self, granularity: int) -> BlockGeometry:
+        """The block as the compiler's kernels see it at this S."""
+        return BlockGeometry(PatchGeometry(self.batch, self.height, self.width, granularity,
+                                           self.stride), self.in_channels, self.planes,
+                             self.out_channels, projected=self.downsample)
 
     def cells(self, granularity: int) -> int:
         gh, gw = self.grid(granularity)

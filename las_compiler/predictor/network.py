@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..block_pipelines import AUTO_CANDIDATES
 from ..models.granularity import format_granularity, parse_granularity
 from ..models.las_resnet import STAGE_DEPTHS
 from . import kernels as K
@@ -71,7 +72,7 @@ def fixed_parts_us(hw: Hardware, height: int, width: int, batch: int) -> float:
 
 def predict_network(hw: Hardware, model: str, granularity, rate: float, height: int = 224,
                     width: int | None = None, batch: int = 1,
-                    pipelines: Sequence[str] = ("fused",)) -> NetworkPrediction:
+                    pipelines: Sequence[str] = AUTO_CANDIDATES) -> NetworkPrediction:
     """Dense vs dynamic latency of every block of ``model`` with S per ``granularity``
     (``"4-4-2-1"``, an int, or one S per block) at activation rate ``rate``; each block uses
     the fastest of ``pipelines`` by the model."""
@@ -82,7 +83,7 @@ def predict_network(hw: Hardware, model: str, granularity, rate: float, height: 
             raise ValueError(f"S={s} does not fit the {layer.out_height}x{layer.out_width} "
                              f"output map of {layer.name}")
     footprint = network_footprint_bytes(layers)
-    blocks = tuple((predict_block(hw, layer, None, 1.0, "dense", footprint_bytes=footprint),
+    blocks = tuple((predict_block(hw, layer, None, 1.0, "static", footprint_bytes=footprint),
                     best_pipeline(hw, layer, s, rate, pipelines, footprint))
                    for layer, s in zip(layers, per_block, strict=True))
     return NetworkPrediction(hw.name, model, tuple(per_block), rate, blocks,
@@ -119,7 +120,7 @@ class Selection:
 def select_granularity(hw: Hardware, model: str, rate: float, per: str = "stage",
                        candidates: Sequence[int] = CANDIDATE_S, height: int = 224,
                        width: int | None = None, batch: int = 1,
-                       pipelines: Sequence[str] = ("fused",)) -> Selection:
+                       pipelines: Sequence[str] = AUTO_CANDIDATES) -> Selection:
     """For each stage (or block), the S in ``candidates`` that fits every block there and
     minimises predicted latency at rate ``rate``."""
     if per not in ("stage", "block"):

@@ -221,3 +221,31 @@ def get_hardware(spec: str) -> Hardware:
         return load_hardware(spec)
     raise HardwareError(f"unknown hardware {spec!r}: use one of {', '.join(BUILTIN_NAMES)} or "
                         f"a profile .json file")
+
+
+# CUDA compute capability -> the built-in profile of that device family
+GPU_PROFILES = {"sm_53": "nano", "sm_61": "gtx1080", "sm_62": "tx2", "sm_70": "v100",
+                "sm_86": "rtx3090", "sm_90": "h100"}
+
+
+def hardware_for_target(target) -> Hardware:
+    """The profile the compiler reasons with for a TVM target: this machine's (calibrated
+    when available) for a CPU target of this machine's architecture, the Jetson TX2's
+    Cortex-A57 for an aarch64 cross target, a GPU by its ``arch``."""
+    kind = target.kind.name
+    if kind == "llvm":
+        triple = str(target.attrs.get("mtriple", "") or "")
+        machine = platform.machine().replace("amd64", "x86_64").replace("arm64", "aarch64")
+        if not triple or triple.split("-")[0] == machine:
+            return host_profile()[0]
+        if triple.startswith("aarch64"):
+            return get_hardware("tx2-cpu")
+        raise HardwareError(f"no hardware profile for CPU target {triple}; pass one "
+                            f"explicitly (built in: {', '.join(BUILTIN_NAMES)})")
+    if kind == "cuda":
+        arch = str(target.attrs.get("arch", "") or "")
+        if arch in GPU_PROFILES:
+            return get_hardware(GPU_PROFILES[arch])
+        raise HardwareError(f"no hardware profile for CUDA arch {arch or '(none)'}; known: "
+                            f"{', '.join(f'{a} ({n})' for a, n in GPU_PROFILES.items())}")
+    raise HardwareError(f"no hardware profile for target kind {kind!r}")

@@ -2,8 +2,9 @@
 
 from .apply_schedule_rules import ApplyScheduleRules
 from .cancel_transpose_pairs import CancelTransposePairs
+from .choose_block_pipelines import ChooseBlockPipelines
 from .lower_dense_conv import LowerDenseConv
-from .lower_las_ops import PIPELINES, LowerLASOps, auto_pipeline
+from .lower_las_ops import LowerLASOps
 
-__all__ = ["PIPELINES", "ApplyScheduleRules", "CancelTransposePairs", "LowerDenseConv",
-           "LowerLASOps", "auto_pipeline"]
+__all__ = ["ApplyScheduleRules", "CancelTransposePairs", "ChooseBlockPipelines",
+           "LowerDenseConv", "LowerLASOps"]

@@ -1,19 +1,28 @@
 """ApplyScheduleRules: schedule every PrimFunc of the module for the target.
 
-Our kernels get the per-target rules of ``las_compiler.schedules``, with the knobs of a
-tuning log's best record where the log has one (``las_compiler.tuning``); the legalised
-remainder (pooling, classifier, reshapes) gets dlight's CPU rules or our generic fallback. A
-function is scheduled once and marked ``tirx.is_scheduled``. The log's ``tuned`` /
-``untuned`` lists name the tunable kernels that found a record and those that fell back to the
-rules' defaults.
+1. Our tunable kernels with a record in the tuning log: the rule that owns the kernel
+   schedules it with the record's knobs (``TuningLog.best_knobs``).
+2. Everything else: the target family's rule list (``las_compiler.schedules.rules_for``: our
+   rules, dlight's, a generic fallback) through TVM's own ``dl.ApplyDefaultSchedule``.
+3. A kernel of ours that no rule took is an error naming it.
+
+The log's ``tuned`` / ``untuned`` lists name the tunable kernels that found a record and those
+that fell back to the rules' defaults.
 """
 
 from __future__ import annotations
 
 import tvm
+from tvm.s_tir import dlight
 
-from ..schedules import schedule_function
-from ..schedules.base import new_schedule
+from ..schedules import rule_for, rules_for, schedule
+from ..schedules.analysis import kernel_kind
+
+SCHEDULED = "tirx.is_scheduled"
+
+
+def _scheduled(func) -> bool:
+    return func.attrs is not None and SCHEDULED in func.attrs
 
 
 @tvm.transform.module_pass(opt_level=0, name="ApplyScheduleRules")
@@ -22,29 +31,29 @@ class ApplyScheduleRules:
         self.target = target
         self.tuning_log = tuning_log
 
-    def _schedule(self, name: str, func):
-        if self.tuning_log is not None:
-            from ..tuning.knobs import knob_space, schedule_with_knobs
-
-            if knob_space(func, self.target) is not None:
-                knobs = self.tuning_log.best_knobs(func)
-                if knobs is None:
-                    self.tuning_log.untuned.append(name)
-                else:
-                    self.tuning_log.tuned.append(name)
-                    sch = new_schedule(func)
-                    schedule_with_knobs(sch, func, self.target, knobs.pixels,
-                                        knobs.channel_outer)
-                    return sch.mod["main"]
-        return schedule_function(func, self.target)
+    def _tuned(self, mod: tvm.IRModule) -> tvm.IRModule:
+        for gvar, func in list(mod.functions_items()):
+            if not isinstance(func, tvm.tirx.PrimFunc) or _scheduled(func):
+                continue
+            rule = rule_for(func, self.target)
+            if rule is None or rule.knob_space(func, self.target) is None:
+                continue
+            knobs = self.tuning_log.best_knobs(func)
+            (self.tuning_log.untuned if knobs is None else self.tuning_log.tuned).append(
+                gvar.name_hint)
+            if knobs is not None:
+                mod[gvar] = schedule(func, self.target, knobs).with_attr(SCHEDULED, True)
+        return mod
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        updates = {}
-        for gvar, func in mod.functions_items():
-            if isinstance(func, tvm.tirx.PrimFunc) and not (
-                    func.attrs is not None and "tirx.is_scheduled" in func.attrs):
-                scheduled = self._schedule(gvar.name_hint, func)
-                updates[gvar] = scheduled.with_attr("tirx.is_scheduled", True)
-        for gvar, func in updates.items():
-            mod[gvar] = func
+        if self.tuning_log is not None:
+            mod = self._tuned(mod)
+        with self.target:
+            mod = dlight.ApplyDefaultSchedule(*rules_for(self.target))(mod)
+        missed = [gvar.name_hint for gvar, func in mod.functions_items()
+                  if isinstance(func, tvm.tirx.PrimFunc) and kernel_kind(func) is not None
+                  and not _scheduled(func)]
+        if missed:
+            raise ValueError(f"no schedule rule for {self.target.kind.name} took the kernels "
+                             f"{missed}")
         return mod

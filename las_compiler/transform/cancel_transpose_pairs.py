@@ -1,5 +1,8 @@
 """CancelTransposePairs: ``permute_dims(permute_dims(t, a), b)`` -> ``t`` when b undoes a.
 
+An identity ``permute_dims`` alone (ConvertLayout leaves one where a model's own transpose
+becomes a no-op in the new layout) is removed too: it would legalise to a copy.
+
 Layout conversion and LAS lowering each keep their own layout contract at op boundaries
 (ConvertLayout transposes back to NCHW around ops it does not know; LowerLASOps transposes to
 NHWC and back), so a network in NHWC end to end is a chain of such round trips. Composed
@@ -42,6 +45,8 @@ class _Rewriter(PyExprMutator):
         if outer is None:
             return new
         arg = new.args[0]
+        if outer == tuple(range(len(outer))):
+            return arg
         inner_value = self.lookup_binding(arg) if isinstance(arg, relax.Var) else None
         inner = _axes(inner_value)
         if inner is None:

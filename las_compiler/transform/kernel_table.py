@@ -1,17 +1,17 @@
-"""Insert kernel PrimFuncs into a module being rewritten, once per (generator, arguments).
+"""Insert kernel PrimFuncs into a module being rewritten, once per (kernel, arguments).
 
 A network repeats layer shapes (ResNet-50's stage 3 has five identical blocks), so lowering
 passes ask for the same kernel many times; the table returns the existing GlobalVar and the
-module holds one copy.
+module holds one copy. Kernels are asked for by their registered name (``las_compiler.op``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import tvm
 from tvm import relax
+
+from ..op.registry import get_kernel
 
 OPAQUE_PATTERN = 8  # relax OpPatternKind::kOpaque
 
@@ -21,26 +21,25 @@ class KernelTable:
 
     def __init__(self, builder: relax.BlockBuilder):
         self._builder = builder
-        self._vars: dict[tuple, relax.GlobalVar] = {}
+        self._vars: dict[tuple, tuple[relax.GlobalVar, tvm.tirx.PrimFunc]] = {}
         self._count: dict[str, int] = {}
 
-    def get(self, generator: Callable, *args) -> relax.GlobalVar:
-        key = (generator, args)
+    def get(self, kernel: str, *args) -> tuple[relax.GlobalVar, tvm.tirx.PrimFunc]:
+        """(GlobalVar, PrimFunc) of ``kernel(*args)``, added on first use."""
+        key = (kernel, args)
         if key not in self._vars:
-            func = generator(*args)
-            kind = str(func.attrs["las.kernel"]) if func.attrs and "las.kernel" in func.attrs \
-                else generator.__name__
             # opaque to FuseOps: a kernel is already the fusion we want, and in-place kernels
             # (same buffer as input and output) must not be merged with their neighbours
-            func = func.with_attr("op_pattern", OPAQUE_PATTERN).without_attr("global_symbol")
-            # "<kind>_<i>": names such as conv1x1 end in digits, so a bare counter would read
+            func = get_kernel(kernel)(*args).with_attr("op_pattern", OPAQUE_PATTERN) \
+                .without_attr("global_symbol")
+            # "<kernel>_<i>": names such as conv1x1 end in digits, so a bare counter would read
             # as another kernel (conv1x15)
             taken = {gv.name_hint for gv in self._builder.get().get_global_vars()}
-            index = self._count.get(kind, 0)
-            while f"{kind}_{index}" in taken:
+            index = self._count.get(kernel, 0)
+            while f"{kernel}_{index}" in taken:
                 index += 1
-            self._count[kind] = index + 1
-            self._vars[key] = self._builder.add_func(func, f"{kind}_{index}")
+            self._count[kernel] = index + 1
+            self._vars[key] = (self._builder.add_func(func, f"{kernel}_{index}"), func)
         return self._vars[key]
 
 
@@ -54,10 +53,3 @@ def numpy_of(expr: relax.Expr, what: str) -> np.ndarray:
         raise ValueError(f"{what} must be a compile-time constant (model weights), "
                          f"got {type(expr).__name__}")
     return expr.value.numpy()
-
-
-def fold_bn_arrays(weight, gamma, beta, mean, var, eps: float):
-    """Eval-mode BN folded into the preceding conv: (weight OIHW, bias), float32."""
-    scale = gamma / np.sqrt(var + eps)
-    return ((weight * scale[:, None, None, None]).astype(np.float32),
-            (beta - mean * scale).astype(np.float32))

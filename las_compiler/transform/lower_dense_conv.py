@@ -23,7 +23,6 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from .. import op
 from ..op.params import CHANNEL_BLOCK, pack_weight
 from .kernel_table import KernelTable, constant
 
@@ -170,9 +169,9 @@ class _Rewriter(PyExprMutator):
         if kh == 1 and pad[0] == 0:
             if stride[0] == 1:
                 x_new = self.builder_.emit(relax.op.reshape(x_new, (n * h * wd, c)))
-            gvar = self.kernels.get(op.conv1x1, n, h, wd, c, k, stride[0], epilogue)
+            gvar, _ = self.kernels.get("conv1x1", n, h, wd, c, k, stride[0], epilogue)
         else:
-            gvar = self.kernels.get(op.conv2d, n, h, wd, c, k, kh, stride[0], pad[0], epilogue)
+            gvar, _ = self.kernels.get("conv2d", n, h, wd, c, k, kh, stride[0], pad[0], epilogue)
         y = self.builder_.emit(relax.call_tir(
             gvar, [x_new, constant(pack_weight(w)), constant(b), res],
             out_ty=relax.TensorType((m, k), "float32")))
@@ -191,7 +190,7 @@ class _Rewriter(PyExprMutator):
         b_pad = np.zeros(padded, np.float32)
         b_pad[:k] = b
         n = int(x.ty.shape[0])
-        gvar = self.kernels.get(op.conv1x1, n, 1, 1, c, padded, 1, "none")
+        gvar, _ = self.kernels.get("conv1x1", n, 1, 1, c, padded, 1, "none")
         y = self.builder_.emit(relax.call_tir(
             gvar, [self.visit_expr(x), constant(pack_weight(w_oi)), constant(b_pad),
                    constant(np.zeros((1, 1)))],

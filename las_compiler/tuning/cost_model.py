@@ -16,8 +16,8 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from ..predictor.hardware import Hardware
+from ..schedules.knobs import knobs_from_trace
 from .kernel_model import predicted_us
-from .knobs import knobs_from_trace
 
 COST_MODELS = ("seeded", "xgb", "random")
 

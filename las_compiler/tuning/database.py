@@ -22,8 +22,8 @@ import tvm
 import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
-from ..schedules.base import kernel_kind
-from .knobs import Knobs, knobs_from_trace
+from ..schedules.analysis import kernel_kind
+from ..schedules.knobs import knobs_from_trace
 
 WORKLOADS, RECORDS = "database_workload.json", "database_tuning_record.json"
 
@@ -137,7 +137,8 @@ class TuningLog:
                 return record
         return None
 
-    def best_knobs(self, func: tvm.tirx.PrimFunc) -> Knobs | None:
+    def best_knobs(self, func: tvm.tirx.PrimFunc) -> dict | None:
+        """The knob values (``{name: value}``) of the best record for ``func``, or None."""
         record = self.best_record(func)
         return knobs_from_trace(record.trace) if record is not None else None
 

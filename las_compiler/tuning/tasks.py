@@ -14,14 +14,13 @@ import math
 import re
 from dataclasses import dataclass
 
-import numpy as np
 import tvm
 import tvm_ffi
 
-from ..op.sparse_rows import ROW_GROUP
-from ..schedules.base import kernel_kind
+from ..op.sparse_rows import ROW_GROUP, ROW_KERNELS
+from ..schedules.analysis import kernel_kind
 from .database import _symbolic_params, normalize, specialize_counts
-from .knobs import ROW_KERNELS, knob_space
+from .space import knob_space
 
 
 @dataclass
@@ -59,23 +58,16 @@ def representative_shapes(func: tvm.tirx.PrimFunc, rate: float) -> list[tuple[in
     return shapes
 
 
-def lowered_module(model, example_input, target, pipelines="auto") -> tvm.IRModule:
-    """The model's Relax module with every kernel lowered, before scheduling."""
-    import torch
-
-    from ..frontend import export_las_resnet, import_exported_program
+def lowered_module(model, example_input, target, pipelines="auto",
+                   expected_rate: float = 0.5) -> tvm.IRModule:
+    """The model's Relax module with every kernel lowered (the compiler's own frontend and
+    phases 1-4), before scheduling."""
+    from ..frontend import import_torch
     from ..pipeline import lowering_passes
-    from ..transform import auto_pipeline
 
-    dynamic = list(model.dynamic_blocks())
-    if isinstance(pipelines, str):
-        pipelines = [auto_pipeline(b.granularity) if pipelines == "auto" else pipelines
-                     for b in dynamic]
-    if not isinstance(example_input, torch.Tensor):
-        example_input = torch.as_tensor(np.asarray(example_input))
-    mod = import_exported_program(export_las_resnet(model, example_input, ()))
-    with tvm.transform.PassContext(opt_level=3), target:
-        return lowering_passes(target, pipelines)(mod)
+    mod = import_torch(model, example_input, (), pipelines)
+    with tvm.transform.PassContext(opt_level=3):
+        return lowering_passes(target, expected_rate)(mod)
 
 
 def extract_tasks(mod: tvm.IRModule, target, rate: float) -> list[Task]:

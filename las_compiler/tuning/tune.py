@@ -1,10 +1,11 @@
 """Tune the kernels of a model with meta_schedule, into a stock JSONDatabase.
 
-Per task: our design space (:mod:`.knobs`), evolutionary search with the knob mutator, the
-chosen cost model (:mod:`.cost_model`), a local or RPC runner, and the shared database in the
-log directory. Resumable: a task's measured records count towards its trials, so re-running
-continues where it stopped; every measured batch is appended to the database before the next
-starts, and :func:`.database.open_log` drops a record a killed tuner left half-written.
+Per task: the design space of the kernel's rule (:mod:`.space`), evolutionary search with the
+knob mutator, the chosen cost model (:mod:`.cost_model`), a local or RPC runner, and the
+shared database in the log directory. Resumable: a task's measured records count towards its
+trials, so re-running continues where it stopped; every measured batch is appended to the
+database before the next starts, and :func:`.database.open_log` drops a record a killed tuner
+left half-written.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import tvm
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from ..schedules.knobs import knobs_from_trace
+from ..target import device_of
 from .cost_model import make_cost_model
 from .database import open_log
-from .knobs import Knobs, design_space, knob_space, knobs_from_trace, schedule_with_knobs
 from .mutator import MutateKnob
+from .space import design_space, knob_space, schedule_with_knobs
 from .tasks import Task
 
 BUILD_FUNC = "las_compiler.tuning.build"
@@ -190,7 +193,7 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
         self.label, self.total, self.done, self.log = label, total, done, log
         self.best = math.inf
         self.history: list[float] = []  # mean seconds per candidate, in measurement order
-        self.knobs: list[Knobs] = []  # the knobs of each entry of history
+        self.knobs: list[dict] = []  # the knobs of each entry of history
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
               runner_results) -> None:
@@ -213,25 +216,20 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
 
 def untuned_ms(task: Task, target, repeats: int = 20) -> float:
     """Latency of the rule's default knobs, measured locally (time_evaluator)."""
-    from ..schedules import schedule_kernel
+    from ..schedules import schedule
 
-    func = schedule_kernel(task.mod["main"], target)
+    func = schedule(task.mod["main"], target)
     return _time_local(func, target, repeats)
 
 
 def tuned_ms(task: Task, target, knobs, repeats: int = 20) -> float:
-    from tvm import s_tir
-
-    func = task.mod["main"]
-    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
-    schedule_with_knobs(sch, func, target, knobs.pixels, knobs.channel_outer)
-    return _time_local(sch.mod["main"], target, repeats)
+    return _time_local(schedule_with_knobs(task.mod["main"], target, knobs), target, repeats)
 
 
 def _time_local(func, target, repeats: int) -> float:
     """Median milliseconds of a scheduled kernel here, on the runner's kind of arguments."""
     module = tvm.compile(tvm.IRModule({"main": func}), target=target).jit()
-    dev = tvm.cpu()
+    dev = device_of(target)
     info = [["TENSOR", str(p.dtype), [int(d) for d in p.shape]] for p in func.params]
     args = _arguments(dev, info, 1)[0]
     timer = module.time_evaluator("main", dev, number=3, repeat=repeats)
@@ -289,6 +287,13 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
     return results
 
 
+def format_knobs(knobs: dict) -> str:
+    """``pixels=12 channel-outer``: the knob values of a record, booleans by name."""
+    return " ".join(f"{name}={value}" if name == "pixels" else name.replace("_", "-")
+                    for name, value in sorted(knobs.items(), key=lambda kv: kv[0] != "pixels")
+                    if name == "pixels" or value)
+
+
 def format_results(results: Sequence[TaskResult]) -> str:
     lines = [f"{'task':<28}{'calls':>6}{'trials':>8}{'best ms':>10}{'untuned ms':>12}"
              f"{'speedup':>9}  knobs   (best: the runner; untuned/speedup: re-measured here)"]
@@ -296,8 +301,35 @@ def format_results(results: Sequence[TaskResult]) -> str:
         best = f"{r.best_ms:.3f}" if r.best_ms else "-"
         untuned = f"{r.untuned_ms:.3f}" if r.untuned_ms else "-"
         speedup = f"{r.speedup:.2f}x" if r.speedup else "-"
-        knobs = (f"pixels={r.knobs.pixels}{' channel-outer' if r.knobs.channel_outer else ''}"
-                 if r.knobs else "-")
+        knobs = format_knobs(r.knobs) if r.knobs else "-"
         lines.append(f"{r.name:<28}{r.weight:>6}{r.trials:>8}{best:>10}{untuned:>12}"
                      f"{speedup:>9}  {knobs}")
     return "\n".join(lines)
+
+
+def tune_model(model, example_input, target, trials: int, log_dir=None,
+               cost_model: str = "seeded", rate: float = 0.5, rpc_tracker: str | None = None,
+               rpc_key: str | None = None, seed: int = 0,
+               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)
+               ) -> tuple[list[TaskResult], Path]:
+    """Tune every tunable kernel of an eval-mode LAS model for ``target`` into ``log_dir``
+    (default ``tuning_logs/<target name>/``); kernels with a symbolic patch count are tuned at
+    ``rate`` x their largest count. Returns (per-task results, the log directory)."""
+    from . import REPO_LOGS, log_name
+    from .cost_model import COST_MODELS
+    from .tasks import extract_tasks, lowered_module
+
+    if cost_model not in COST_MODELS:
+        raise ValueError(f"unknown cost model {cost_model!r}; choose from {COST_MODELS}")
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    if "cpu" not in target.keys:
+        raise ValueError(f"tuning needs a CPU target here (no GPU on this machine); got "
+                         f"{target.kind.name}")
+    tasks = extract_tasks(lowered_module(model, example_input, target, expected_rate=rate),
+                          target, rate)
+    log(f"{len(tasks)} tunable kernels ({target})")
+    directory = Path(log_dir) if log_dir else REPO_LOGS / log_name(target)
+    results = tune_tasks(tasks, target, directory, trials, cost_model, rpc_tracker=rpc_tracker,
+                         rpc_key=rpc_key, seed=seed, log=log)
+    return results, directory

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import tvm
 
-from ..base import ScheduleRule
+from ..base import LASRule
 
 
-class CPURule(ScheduleRule):
+class CPURule(LASRule):
     """Available on LLVM CPU targets: x86 keys ``("cpu",)``, aarch64 ``("arm_cpu", "cpu")``."""
 
     def is_target_available(self, target: tvm.target.Target) -> bool:

@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import tvm
 from tvm import s_tir
+from tvm.s_tir.dlight import ScheduleRule
 
-from .base import CPURule
+from ..analysis import kernel_kind, root_blocks
+from ..base import new_schedule
 
 _ITER_SPATIAL = 0
 
 
-class Generic(CPURule):
+class Generic(ScheduleRule):
+    def is_target_available(self, target: tvm.target.Target) -> bool:
+        return "cpu" in target.keys
+
     def apply(self, func, target, _tunable: bool = False) -> s_tir.Schedule | None:
-        if not self.is_target_available(target) or not isinstance(func, tvm.tirx.PrimFunc):
+        if not isinstance(func, tvm.tirx.PrimFunc) or not self.is_target_available(target) \
+                or kernel_kind(func) is not None:
             return None
-        sch = s_tir.Schedule(tvm.IRModule({"main": func}))
-        try:
-            blocks = sch.get_child_blocks(sch.get_sblock("root"))
-        except Exception:  # noqa: BLE001 - no root block: nothing to schedule
-            return sch
-        for block in blocks:
+        sch = new_schedule(func)
+        for block in root_blocks(sch):
             _parallel_vectorize(sch, block)
         return sch
 

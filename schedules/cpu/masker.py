@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from tvm import s_tir
 
-from ..base import kernel_kind, new_schedule
+from ..analysis import kernel_kind
 from .base import CPURule
 
 
 class MaskerRule(CPURule):
-    def apply(self, func, target) -> s_tir.Schedule | None:
-        if not self.is_target_available(target) or kernel_kind(func) != "masker":
-            return None
-        sch = new_schedule(func)
+    def matches(self, func) -> bool:
+        return kernel_kind(func) == "masker"
+
+    def schedule(self, sch, func, target, knobs) -> s_tir.Schedule:
         pool, logits, compare = (sch.get_sblock(n) for n in ("pool", "logits", "compare"))
         partial = None
         channels = sch.get_loops(logits)[-1]

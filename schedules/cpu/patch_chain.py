@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from tvm import s_tir
 
-from ..base import check, new_schedule
+from ..analysis import has_attr
+from ..base import check
 from .base import CPURule
 from .tiled_conv import get_config, tile_reduction
 
@@ -35,17 +36,12 @@ def parse_chain(text: str) -> list[tuple[str, str, int]]:
 
 
 class PatchChain(CPURule):
-    def __init__(self, config=None):
-        self.config = config
+    def matches(self, func) -> bool:
+        return has_attr(func, "las.chain")
 
-    def apply(self, func, target) -> s_tir.Schedule | None:
-        if not self.is_target_available(target) or func.attrs is None:
-            return None
-        if "las.chain" not in func.attrs:
-            return None
-        cfg = self.config or get_config(target)
+    def schedule(self, sch, func, target, knobs) -> s_tir.Schedule:
+        cfg = get_config(target)
         chain = parse_chain(func.attrs["las.chain"])
-        sch = new_schedule(func)
         get = sch.get_sblock
         patch = sch.get_loops(get(chain[-1][0]))[0]
         for conv, epilogue, _ in reversed(chain[:-1]):

@@ -24,17 +24,28 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 
-import numpy as np
 import tvm
 from tvm import s_tir
 
-from ..base import check, kernel_kind, new_schedule
+from ...op.sparse_rows import ROW_GROUP, ROW_KERNELS
+from ..analysis import (
+    has_attr,
+    has_outer_loop,
+    input_row_bytes,
+    is_static,
+    kernel_kind,
+    loops_by_iter,
+    static_extent,
+    weights_dominate,
+)
+from ..base import check
+from ..knobs import Knob, KnobSpace
 from .base import CPURule, vector_bits
 
 
 @dataclass(frozen=True)
 class Config:
-    """Knobs; with tuning, the same fields become the search space."""
+    """Knobs; with tuning, ``pixels`` and ``channel_outer`` are the search space."""
 
     pixels: int = 6  # output pixels per register tile (an ExprRV while tuning)
     channels: int = 16  # output channels per register tile (= weight packing)
@@ -60,11 +71,14 @@ def get_config(target: tvm.target.Target, func: tvm.tirx.PrimFunc | None = None)
     if func is not None and _is_x86(target) and pixels > L1_ROWS_HELD_4K:
         if (input_row_bytes(func) or 1) % L1_WAY_BYTES == 0:
             pixels = 6
-    return Config(pixels=pixels, channel_outer=_weights_dominate(func))
+    return Config(pixels=pixels, channel_outer=weights_dominate(func))
 
 
 L1_WAY_BYTES = 4096  # x86 L1D: 8 ways (Zen, Skylake) or 12 ways (Ice Lake and later) of 4 KB
 L1_ROWS_HELD_4K = 7  # rows 4 KB apart an 8-way L1 keeps beside the weights
+# register tiles the rule can hold without spilling: 16 output channels are 1 zmm (AVX-512,
+# 32 registers), 2 ymm (AVX2, 16) or 4 q (NEON, 32); a tile needs pixels x that + weights
+PIXEL_CHOICES = {512: (4, 6, 8, 12, 16, 24), 256: (2, 3, 4, 6), 128: (2, 3, 4, 6)}
 
 
 def _is_x86(target: tvm.target.Target) -> bool:
@@ -73,57 +87,44 @@ def _is_x86(target: tvm.target.Target) -> bool:
     return triple.startswith("x86_64") if triple else platform.machine() in ("x86_64", "AMD64")
 
 
-def input_row_bytes(func: tvm.tirx.PrimFunc) -> int:
-    """Bytes between the input rows of one pixel tile: the input's channels (fp32), times the
-    stride when a kernel without a patch loop reads an NHWC map at a stride (0: unknown).
-    Kernels with a patch or row-group loop read staged windows or listed rows, one row of
-    channels each."""
-    if func.attrs is None or "las.reduce_block" not in func.attrs or not func.params:
-        return 0
-    shape = getattr(func.params[0], "shape", None)
-    if not shape or not isinstance(shape[-1], tvm.tirx.IntImm):
-        return 0
-    row = int(shape[-1]) * 4
-    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
-    block = sch.get(sch.get_sblock(str(func.attrs["las.reduce_block"])))
-    spatial = block.iter_vars[: len(block.iter_vars) - int(func.attrs["las.num_reduce"])]
-    dims = [int(d) for d in shape if isinstance(d, tvm.tirx.IntImm)]
-    pixel = spatial[-2].dom.extent if len(spatial) == 2 else None
-    if len(dims) == 4 == len(shape) and isinstance(pixel, tvm.tirx.IntImm) and int(pixel) > 0:
-        stride = max(1, round(float(np.sqrt(dims[0] * dims[1] * dims[2] / int(pixel)))))
-        row *= stride
-    return row
-
-
-def _weights_dominate(func: tvm.tirx.PrimFunc | None) -> bool:
-    """Packed weights ``w`` larger than twice the first (input) parameter, static shapes."""
-    if func is None:
-        return False
-    sizes = []
-    for param in func.params:
-        shape = getattr(param, "shape", None)
-        if shape is None or not all(isinstance(d, tvm.tirx.IntImm) for d in shape):
-            return False  # symbolic (sparse) kernels have an outer patch loop instead
-        sizes.append((str(param.name), int(np.prod([int(d) for d in shape]))))
-    weights = dict(sizes).get("w")
-    return weights is not None and bool(sizes) and weights > 2 * sizes[0][1]
-
 class TiledConv(CPURule):
-    """The micro-kernel rule; ``config=None`` picks :func:`get_config` per target."""
+    """The micro-kernel rule (see the module docstring).
+
+    Knobs: ``pixels`` (the register tile's pixel count) and, for dense kernels without an
+    outer patch loop, ``channel_outer`` (structural: a loop order). ``config`` fixes the
+    default knobs (tests; None: :func:`get_config` per target and kernel)."""
 
     def __init__(self, config: Config | None = None):
         self.config = config
 
-    def apply(self, func, target) -> s_tir.Schedule | None:
-        if not self.is_target_available(target) or func.attrs is None:
-            return None
-        if "las.reduce_block" not in func.attrs:
-            return None
-        return self.schedule(new_schedule(func), func, self.config or get_config(target, func))
+    def matches(self, func) -> bool:
+        return has_attr(func, "las.reduce_block") and not has_attr(func, "las.chain")
 
-    def schedule(self, sch: s_tir.Schedule, func, cfg: Config) -> s_tir.Schedule:
-        """Apply the strategy to ``sch`` (a fresh or a traced meta_schedule schedule of
-        ``func``) with knobs ``cfg``; ``cfg.pixels`` may be a sampled ExprRV."""
+    def knob_space(self, func, target) -> KnobSpace:
+        pixels = PIXEL_CHOICES[min(vector_bits(target), 512)]
+        if kernel_kind(func) in ROW_KERNELS:  # a tile must divide a group (no predicate)
+            pixels = tuple(p for p in pixels if ROW_GROUP % p == 0)
+        default = get_config(target, func)
+        if default.pixels not in pixels:
+            pixels = tuple(sorted({*pixels, default.pixels}))
+        # the loop-order knob exists for kernels without an outer patch/group loop (dense)
+        outer = (False, True) if is_static(func) and not has_outer_loop(func) else (False,)
+        return KnobSpace((Knob("channel_outer", outer, structural=True),
+                          Knob("pixels", pixels)))
+
+    def default_knobs(self, func, target) -> dict:
+        cfg = self.config or get_config(target, func)
+        return {"pixels": cfg.pixels, "channel_outer": cfg.channel_outer,
+                "channels": cfg.channels}
+
+    def anchor_block(self, sch, func):
+        return sch.get_sblock(str(func.attrs["las.reduce_block"]))
+
+    def schedule(self, sch: s_tir.Schedule, func, target, knobs: dict) -> s_tir.Schedule:
+        """Apply the strategy to ``sch`` with these knobs; ``knobs["pixels"]`` may be a
+        sampled ExprRV."""
+        cfg = Config(pixels=knobs["pixels"], channels=knobs.get("channels", 16),
+                     channel_outer=bool(knobs.get("channel_outer", False)))
         conv = sch.get_sblock(str(func.attrs["las.reduce_block"]))
         num_reduce = int(func.attrs["las.num_reduce"])
         producers = sch.get_producers(conv)
@@ -154,11 +155,11 @@ def tile_reduction(sch: s_tir.Schedule, conv, epilogue, num_reduce: int, cfg: Co
     1 x 16 tile per patch reloads every weight for every patch. Producers (window staging)
     then run once at root instead of per patch.
     """
-    roles = _loops_by_iter(sch, conv)  # one entry per block iter; None for a unit loop
+    roles = loops_by_iter(sch, conv)  # one entry per block iter; None for a unit loop
     outer = [loop for loop in roles[: -(num_reduce + 2)] if loop is not None]
     pixel, channel = roles[-(num_reduce + 2)], roles[-(num_reduce + 1)]
     reductions = [loop for loop in roles[-num_reduce:] if loop is not None]
-    per_patch = _extent(sch, pixel)
+    per_patch = static_extent(sch, pixel)
     # S = 1 only: with S = 2 (AVX-512, 3 patches per tile) the predicate on the symbolic
     # pixel count stays in the inner loop and the kernel ran 2.4x slower than per patch
     fused_patches = patches_as_pixels and len(outer) == 1 and per_patch == 1
@@ -205,26 +206,6 @@ def tile_reduction(sch: s_tir.Schedule, conv, epilogue, num_reduce: int, cfg: Co
                              lambda p, m, k: ((p * per_patch + m) % tile, k % lanes),
                              assume_injective_transform=True)
     return outer
-
-
-def _extent(sch: s_tir.Schedule, loop) -> int:
-    """Static extent of a loop (1 for a missing unit loop; large for a symbolic one)."""
-    if loop is None:
-        return 1
-    extent = sch.get(loop).extent
-    return int(extent) if isinstance(extent, tvm.tirx.IntImm) else 1 << 30
-
-
-def _loops_by_iter(sch: s_tir.Schedule, block) -> list:
-    """The loop bound to each iterator of ``block`` (None where no loop remains: schedule
-    primitives such as compute_at drop unit-extent loops, so positions alone mislead)."""
-    loops = sch.get_loops(block)
-    realize = sch.get(loops[-1]).body
-    check(isinstance(realize, s_tir.SBlockRealize),
-          "expected the reduction block directly under its innermost loop")
-    by_var = {sch.get(loop).loop_var: loop for loop in loops}
-    return [by_var.get(value) if isinstance(value, tvm.tirx.Var) else None
-            for value in realize.iter_values]
 
 
 def _parallel_root_stage(sch: s_tir.Schedule, block) -> None:

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from las_compiler import op
 from las_compiler.build import kernel_function
+from las_compiler.geometry import PatchGeometry
 from las_compiler.models import Masker
 from las_compiler.models.masker import dilate_mask, upsample_mask
-from las_compiler.op.geometry import PatchGeometry
 from las_compiler.op.params import pack_weight
 
 DEV = tvm.cpu()
@@ -75,7 +75,7 @@ def test_gather_conv3x3(target, g, rate, seed):
     b = RNG.standard_normal(k).astype("float32")
     idx = active_list(g, rate, seed)
     y = empty(len(idx), g.granularity**2, k)
-    kernel_function(op.gather_conv3x3, g, c, k, target=target)(
+    kernel_function("gather_conv3x3", g, c, k, target=target)(
         tensor(x), tensor(idx), tensor(pack_weight(w)), tensor(b), y)
     ref = torch.relu(F.conv2d(nchw(x), torch.from_numpy(w), torch.from_numpy(b),
                               stride=g.stride, padding=1))
@@ -94,7 +94,7 @@ def test_conv1x1_scatter_add_in_place(target, g, rate, seed):
     idx = active_list(g, rate, seed)
     y = RNG.standard_normal((len(idx), s * s, c)).astype("float32")
     out = tensor(identity)
-    kernel_function(op.conv1x1_scatter_add, g, c, k, target=target)(
+    kernel_function("conv1x1_scatter_add", g, c, k, target=target)(
         tensor(y), tensor(idx), tensor(pack_weight(w)), tensor(b), out, out)
     # reference: dense map of conv3 results at active patches, added to the identity
     gh, gw = g.grid
@@ -121,7 +121,7 @@ def test_masker_matches_the_pytorch_masker(target, g, seed):
     x = torch.randn(g.batch, c, g.height, g.width)
     expected = masker(x, g.granularity, g.stride).flatten().numpy().astype("int32")
     mask = empty(g.num_cells, dtype="int32")
-    kernel_function(op.masker, g, c, target=target)(
+    kernel_function("masker", g, c, target=target)(
         tensor(x.permute(0, 2, 3, 1).numpy()),
         tensor(masker.conv2.weight.detach().numpy()[:, :, 0, 0]),
         tensor(masker.conv2.bias.detach().numpy()), mask)
@@ -133,7 +133,7 @@ def test_compact_puts_active_cells_first(target, rate):
     cells = 37
     mask = (np.random.default_rng(1).random(cells) < rate).astype("int32")
     idx, count = empty(cells, dtype="int32"), empty(1, dtype="int32")
-    kernel_function(op.compact, cells, target=target)(tensor(mask), idx, count)
+    kernel_function("compact", cells, target=target)(tensor(mask), idx, count)
     n = int(count.numpy()[0])
     assert n == mask.sum()
     np.testing.assert_array_equal(idx.numpy()[:n], np.flatnonzero(mask))
@@ -158,7 +158,7 @@ def test_dense_conv1x1(target, stride, epilogue):
     y = empty(m, k)
     x_arg = x.reshape(-1, c) if stride == 1 else x
     res_arg = residual if epilogue == "add_relu" else np.zeros((1, 1), "float32")
-    kernel_function(op.conv1x1, n, h, w_, c, k, stride, epilogue, target=target)(
+    kernel_function("conv1x1", n, h, w_, c, k, stride, epilogue, target=target)(
         tensor(x_arg), tensor(pack_weight(w)), tensor(b), tensor(res_arg), y)
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-4, atol=1e-4)
 
@@ -183,7 +183,7 @@ def test_dense_conv2d(target, kernel, stride, padding, size, epilogue):
         ref = np.maximum(ref + residual, 0)
     res_arg = residual if epilogue == "add_relu" else np.zeros((1, 1), "float32")
     y = empty(*ref.shape)
-    kernel_function(op.conv2d, n, *size, c, k, kernel, stride, padding, epilogue,
+    kernel_function("conv2d", n, *size, c, k, kernel, stride, padding, epilogue,
                     target=target)(tensor(x), tensor(pack_weight(w)), tensor(b),
                                    tensor(res_arg), y)
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-4, atol=1e-4)
@@ -192,7 +192,7 @@ def test_dense_conv2d(target, kernel, stride, padding, size, epilogue):
 def test_relu_in_place(target):
     a = tensor(RNG.standard_normal(1000).astype("float32"))
     expected = np.maximum(a.numpy(), 0)
-    kernel_function(op.relu_inplace, 1000, target=target)(a, a)
+    kernel_function("relu_inplace", 1000, target=target)(a, a)
     np.testing.assert_array_equal(a.numpy(), expected)
 
 
@@ -210,7 +210,7 @@ def test_dilated_rows_are_the_pixels_active_windows_read(target, g, rate, seed):
     flags[active_list(g, rate, seed)] = 1
     rows = tvm.runtime.empty((op.max_row_groups(g), op.ROW_GROUP), "int32")
     groups = tvm.runtime.empty((1,), "int32")
-    kernel_function(op.dilated_rows, g, target=target)(tensor(flags), rows, groups)
+    kernel_function("dilated_rows", g, target=target)(tensor(flags), rows, groups)
     listed = rows.numpy()[: int(groups.numpy()[0])]
     mask = torch.from_numpy(flags.reshape(g.batch, *g.grid).astype("float32"))
     needed = dilate_mask(upsample_mask(mask, g.granularity, g.out_height, g.out_width),
@@ -228,7 +228,7 @@ def test_conv1x1_rows_writes_only_listed_rows(target):
     chosen = np.sort(RNG.choice(pixels, 30, replace=False)).astype("int32")
     rows = np.concatenate([chosen, np.repeat(chosen[-1:], 6)]).reshape(3, op.ROW_GROUP)
     y = tensor(np.full((pixels, k), -7.0, "float32"))
-    kernel_function(op.conv1x1_rows, pixels, c, k, target=target)(
+    kernel_function("conv1x1_rows", pixels, c, k, target=target)(
         tensor(x), tensor(rows), tensor(pack_weight(w)), tensor(b), y)
     expected = np.maximum(x @ w[:, :, 0, 0].T + b, 0)
     np.testing.assert_allclose(y.numpy()[chosen], expected[chosen], rtol=1e-4, atol=1e-4)
@@ -248,7 +248,7 @@ def test_single_pixel_row_groups_match_patch_kernels(target, batch, size, stride
     flags[idx] = 1
     rows = tvm.runtime.empty((-(-g.num_cells // op.ROW_GROUP), op.ROW_GROUP), "int32")
     groups = tvm.runtime.empty((1,), "int32")
-    kernel_function(op.active_rows, g, target=target)(tensor(flags), rows, groups)
+    kernel_function("active_rows", g, target=target)(tensor(flags), rows, groups)
     cells = rows.numpy()[: int(groups.numpy()[0])].copy()
     assert sorted(cells[cells >= 0].tolist()) == idx.tolist()
     x = RNG.standard_normal((batch, *size, c)).astype("float32")
@@ -256,16 +256,16 @@ def test_single_pixel_row_groups_match_patch_kernels(target, batch, size, stride
     w3 = pack_weight((RNG.standard_normal((k3, k, 1, 1)) * 0.1).astype("float32"))
     b2, b3 = RNG.standard_normal(k).astype("float32"), RNG.standard_normal(k3).astype("float32")
     y_patch, y_rows = empty(len(idx), 1, k), empty(len(cells), op.ROW_GROUP, k)
-    kernel_function(op.gather_conv3x3, g, c, k, target=target)(
+    kernel_function("gather_conv3x3", g, c, k, target=target)(
         tensor(x), tensor(idx), tensor(w2), tensor(b2), y_patch)
-    kernel_function(op.gather_conv3x3_rows, g, c, k, target=target)(
+    kernel_function("gather_conv3x3_rows", g, c, k, target=target)(
         tensor(x), tensor(cells), tensor(w2), tensor(b2), y_rows)
     listed = y_rows.numpy().reshape(-1, k)[cells.flatten() >= 0]
     np.testing.assert_allclose(listed, y_patch.numpy()[:, 0], rtol=1e-5, atol=1e-5)
     identity = RNG.standard_normal((batch, g.out_height, g.out_width, k3)).astype("float32")
     out_patch, out_rows = tensor(identity), tensor(identity)
-    kernel_function(op.conv1x1_scatter_add, g, k, k3, target=target)(
+    kernel_function("conv1x1_scatter_add", g, k, k3, target=target)(
         y_patch, tensor(idx), tensor(w3), tensor(b3), out_patch, out_patch)
-    kernel_function(op.conv1x1_scatter_add_rows, g, k, k3, target=target)(
+    kernel_function("conv1x1_scatter_add_rows", g, k, k3, target=target)(
         y_rows, tensor(cells), tensor(w3), tensor(b3), out_rows, out_rows)
     np.testing.assert_allclose(out_rows.numpy(), out_patch.numpy(), rtol=1e-5, atol=1e-5)

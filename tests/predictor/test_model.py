@@ -14,7 +14,7 @@ from las_compiler.predictor import (
     predict_block,
 )
 from las_compiler.predictor import kernels as K
-from las_compiler.predictor.calibrate import KernelSample, fit_profile
+from las_compiler.predictor.fit import KernelSample, fit_profile
 from las_compiler.predictor.network import predict_network, select_granularity
 
 
@@ -37,6 +37,19 @@ def test_schedule_constants_match_the_kernels_and_rules():
 def _avx512(hw):
     return hw.with_updates(vector_bits=512, simd_lanes=16, vector_registers=32, l1_ways=8,
                            l1_way_bytes=4096)
+
+
+def _fixed_host():
+    """A host-like CPU profile that does not depend on the machine the tests run on (2
+    AVX-512 cores, a 32 MB shared L3: a network's ~100 MB of weights do not fit)."""
+    from las_compiler.predictor import MemoryLevel
+
+    kb, mb = 1024, 1024 * 1024
+    return _avx512(get_hardware("host")).with_updates(
+        compute_units=2, fma_per_cycle=1.0, clock_ghz=2.6,
+        levels=(MemoryLevel("L1", 48 * kb, 333.0, per_unit=True),
+                MemoryLevel("L2", 1 * mb, 166.0, per_unit=True),
+                MemoryLevel("L3", 32 * mb, 83.0), MemoryLevel("DRAM", 1 << 40, 20.0)))
 
 
 def test_tile_slowdown_charges_aliasing_spills_and_step_overhead():
@@ -127,8 +140,12 @@ def test_latency_grows_with_rate_and_dense_ignores_it(hardware):
     for s in (1, 2, 4, 7):
         times = [predict_block(hw, layer, s, r).total_us for r in (0.0, 0.25, 0.5, 0.75, 1.0)]
         assert times == sorted(times) and times[0] < times[-1]
-    assert predict_block(hw, layer, None, 0.1).total_us == predict_block(hw, layer, 4, 0.3,
-                                                                         "dense").total_us
+    # the dense pipeline: the static block's convs plus the masker, whatever the rate
+    dense = predict_block(hw, layer, 4, 0.3, "dense")
+    assert dense.total_us == predict_block(hw, layer, 4, 0.9, "dense").total_us
+    static = predict_block(hw, layer, None, 0.1)
+    masker = dict(dense.kernels)["masker"]
+    assert dense.total_us == pytest.approx(static.total_us + masker)
 
 
 def test_partial_cpu_tiles_cost_their_fma_latency():
@@ -149,7 +166,7 @@ def test_bad_requests_are_clear_errors():
         predict_block(hw, layer, 8, 0.5)
     with pytest.raises(ValueError, match=r"activation rate must lie in \[0, 1\]"):
         predict_block(hw, layer, 7, 1.5)
-    with pytest.raises(ValueError, match="unknown pipeline 'sparse'"):
+    with pytest.raises(ValueError, match="unknown block pipeline 'sparse'"):
         predict_block(hw, layer, 7, 0.5, "sparse")
     with pytest.raises(ValueError, match="S=8 does not fit"):
         predict_network(hw, "las_resnet50", "8-8-8-8", 0.5)
@@ -180,7 +197,7 @@ def test_first_weight_pass_comes_from_where_the_context_left_the_weights():
     from las_compiler.predictor.block import block_work
     from las_compiler.predictor.network import network_footprint_bytes
 
-    hw = get_hardware("host").with_updates(overlap=0.0)
+    hw = _fixed_host().with_updates(overlap=0.0)
     layers = network_blocks("las_resnet50")
     layer = layers[-1]
     cache = hw.levels[-2]
@@ -202,12 +219,12 @@ def test_first_weight_pass_comes_from_where_the_context_left_the_weights():
 def test_fit_recovers_known_efficiencies():
     """Kernel times made by the model with known efficiencies, overlap, dispatch cost and
     shared-cache share are fitted back."""
-    from las_compiler.predictor.calibrate import _with_cache_share
+    from las_compiler.predictor.fit import _with_cache_share
 
-    truth = _with_cache_share(get_hardware("host"), 0.25).with_updates(
+    truth = _with_cache_share(_fixed_host(), 0.25).with_updates(
         overlap=0.5, launch_us=2.0,
         efficiency={"gather_conv3x3": 0.62, "conv1x1_rows": 0.8, "conv1x1_scatter_add": 0.46,
-                    "conv3x3": 0.9})
+                    "conv2d": 0.9})
     from las_compiler.predictor.block import block_work
 
     samples = []
@@ -219,13 +236,19 @@ def test_fit_recovers_known_efficiencies():
                                               replace=False)).tolist())
             dilated = layer.dilated_fraction_of(s, active) * layer.height * layer.width
             work, _ = block_work(truth, layer, s, "fused", len(active), dilated)
-            samples += [KernelSample(layer, s, "fused", active, label,
-                                     K.kernel_time_us(truth, w)) for label, w in work]
-        work, _ = block_work(truth, layer, None, "dense", 0, 0)
-        samples += [KernelSample(layer, None, "dense", (), label, K.kernel_time_us(truth, w))
-                    for label, w in work]
-    fitted = fit_profile(get_hardware("host"), samples)
+            samples += _by_kind(layer, s, "fused", active, truth, work)
+        work, _ = block_work(truth, layer, None, "static", 0, 0)
+        samples += _by_kind(layer, None, "static", (), truth, work)
+    fitted = fit_profile(_fixed_host(), samples)
     assert fitted.overlap == 0.5 and fitted.launch_us == 2.0
     assert fitted.levels[-2].capacity_bytes == truth.levels[-2].capacity_bytes
     for kind, value in truth.efficiency.items():
         assert fitted.efficiency[kind] == pytest.approx(value, abs=0.011)
+
+
+def _by_kind(layer, s, pipeline, active, hw, work):
+    """Samples as calibration measures them: one per kernel kind, its calls summed."""
+    times: dict[str, float] = {}
+    for _, w in work:
+        times[w.kind] = times.get(w.kind, 0.0) + K.kernel_time_us(hw, w)
+    return [KernelSample(layer, s, pipeline, active, kind, us) for kind, us in times.items()]

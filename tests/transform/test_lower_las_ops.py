@@ -6,14 +6,12 @@ import torch
 import tvm
 from tvm import relax
 
-from las_compiler.frontend import (
-    import_exported_program,
-    torch_ops,  # noqa: F401  (registers torch.ops.las.*)
-)
+from las_compiler.frontend import import_exported_program
+from las_compiler.frontend.export import las_block_call
 from las_compiler.models.blocks import Bottleneck
 from las_compiler.pipeline import relax_pipeline
 from las_compiler.target import host_target
-from las_compiler.transform import LowerLASOps
+from las_compiler.transform import ChooseBlockPipelines, LowerLASOps
 
 
 def test_unknown_las_op_is_a_clear_error():
@@ -27,17 +25,29 @@ def test_unknown_las_op_is_a_clear_error():
         LowerLASOps(host_target())(bb.get())
 
 
-def test_unknown_pipeline_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown block pipeline 'sparse'"):
-        LowerLASOps(host_target(), "sparse")
+def test_unresolved_auto_pipeline_is_a_clear_error():
+    model = _ShortcutReusedLater("auto").eval()
+    mod = import_exported_program(torch.export.export(model, (torch.randn(1, 3, 12, 10),)))
+    with pytest.raises(ValueError, match="'auto' was not resolved"):
+        LowerLASOps(host_target())(mod)
+    resolved = ChooseBlockPipelines(host_target())(mod)
+    assert "auto" not in resolved.script()
+
+
+def test_wrong_pipeline_for_the_block_names_the_block():
+    model = _ShortcutReusedLater("masker_conv1").eval()  # S = 2: masker_conv1 needs S = 1
+    mod = import_exported_program(torch.export.export(model, (torch.randn(1, 3, 12, 10),)))
+    with pytest.raises(ValueError, match="Bottleneck: block pipeline 'masker_conv1' needs"):
+        ChooseBlockPipelines(host_target())(mod)
 
 
 class _ShortcutReusedLater(torch.nn.Module):
     """A block whose input is read again after the block: its shortcut must not be updated
     in place."""
 
-    def __init__(self):
+    def __init__(self, pipeline: str = "fused"):
         super().__init__()
+        self.pipeline = pipeline
         torch.manual_seed(0)
         self.stem = torch.nn.Conv2d(3, 64, 3, padding=1)
         self.block = Bottleneck(64, 16, granularity=2).eval()
@@ -49,20 +59,13 @@ class _ShortcutReusedLater(torch.nn.Module):
 
     def forward(self, x):
         h = torch.relu(self.stem(x))
-        b = self.block
-        conv = b.masker.conv2
-        mask = torch.ops.las.masker(h, conv.weight, conv.bias, b.granularity, b.stride)
-        bns = [[bn.weight, bn.bias, bn.running_mean, bn.running_var]
-               for bn in (b.bn1, b.bn2, b.bn3)]
-        out = torch.ops.las.sparse_bottleneck(h, h, mask, b.conv1.weight, *bns[0],
-                                              b.conv2.weight, *bns[1], b.conv3.weight, *bns[2],
-                                              b.granularity, b.stride, b.bn1.eps)
+        out, mask = las_block_call(self.block, h, self.pipeline)
         return out + 2 * h, mask
 
 
-@pytest.mark.parametrize("pipeline", ["fused", "halo"])
+@pytest.mark.parametrize("pipeline", ["fused", "halo", "whole"])
 def test_live_shortcut_is_copied_not_clobbered(pipeline):
-    model = _ShortcutReusedLater().eval()
+    model = _ShortcutReusedLater(pipeline).eval()
     x = torch.randn(1, 3, 12, 10)
     with torch.no_grad():
         program = torch.export.export(model, (x,))
@@ -70,7 +73,7 @@ def test_live_shortcut_is_copied_not_clobbered(pipeline):
     assert 0 < mask.float().mean() < 1
     target = host_target()
     executable = tvm.compile(import_exported_program(program), target,
-                             relax_pipeline=relax_pipeline(target, pipeline))
+                             relax_pipeline=relax_pipeline(target))
     vm = relax.VirtualMachine(executable, tvm.cpu())
     out, got_mask = vm["main"](tvm.runtime.tensor(x.numpy()))
     np.testing.assert_array_equal(got_mask.numpy(), mask.numpy())

@@ -7,16 +7,17 @@ from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
 from las_compiler import op
-from las_compiler.op.geometry import PatchGeometry
+from las_compiler.geometry import PatchGeometry
+from las_compiler.schedules.knobs import knobs_from_trace
 from las_compiler.target import host_target
 from las_compiler.tuning import TuningLog, TuningLogError, open_log
 from las_compiler.tuning.database import RECORDS, WORKLOADS, normalize, specialize_counts
-from las_compiler.tuning.knobs import design_space, knobs_from_trace
+from las_compiler.tuning.space import design_space
 
 
 def _commit(db, func, target, pixels_choice: int, seconds: float):
     sch = design_space(target)(s_tir.Schedule(normalize(func)))[0]
-    draw = [i for i in sch.trace.insts if i.kind.name == "SampleCategorical"][1]
+    draw = [i for i in sch.trace.insts if i.kind.name == "SampleCategorical"][1]  # pixels
     trace = sch.trace.with_decision(draw, pixels_choice, remove_postproc=True)
     workload = db.commit_workload(normalize(func))
     db.commit_tuning_record(ms.database.TuningRecord(

@@ -26,7 +26,7 @@ def small():
     x = torch.randn(1, 3, 64, 64)
     calibrate(model, 0.5, x)
     target = host_target()
-    tasks = extract_tasks(lowered_module(model, x, target), target, 0.5)
+    tasks = extract_tasks(lowered_module(model, x, target, "fused"), target, 0.5)
     return model, x, target, tasks
 
 
@@ -45,7 +45,7 @@ def test_cost_models_rank_design_space_candidates(small):
 
     from las_compiler.predictor import get_hardware
     from las_compiler.tuning.cost_model import SeededCostModel, make_cost_model
-    from las_compiler.tuning.knobs import design_space
+    from las_compiler.tuning.space import design_space
 
     _, _, target, tasks = small
     task = next(t for t in tasks if t.kind == "conv1x1")
@@ -85,7 +85,7 @@ def test_compile_uses_the_log_and_stays_exact(small, tmp_path):
     picked = [next(t for t in tasks if t.kind == kind) for kind in ("conv1x1", "gather_conv3x3")]
     tune_tasks(picked, target, tmp_path, 1, "seeded", log=lambda _m: None,
                measure_untuned=False)
-    compiled = las_compiler.compile(model, x, "host", tuning_logs=tmp_path)
+    compiled = las_compiler.compile(model, x, "host", tuning_logs=tmp_path, pipelines="fused")
     tuned = int(compiled.metadata["schedules"].split(": ")[1].split(" kernels")[0])
     assert tuned >= 2  # each task's kernel (the symbolic one found via its count)
     with torch.no_grad():

@@ -2,15 +2,15 @@
 
 import pytest
 
-from las_compiler.predictor import BlockLayer, get_hardware
-from las_compiler.predictor.calibrate import (
+from las_compiler.calibrate import (
     BlockConfig,
-    fit_profile,
     measure_bandwidth,
     measure_blocks,
     measure_overheads,
     samples_from_rows,
 )
+from las_compiler.predictor import BlockLayer, get_hardware
+from las_compiler.predictor.fit import fit_profile
 from las_compiler.target import host_target
 
 
@@ -29,14 +29,17 @@ def test_bandwidth_probe_and_overheads(target):
 
 def test_measured_blocks_feed_the_fit(target):
     layer = BlockLayer(1, 12, 12, 64, 16, 64, 1, False, name="tiny", stage=1)
-    configs = [BlockConfig(layer, None, "dense", 1.0), BlockConfig(layer, 4, "fused", 0.5),
-               BlockConfig(layer, 1, "fused", 0.5)]
+    configs = [BlockConfig(layer, None, "static", 1.0), BlockConfig(layer, 4, "fused", 0.5),
+               BlockConfig(layer, 1, "fused", 0.5), BlockConfig(layer, 4, "halo", 0.5)]
     rows = measure_blocks(configs, target, repeats=3)
-    assert [r["pipeline"] for r in rows] == ["dense", "fused", "fused"]
+    assert [r["pipeline"] for r in rows] == ["static", "fused", "fused", "halo"]
     assert len(rows[1]["active_cells"]) == 4 and len(rows[2]["active_cells"]) == 72
-    assert {"conv1", "gather_conv3x3", "conv1x1_scatter_add"} <= set(rows[1]["profile"])
+    # profiles are per kernel of the compiled module, named as the pipeline table names them
+    assert {"masker", "conv1x1_rows", "gather_conv3x3", "conv1x1_scatter_add"} <= \
+        set(rows[1]["profile"])
     assert {"gather_conv3x3_rows", "conv1x1_scatter_add_rows"} <= set(rows[2]["profile"])
+    assert "halo_conv3x3" in rows[3]["profile"] and "conv1x1" in rows[0]["profile"]
     samples = samples_from_rows(rows, {"tiny": layer})
     assert all(s.measured_us > 0 for s in samples)
     fitted = fit_profile(get_hardware("host"), samples)
-    assert {"conv1x1", "conv3x3", "gather_conv3x3"} <= set(fitted.efficiency)
+    assert {"conv1x1", "conv2d", "gather_conv3x3", "halo_conv3x3"} <= set(fitted.efficiency)

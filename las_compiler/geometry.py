@@ -1,8 +1,20 @@
-"""Patch geometry shared by kernel generators: grids, halo windows, strides."""
+"""Where a block's patches lie: grids, halo windows, strides, and the block's channel shape.
+
+Plain Python (no TVM): kernel generators call the index helpers inside TVMScript, where they
+build PrimExprs; the block-pipeline table and the latency predictor use the same numbers.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+def patch_grid(height: int, width: int, granularity: int) -> tuple[int, int]:
+    """Patch grid of an output map: ceil(H/S) x ceil(W/S); border patches may be partial.
+
+    The one definition of the grid: the PyTorch models, the kernels, the LAS op's mask type
+    and the predictor all ask here."""
+    return -(-height // granularity), -(-width // granularity)
 
 
 @dataclass(frozen=True)
@@ -38,8 +50,7 @@ class PatchGeometry:
 
     @property
     def grid(self) -> tuple[int, int]:
-        s = self.granularity
-        return -(-self.out_height // s), -(-self.out_width // s)
+        return patch_grid(self.out_height, self.out_width, self.granularity)
 
     @property
     def cells_per_image(self) -> int:
@@ -81,3 +92,50 @@ class PatchGeometry:
     def window_inside(self, cell, a, b):
         _, row, col = self.window_pixel(cell, a, b)
         return (row >= 0) & (row < self.height) & (col >= 0) & (col < self.width)
+
+
+@dataclass(frozen=True)
+class BlockGeometry:
+    """One bottleneck block as its kernels see it: the patch geometry (input map, S, stride),
+    channels (input ``in_channels`` -> conv1/conv2 ``width`` -> conv3 ``out_channels``) and
+    whether the shortcut is a projection (a downsample conv) rather than the input itself."""
+
+    patches: PatchGeometry
+    in_channels: int
+    width: int
+    out_channels: int
+    projected: bool
+
+    @property
+    def batch(self) -> int:
+        return self.patches.batch
+
+    @property
+    def height(self) -> int:
+        return self.patches.height
+
+    @property
+    def map_width(self) -> int:
+        return self.patches.width
+
+    @property
+    def granularity(self) -> int:
+        return self.patches.granularity
+
+    @property
+    def stride(self) -> int:
+        return self.patches.stride
+
+    @property
+    def in_pixels(self) -> int:
+        """Pixels of the input map (all images)."""
+        return self.patches.batch * self.patches.height * self.patches.width
+
+    @property
+    def out_pixels(self) -> int:
+        return self.patches.batch * self.patches.out_height * self.patches.out_width
+
+    @property
+    def out_size(self) -> int:
+        """Elements of the block output (N * Ho * Wo * K)."""
+        return self.out_pixels * self.out_channels

@@ -1,20 +1,21 @@
-"""Calibrate a host profile: micro-benchmarks run through TVM, then kernel efficiencies
-fitted to measured kernels.
+"""Calibrate this machine's hardware profile: micro-benchmarks through TVM, then kernel
+efficiencies fitted to real LAS blocks as the compiler builds them.
 
 1. **Micro-benchmarks** (TVM-compiled, this machine): fp32 multiply-add throughput of our
    register-tiled micro-kernel on cache-resident data (the schedule rules' peak; stored as
    an effective clock), read bandwidth of each memory level (a vectorised 8-accumulator sum
    over a buffer sized to half the level, per core), the cost of one kernel dispatch, one
    device->host count read, and one element of a serial scan.
-2. **Fit** (:func:`fit_profile`): from per-kernel times of real LAS blocks
-   (``BlockExecutor.profile``), the fraction of peak each kernel kind reaches and the
-   compute/data overlap, by least squares on log latency. Fitted on a calibration subset;
-   ``benchmarks/predictor.py`` validates on held-out configurations.
+2. **Blocks**: one-block modules compiled by ``compile_block`` (every pipeline ``auto`` can
+   choose), at exact activation rates, timed and profiled kernel by kernel by the Relax VM.
+3. **Fit** (``predictor.fit.fit_profile``).
+
+Its own room, above the compiler (it compiles and runs what it measures) and the predictor
+(whose profile it writes): the predictor itself never needs a compiled module.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -22,21 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..timing import median_ms
-from . import kernels as K
-from .block import block_work
-from .hardware import Hardware, MemoryLevel
-from .layers import BlockLayer
-
-EFFICIENCY_GRID = tuple(np.round(np.concatenate([np.arange(0.01, 0.1, 0.01),
-                                                  np.arange(0.1, 1.0001, 0.02)]), 2))
-OVERLAP_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-# Share of the shared last-level cache the process really keeps: on a VM or a busy machine
-# neighbours evict it, and stage-4 weights (4-9 MB per conv) then stream from DRAM.
-CACHE_SHARE_GRID = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
-# Fixed cost of one kernel call as the block runs it (arguments, views, waking the thread
-# pool): a tight loop over one tiny kernel (``measure_overheads``) sees only its floor.
-LAUNCH_GRID_US = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
+from .block_pipelines import AUTO_CANDIDATES
+from .predictor.fit import KernelSample, fit_profile
+from .predictor.hardware import Hardware, MemoryLevel
+from .predictor.layers import BlockLayer
+from .timing import median_ms
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -100,11 +91,10 @@ def _conv1x1_probe(target, m: int, c: int, k: int):
     arguments (random data, cache-resident at these sizes)."""
     import tvm
 
-    from .. import op
-    from ..build import kernel_function
-    from ..op.params import pack_weight
+    from .build import kernel_function
+    from .op.params import pack_weight
 
-    func = kernel_function(op.conv1x1, 1, m, 1, c, k, 1, "relu", target=target)
+    func = kernel_function("conv1x1", 1, m, 1, c, k, 1, "relu", target=target)
     rng = np.random.default_rng(0)
     args = [tvm.runtime.tensor(rng.standard_normal((m, c)).astype("float32")),
             tvm.runtime.tensor(pack_weight(rng.standard_normal((k, c, 1, 1)).astype("float32"))),
@@ -128,16 +118,15 @@ def measure_overheads(target) -> dict[str, float]:
     cell of the compaction scan)."""
     import tvm
 
-    from .. import op
-    from ..build import kernel_function
+    from .build import kernel_function
 
-    relu = kernel_function(op.relu_inplace, 16, target=target)
+    relu = kernel_function("relu_inplace", 16, target=target)
     tiny = tvm.runtime.tensor(np.ones(16, "float32"))
     launch = min(_median_seconds(lambda: relu(tiny, tiny), 2000) for _ in range(3)) * 1e6
     count = tvm.runtime.tensor(np.ones(1, "int32"))
     sync = min(_median_seconds(lambda: count.numpy(), 2000) for _ in range(3)) * 1e6
     cells = 12544
-    compact = kernel_function(op.compact, cells, target=target)
+    compact = kernel_function("compact", cells, target=target)
     mask = tvm.runtime.tensor((np.random.default_rng(0).random(cells) < 0.5).astype("int32"))
     idx, cnt = tvm.runtime.empty((cells,), "int32"), tvm.runtime.empty((1,), "int32")
     scan = _median_seconds(lambda: compact(mask, idx, cnt), 200) * 1e6
@@ -177,92 +166,9 @@ def measure_host(nominal: Hardware, target, log: Callable[[str], None] = lambda 
                                 **{k: round(v, 3) for k, v in overheads.items()})
 
 
-# -- fitting ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class KernelSample:
-    """One measured kernel of one block configuration."""
-
-    layer: BlockLayer
-    granularity: int | None
-    pipeline: str
-    active_cells: tuple[int, ...]
-    label: str
-    measured_us: float
-
-
-def _works(hw: Hardware, samples: Iterable[KernelSample]) -> list[tuple[K.Work, float]]:
-    """(the model's Work, measured us) for each sample (configurations built once)."""
-    cache: dict[tuple, dict[str, K.Work]] = {}
-    out = []
-    for sample in samples:
-        key = (sample.layer, sample.granularity, sample.pipeline, sample.active_cells)
-        if key not in cache:
-            if sample.pipeline == "dense":
-                work, _ = block_work(hw, sample.layer, None, "dense", 0.0, 0.0)
-            else:
-                s = sample.granularity
-                dilated = sample.layer.dilated_fraction_of(s, sample.active_cells) * (
-                    sample.layer.batch * sample.layer.height * sample.layer.width)
-                work, _ = block_work(hw, sample.layer, s, sample.pipeline,
-                                     float(len(sample.active_cells)), dilated)
-            cache[key] = dict(work)
-        work = cache[key].get(sample.label)
-        if work is not None:
-            out.append((work, sample.measured_us))
-    return out
-
-
-def _with_cache_share(hw: Hardware, share: float) -> Hardware:
-    """``hw`` whose shared last-level cache holds ``share`` of its nominal capacity."""
-    levels = list(hw.levels)
-    shared = [i for i, level in enumerate(levels[:-1]) if not level.per_unit]
-    if not shared:
-        return hw
-    level = levels[shared[-1]]
-    levels[shared[-1]] = MemoryLevel(level.name, max(1, int(level.capacity_bytes * share)),
-                                     level.bandwidth_gbs, level.per_unit)
-    return hw.with_updates(levels=tuple(levels))
-
-
-def fit_profile(hw: Hardware, samples: Iterable[KernelSample]) -> Hardware:
-    """``hw`` with per-kind efficiencies, the overlap and the effective share of the shared
-    cache that best explain ``samples`` (least squares on log latency; each kind fitted on
-    its own for each overlap and cache share)."""
-    samples = list(samples)
-    launch_grid = sorted({hw.launch_us, *(t for t in LAUNCH_GRID_US if t > hw.launch_us)})
-    best = None
-    for share in CACHE_SHARE_GRID:
-        shared = _with_cache_share(hw, share)
-        pairs = _works(shared, samples)
-        if not pairs:
-            raise ValueError("no kernel measurements to fit")
-        by_kind: dict[str, list[tuple[K.Work, float]]] = {}
-        for work, measured in pairs:
-            by_kind.setdefault(work.kind, []).append((work, measured))
-        for overlap, launch in itertools.product(OVERLAP_GRID, launch_grid):
-            trial = shared.with_updates(overlap=overlap, launch_us=launch)
-            efficiency, total = {}, 0.0
-            for kind, items in by_kind.items():
-                errors = []
-                for eff in EFFICIENCY_GRID:
-                    probe = trial.with_updates(efficiency={kind: float(eff)})
-                    errors.append(sum(math.log(K.kernel_time_us(probe, w) / m) ** 2
-                                      for w, m in items))
-                index = int(np.argmin(errors))
-                efficiency[kind], total = float(EFFICIENCY_GRID[index]), total + errors[index]
-            if best is None or total < best[0]:
-                best = (total, trial, efficiency, len(pairs))
-    _, trial, efficiency, count = best
-    sources = {**hw.sources,
-               "efficiency": f"fitted to {count} measured kernels, with the overlap, the "
-                             "shared cache's effective capacity and the dispatch cost "
-                             "(las_compiler.predictor.calibrate.fit_profile)"}
-    return trial.with_updates(efficiency=efficiency, sources=sources)
-
-
 # -- measuring blocks ------------------------------------------------------------------------
-# Two medians of the same block (the timed runs and the profiled runs) that differ by more
-# than this were taken while the machine changed speed (a VM's neighbours come and go): the
+# Two medians of the same block (timed before and after its profile) that differ by more than
+# this were taken while the machine changed speed (a VM's neighbours come and go): the
 # configuration is measured again, up to MAX_ATTEMPTS times, keeping the closest pair.
 AGREEMENT = 0.15
 MAX_ATTEMPTS = 3
@@ -272,7 +178,7 @@ SLOWDOWN = 0.15  # probe slower than its fastest by more than this: measured aga
 @dataclass(frozen=True)
 class BlockConfig:
     layer: BlockLayer
-    granularity: int | None  # None: the dense block
+    granularity: int | None  # None: the static (dense) block
     pipeline: str
     rate: float
 
@@ -284,21 +190,32 @@ def _speed_probe(target) -> Callable[[], float]:
     return lambda: _median_seconds(lambda: func(*args), 15)
 
 
+def kernel_times(profile: dict[str, float]) -> dict[str, float]:
+    """A ``CompiledModel.profile`` (ms per VM function) as milliseconds per registered kernel
+    (``gather_conv3x3_0`` -> ``gather_conv3x3``, calls of one kernel summed); VM builtins and
+    legalised glue (reshapes, casts) are left out."""
+    from .op.registry import KERNELS
+
+    out: dict[str, float] = {}
+    for name, ms in profile.items():
+        kind = name.rsplit("_", 1)[0] if name.rsplit("_", 1)[-1].isdigit() else name
+        if kind in KERNELS:
+            out[kind] = out.get(kind, 0.0) + ms
+    return out
+
+
 def measure_blocks(configs: Iterable[BlockConfig], target, repeats: int = 20, seed: int = 0,
                    log: Callable[[str], None] = lambda _: None) -> list[dict]:
-    """Run each configuration with compiled kernels (``BlockExecutor``): per configuration
-    the exact active cells (``round(rate * cells)`` drawn at random), the median total and
-    the per-kernel profile (milliseconds).
+    """Run each configuration as the compiler builds it (``compile_block``; one compile per
+    layer, S and pipeline): per configuration the exact active cells (``round(rate * cells)``
+    drawn at random, pinned through the block's input, see ``models.pin_mask``), the median
+    total and the per-kernel profile (milliseconds, ``kernel_times``).
 
     A VM's neighbours can halve its speed for minutes, unseen by this machine's process
-    table. So a configuration is measured again while its two medians (timed runs, profiled
-    runs) disagree (:data:`AGREEMENT`), and a fixed probe kernel is timed around every
+    table. So a configuration is measured again while its two medians (timed before and after
+    the profile) disagree (:data:`AGREEMENT`), and a fixed probe kernel is timed around every
     configuration: rows measured while the probe ran more than :data:`SLOWDOWN` slower than
     its fastest run are measured again at the end (``probe_slowdown`` in each row)."""
-    import torch
-
-    from ..models import Bottleneck
-
     configs = list(configs)
     rng = np.random.default_rng(seed)
     cells = [tuple(int(c) for c in np.sort(rng.choice(
@@ -306,19 +223,23 @@ def measure_blocks(configs: Iterable[BlockConfig], target, repeats: int = 20, se
                  int(round(config.rate * config.layer.cells(config.granularity))),
                  replace=False)))
              if config.granularity is not None else () for config in configs]
-    inputs = [np.abs(rng.standard_normal((c.layer.batch, c.layer.height, c.layer.width,
-                                          c.layer.in_channels))).astype("float32")
+    inputs = [np.abs(rng.standard_normal((c.layer.batch, c.layer.in_channels, c.layer.height,
+                                          c.layer.width))).astype("float32")
               for c in configs]
-    blocks: dict[BlockLayer, object] = {}
-    for layer in dict.fromkeys(c.layer for c in configs):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            blocks[layer] = Bottleneck(layer.in_channels, layer.planes, layer.stride).eval()
+    modules: dict[tuple, tuple] = {}
     probe = _speed_probe(target)
     rows: list[dict] = []
+
+    def measure(index: int) -> dict:
+        config = configs[index]
+        key = (config.layer, config.granularity, config.pipeline)
+        if key not in modules:
+            modules[key] = _compile_config(config, target, seed)
+        return _measure_config(config, *modules[key], cells[index], inputs[index], repeats,
+                               probe)
+
     for index, config in enumerate(configs):
-        rows.append(_measure_config(config, blocks[config.layer], cells[index], inputs[index],
-                                    target, repeats, probe))
+        rows.append(measure(index))
         log(f"{config.layer.name} S={config.granularity} r={config.rate} "
             f"{rows[-1]['pipeline']}: {rows[-1]['median_ms']:.3f} ms")
     for _ in range(2):  # configurations measured while the machine ran slow, again
@@ -328,8 +249,7 @@ def measure_blocks(configs: Iterable[BlockConfig], target, repeats: int = 20, se
             break
         log(f"measuring {len(slow)} configurations again (the machine ran slow)")
         for i in slow:
-            again = _measure_config(configs[i], blocks[configs[i].layer], cells[i], inputs[i],
-                                    target, repeats, probe)
+            again = measure(i)
             if again["probe_s"] < rows[i]["probe_s"]:
                 rows[i] = again
     fastest = min(row["probe_s"] for row in rows)
@@ -338,39 +258,67 @@ def measure_blocks(configs: Iterable[BlockConfig], target, repeats: int = 20, se
     return rows
 
 
-def _measure_config(config: BlockConfig, block, active: tuple[int, ...], x: np.ndarray, target,
-                    repeats: int, probe: Callable[[], float]) -> dict:
-    """One configuration: median total (re-measured while the profile's total disagrees),
-    per-kernel profile, and the probe's time around it (the worse of before and after)."""
-    import tvm
+def _compile_config(config: BlockConfig, target, seed: int):
+    """(block, compiled one-block module) of a configuration; the block's masker reads the
+    pinned channel (``models.pin_mask``), so one compile serves every patch list."""
+    import torch
 
-    from ..block_executor import BlockExecutor
+    from .compiler import compile_block
+    from .models import Bottleneck, pin_mask
 
     layer = config.layer
-    block.granularity = config.granularity or 1
-    variant = "dense" if config.granularity is None else config.pipeline
-    executor = BlockExecutor(block, layer.batch, layer.height, layer.width, target, variant)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        block = Bottleneck(layer.in_channels, layer.planes, layer.stride,
+                           granularity=config.granularity or 1).eval()
+    x = torch.zeros(layer.batch, layer.in_channels, layer.height, layer.width)
     if config.granularity is not None:
-        executor.fix_active_cells(np.asarray(active, dtype="int32"))
+        grid = layer.grid(config.granularity)
+        x = pin_mask(block, x, torch.zeros(layer.batch, *grid))
+    static = config.granularity is None
+    compiled = compile_block(block, x.permute(0, 2, 3, 1), target,
+                             "auto" if static else config.pipeline, static=static,
+                             tuning_logs=False)
+    return block, compiled
+
+
+def _measure_config(config: BlockConfig, block, compiled, active: tuple[int, ...],
+                    x: np.ndarray, repeats: int, probe: Callable[[], float]) -> dict:
+    """One configuration: median total (re-measured while the medians before and after the
+    profile disagree), per-kernel profile, and the probe's time around it (the worse of
+    before and after)."""
+    import torch
+
+    from .models import pin_mask
+
+    layer = config.layer
+    image = torch.from_numpy(x)
+    if config.granularity is not None:
+        mask = torch.zeros(layer.cells(config.granularity))
+        mask[list(active)] = 1.0
+        image = pin_mask(block, image, mask.reshape(layer.batch, *layer.grid(config.granularity)))
+    nhwc = image.permute(0, 2, 3, 1).contiguous().numpy()
     before = probe()
-    xt = tvm.runtime.tensor(x)
     start = time.perf_counter()
-    executor.run(xt)
+    compiled.run(nhwc)
     once = max(time.perf_counter() - start, 1e-6)
     runs = max(repeats, min(2000, int(0.05 / once)))  # >= 50 ms of runs for tiny blocks
     best = None
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        total = _median_seconds(lambda: executor.run(xt), runs)
-        profile = executor.profile(tvm.runtime.tensor(x), repeats)
-        disagreement = abs(math.log(total * 1e3 / profile["total"]))
+        first = compiled.benchmark(nhwc, repeat=runs)["median_ms"]
+        profile = compiled.profile(nhwc, repeats)
+        second = compiled.benchmark(nhwc, repeat=runs)["median_ms"]
+        disagreement = abs(math.log(first / second))
         if best is None or disagreement < best[0]:
-            best = (disagreement, total, profile, attempt)
+            best = (disagreement, (first + second) / 2, profile, attempt)
         if disagreement <= math.log(1.0 + AGREEMENT):
             break
     _, total, profile, attempts = best
     return {"block": layer.name, "stage": layer.stage, "stride": layer.stride,
-            "S": config.granularity, "r": config.rate, "pipeline": variant,
-            "active_cells": list(active), "median_ms": total * 1e3, "profile": profile,
+            "S": config.granularity, "r": config.rate,
+            "pipeline": "static" if config.granularity is None else config.pipeline,
+            "active_cells": list(active), "median_ms": total,
+            "profile": {**kernel_times(profile), "total": total}, "vm_profile": profile,
             "attempts": attempts, "probe_s": max(before, probe())}
 
 
@@ -378,23 +326,25 @@ def samples_from_rows(rows: Iterable[dict], layers: dict[str, BlockLayer]) -> li
     """Per-kernel samples (microseconds) out of :func:`measure_blocks` rows."""
     out = []
     for row in rows:
-        for label, ms in row["profile"].items():
-            if label != "total":
+        for kind, ms in row["profile"].items():
+            if kind != "total":
                 out.append(KernelSample(layers[row["block"]], row["S"], row["pipeline"],
-                                        tuple(row["active_cells"]), label, ms * 1e3))
+                                        tuple(row["active_cells"]), kind, ms * 1e3))
     return out
 
 
 def calibration_configs(layers: Iterable[BlockLayer], granularities=(1, 2, 4, 7),
-                        rates=(0.25, 0.75), pipelines=("fused",)) -> list[BlockConfig]:
-    """The configurations :func:`calibrate_host` measures: each layer dense, and every
-    pipeline x S that fits x rate."""
+                        rates=(0.25, 0.75), pipelines=AUTO_CANDIDATES) -> list[BlockConfig]:
+    """The configurations :func:`calibrate_host` measures: each layer static (dense), and
+    every pipeline x S that fits (and that the pipeline applies to) x rate."""
+    from .block_pipelines import get_pipeline
+
     configs = []
     for layer in layers:
-        configs.append(BlockConfig(layer, None, "dense", 1.0))
+        configs.append(BlockConfig(layer, None, "static", 1.0))
         for s in (s for s in granularities if layer.fits(s)):
             for pipeline in pipelines:
-                if pipeline == "masker_conv1" and (s, layer.stride) != (1, 1):
+                if not get_pipeline(pipeline).applies(layer.geometry(s)):
                     continue
                 configs += [BlockConfig(layer, s, pipeline, r) for r in rates]
     return configs
@@ -402,7 +352,7 @@ def calibration_configs(layers: Iterable[BlockLayer], granularities=(1, 2, 4, 7)
 
 def calibration_layers() -> list[BlockLayer]:
     """The first two blocks of each ResNet-50 stage (stride 2 and 1), batch 1, 224 input."""
-    from .layers import network_blocks
+    from .predictor.layers import network_blocks
 
     picked = {}
     for layer in network_blocks("las_resnet50"):
@@ -424,3 +374,13 @@ def calibrate_host(nominal: Hardware, target, repeats: int = 10,
                                             sorted(fitted.efficiency.items()))
         + f"; overlap {fitted.overlap}")
     return fitted
+
+
+def calibrate_and_save(output=None, log: Callable[[str], None] = lambda _: None):
+    """Measure this machine (:func:`calibrate_host` on the host target) and write its profile
+    atomically where ``get_hardware("host")`` finds it (or to ``output``); returns the path."""
+    from .predictor.profiles import default_host_profile_path, nominal_host
+    from .target import host_target
+
+    profile = calibrate_host(nominal_host(), host_target(), log=log)
+    return profile.save(output or default_host_profile_path())

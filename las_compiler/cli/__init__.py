@@ -1,0 +1,43 @@
+"""The ``las`` command line: one module per subcommand, argument parsing and printing only;
+the work is in the library. Bad input ends with one ``las: error: ...`` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from . import bench, predict, reference, run, tune
+from . import compile as compile_command
+
+SUBCOMMANDS = (reference, compile_command, run, bench, predict, tune)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="las", description="Compiler for latency-aware spatially dynamic networks.")
+    sub = parser.add_subparsers(dest="command")
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # torch.export's pytree emits a FutureWarning about its own internals on every export
+    warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")
+    parser = build_parser()
+    if not argv:
+        argv = ["compile"]  # the main job: the default LAS-ResNet-50 for this CPU
+    args = parser.parse_args(argv)
+    if getattr(args, "batch", 1) < 1:
+        parser.error(f"--batch must be >= 1, got {args.batch}")
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+        parser.exit(2, f"las: error: {err}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

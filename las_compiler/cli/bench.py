@@ -1,0 +1,41 @@
+"""``las bench``: time an exported artifact, and optionally its dense peers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .common import add_json, subcommand
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..deploy import load, read_input
+    from ..peers import PEERS, measure_dense_peer
+
+    compiled = load(args.artifact)
+    x = read_input(None, compiled.metadata["input"]["shape"], args.seed)
+    rows = {"las": compiled.benchmark(x, repeat=args.repeats)["median_ms"]}
+    if args.vs == "dense":
+        for peer in PEERS:
+            rows[f"dense_{peer}"] = measure_dense_peer(peer, compiled.metadata, args.repeats)
+    if args.json:
+        print(json.dumps({"median_ms": rows}, indent=1))
+        return 0
+    meta = compiled.metadata
+    print(f"{meta['model']}  S_net={meta['snet']}  input={meta['input']['shape']}  "
+          f"(median of {args.repeats} runs)")
+    for name, ms in rows.items():
+        ratio = f"  LAS / this = {rows['las'] / ms:.2f}" if name != "las" else ""
+        print(f"{name:<20}{ms:9.2f} ms{ratio}")
+    return 0
+
+
+def register(sub) -> None:
+    parser = subcommand(sub, "bench", "time an exported artifact (and dense peers)")
+    parser.add_argument("artifact", help="directory written by `las compile`")
+    parser.add_argument("--vs", choices=("none", "dense"), default="none",
+                        help="'dense': also time the dense network in ONNX Runtime and PyTorch")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    add_json(parser)
+    parser.set_defaults(func=run)

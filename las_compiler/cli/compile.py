@@ -1,0 +1,175 @@
+"""``las compile``: build (or load) a LAS-ResNet, compile it, export the artifact, report.
+
+The report says what a user deciding whether to ship the sparse model needs: per-block and
+per-stage activation, the FLOPs ratio, whether the compiled module matches PyTorch (logits and
+every mask), and its latency next to the same network compiled dense by us (``las bench``
+compares with ONNX Runtime and PyTorch too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .common import add_json, add_model_args, subcommand
+
+
+@dataclass
+class CompiledBlockRow:
+    name: str
+    granularity: int
+    stride: int
+    pipeline: str
+    activation: float  # mean of the compiled module's mask on the example input
+    flops_ratio: float
+
+
+@dataclass
+class CompileReport:
+    model: str
+    snet: str
+    input_shape: tuple[int, ...]
+    target: str
+    artifact: str
+    compile_seconds: float
+    blocks: list[CompiledBlockRow]
+    stage_activation: list[float]
+    flops_ratio: float
+    max_abs_error: float | None = None
+    masks_equal: bool | None = None
+    mask_cells_differing: int | None = None
+    las_ms: float | None = None
+    dense_ms: float | None = None
+    dense_compile_seconds: float | None = None
+    schedules: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def format(self) -> str:
+        lines = [f"{self.model}  S_net={self.snet}  input={list(self.input_shape)}  "
+                 f"target={self.target}",
+                 f"compiled in {self.compile_seconds:.1f} s -> {self.artifact}",
+                 f"schedules: {self.schedules}",
+                 f"{'block':<11}{'S':>3}{'stride':>7}  {'pipeline':<13}{'active':>7}"
+                 f"{'FLOPs':>7}"]
+        for b in self.blocks:
+            lines.append(f"{b.name:<11}{b.granularity:>3}{b.stride:>7}  {b.pipeline:<13}"
+                         f"{b.activation:>7.3f}{b.flops_ratio:>7.3f}")
+        stages = "  ".join(f"stage {i + 1}: {a:.3f}" for i, a in enumerate(self.stage_activation))
+        lines.append(f"activation per stage: {stages}")
+        lines.append(f"network FLOPs ratio (sparse / dense): {self.flops_ratio:.3f}")
+        if self.max_abs_error is not None:
+            masks = "masks identical" if self.masks_equal else (
+                f"masks differ at {self.mask_cells_differing} patch cells (logits that tie "
+                "within float rounding can compare differently in TVM and PyTorch)")
+            lines.append(f"compiled vs PyTorch: max |logit diff| {self.max_abs_error:.2e}, "
+                         f"{masks}")
+        if self.las_ms is not None:
+            line = f"latency (median): LAS {self.las_ms:.2f} ms"
+            if self.dense_ms is not None:
+                line += (f", dense (same network, all blocks static, compiled by us) "
+                         f"{self.dense_ms:.2f} ms, ratio {self.las_ms / self.dense_ms:.2f}")
+            lines.append(line)
+        lines += self.notes
+        return "\n".join(lines)
+
+
+def default_output(model_name: str, snet: str) -> Path:
+    return Path("out") / f"{model_name}-{snet}"
+
+
+def compile_report(args: argparse.Namespace) -> CompileReport:
+    """Build, compile, export, check and time; see the module docstring."""
+    import torch
+
+    import las_compiler
+
+    from ..deploy.artifact import check_writable, cross_linker
+    from ..models import prepare_model
+    from ..schedules import check_target
+    from ..target import describe_target, resolve_target
+    from ..verify import compare_with_pytorch
+
+    # fail fast, before the model is built, calibrated and compiled
+    target = resolve_target(args.target)
+    check_target(target)
+    output = Path(args.output) if args.output else default_output(args.model, args.snet)
+    check_writable(output)
+    cross_linker(str(target))  # a cross target needs its linker for the export
+    model, x = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch,
+                             args.checkpoint, args.seed)
+    rate = 0.5 if args.rate is None else args.rate
+    compiled = las_compiler.compile(
+        model, x, target, args.tuning_logs, pipelines=args.pipeline, expected_rate=rate,
+        dump_ir=args.dump_ir,
+        metadata={"rate": args.rate, "seed": args.seed, "checkpoint": args.checkpoint})
+    path = compiled.export(output)
+    with torch.no_grad():
+        _, stats = model.forward_with_stats(x)
+    report = CompileReport(
+        model=args.model, snet=model.granularity_spec, input_shape=tuple(x.shape),
+        target=describe_target(target), artifact=str(path),
+        compile_seconds=compiled.metadata["compile_seconds"], blocks=[], stage_activation=[],
+        flops_ratio=float(stats.sparse_flops) / stats.dense_flops,
+        schedules=compiled.metadata["schedules"])
+    activation = [float(s.activation) for s in stats.blocks]
+    if compiled.runnable:
+        agreement = compare_with_pytorch(compiled, model, x)
+        activation = list(agreement.activation)
+        report.max_abs_error = agreement.max_abs_error
+        report.mask_cells_differing = agreement.mask_cells_differing
+        report.masks_equal = agreement.masks_equal
+        report.las_ms = compiled.benchmark(x, repeat=args.repeats)["median_ms"]
+        if not args.no_dense:
+            blocks = range(len(list(model.dynamic_blocks())))
+            dense = las_compiler.compile(model, x, target, args.tuning_logs, static_blocks=blocks)
+            report.dense_compile_seconds = dense.metadata["compile_seconds"]
+            report.dense_ms = dense.benchmark(x, repeat=args.repeats)["median_ms"]
+    else:
+        report.notes.append(f"cross-compiled for {compiled.metadata['target_kind']}: not run "
+                            "here (deploy the artifact and use `las run` / `las bench` there)")
+    stage_values: dict[str, list[float]] = {}
+    for meta, stat, active in zip(compiled.metadata["blocks"], stats.blocks, activation,
+                                  strict=True):
+        report.blocks.append(CompiledBlockRow(meta["name"], meta["S"], meta["stride"],
+                                              meta["pipeline"], active,
+                                              float(stat.sparse_flops) / stat.dense_flops))
+        stage_values.setdefault(meta["name"].split(".")[0], []).append(active)
+    report.stage_activation = [float(np.mean(v)) for v in stage_values.values()]
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    report = compile_report(args)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.format())
+    return 0
+
+
+def register(sub) -> None:
+    from ..block_pipelines import AUTO, PIPELINES
+
+    parser = subcommand(sub, "compile", "compile a LAS-ResNet for a target, export, report")
+    add_model_args(parser)
+    parser.add_argument("--target", default="host",
+                        help="'host', a TVM tag (e.g. nvidia/jetson-tx2) or a target JSON object")
+    parser.add_argument("-o", "--output", default=None,
+                        help="artifact directory (default: out/<model>-<snet>)")
+    parser.add_argument("--tuning-logs", default=None,
+                        help="meta_schedule database directory (default: tuning_logs/<target>/"
+                             " when present)")
+    parser.add_argument("--pipeline", default=AUTO, choices=(AUTO, *PIPELINES),
+                        help="block pipeline of every dynamic block ('auto': the latency "
+                             "predictor's choice per block)")
+    parser.add_argument("--no-dense", action="store_true",
+                        help="skip compiling and timing the dense network for comparison")
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs per latency")
+    parser.add_argument("--dump-ir", default=None, metavar="DIR",
+                        help="write the IR after every pipeline phase to DIR")
+    add_json(parser)
+    parser.set_defaults(func=run)

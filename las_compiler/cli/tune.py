@@ -1,0 +1,46 @@
+"""``las tune``: tune a model's kernels for a target into ``tuning_logs/<target>/``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from .common import add_json, add_model_args, subcommand
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models import prepare_model
+    from ..target import resolve_target
+    from ..tuning.tune import format_results, tune_model
+
+    target = resolve_target(args.target)
+    rate = 0.5 if args.rate is None else args.rate
+    start = time.perf_counter()
+    model, x = prepare_model(args.model, args.snet, rate, args.input_size, args.batch,
+                             None, args.seed)
+    results, directory = tune_model(model, x, target, args.trials, args.log, args.cost_model,
+                                    rate, args.rpc_tracker, args.rpc_key, args.seed)
+    if args.json:
+        print(json.dumps([vars(r) for r in results], indent=1))
+    else:
+        print(format_results(results))
+        print(f"tuning log: {directory} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def register(sub) -> None:
+    from ..tuning.cost_model import COST_MODELS
+
+    parser = subcommand(sub, "tune", "tune every kernel of a model (meta_schedule, resumable)")
+    add_model_args(parser, checkpoint=False)
+    parser.add_argument("--target", default="host", help="'host', a TVM tag or a target JSON")
+    parser.add_argument("--trials", type=int, default=16, help="measured candidates per kernel")
+    parser.add_argument("--log", default=None,
+                        help="tuning-log directory (default: tuning_logs/<target name>/)")
+    parser.add_argument("--cost-model", default="seeded", choices=COST_MODELS,
+                        help="how candidates are ranked before measuring")
+    parser.add_argument("--rpc-tracker", default=None, help="host:port of an RPC tracker")
+    parser.add_argument("--rpc-key", default=None, help="device key registered at the tracker")
+    add_json(parser)
+    parser.set_defaults(func=run)

@@ -1,0 +1,192 @@
+"""``CompiledModel``: a compiled LAS network (or block) to run, time, profile and export.
+
+It needs only the TVM runtime: a model loaded from an artifact runs without torch or the
+compiler library. The device is the one the target names (``target.device_of``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import artifact
+
+
+class CompiledModel:
+    """A compiled LAS network: run it, time it, export it.
+
+    ``run(x)`` returns the first output (logits); ``run_with_masks(x)`` also returns each
+    dynamic block's patch mask (bool, (N, gh, gw)). Inputs are checked against the compiled
+    shape. A module that *donates* its input (``metadata["donates_input"]``, one-block
+    modules for benchmarks) updates the input tensor in place; ``run`` always hands it a
+    fresh copy, and ``benchmark``/``profile`` refresh it before every call.
+    """
+
+    def __init__(self, module, metadata: dict, artifact_dir: Path | None = None):
+        self.metadata = metadata
+        self._module = module
+        self._artifact_dir = artifact_dir
+        self._vm = None
+
+    # -- running ----------------------------------------------------------------------------
+    @property
+    def runnable(self) -> bool:
+        """Whether this machine can run the module (same CPU architecture; the GPU present)."""
+        from ..target import device_of
+
+        kind = self.metadata["target_kind"]
+        if kind == "llvm":
+            return _same_machine(self.metadata["target"])
+        return bool(device_of(kind).exist) and _same_machine(self.metadata.get("host_target")
+                                                             or "{}")
+
+    @property
+    def device(self):
+        from ..target import device_of
+
+        return device_of(self.metadata["target_kind"])
+
+    def _machine(self):
+        if self._vm is None:
+            if not self.runnable:
+                raise RuntimeError(f"this module was compiled for {self.metadata['target']}; "
+                                   "it cannot run on this machine (deploy it to the device)")
+            import tvm
+
+            self._vm = tvm.runtime.vm.VirtualMachine(self._module, self.device)
+        return self._vm
+
+    def _host_input(self, x) -> np.ndarray:
+        spec = self.metadata["input"]
+        array = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        if list(array.shape) != list(spec["shape"]):
+            raise ValueError(f"input shape {tuple(array.shape)} does not match the compiled "
+                             f"shape {tuple(spec['shape'])} ({spec.get('layout', 'NCHW')}); "
+                             "recompile for other sizes")
+        if array.dtype != np.float32:
+            if not np.issubdtype(array.dtype, np.floating):
+                raise TypeError(f"input dtype {array.dtype} is not floating point; the model "
+                                "takes float32 images")
+            array = array.astype(np.float32)
+        return np.ascontiguousarray(array)
+
+    def _input(self, x):
+        import tvm
+
+        return tvm.runtime.tensor(self._host_input(x), self.device)
+
+    def _example(self, x):
+        if x is None:
+            return np.random.default_rng(0).standard_normal(
+                self.metadata["input"]["shape"]).astype(np.float32)
+        return self._host_input(x)
+
+    def run_with_masks(self, x) -> tuple[np.ndarray, list[np.ndarray]]:
+        outputs = self._machine()["main"](self._input(x))
+        outputs = list(outputs) if not hasattr(outputs, "numpy") else [outputs]
+        return outputs[0].numpy(), [m.numpy() for m in outputs[1:]]
+
+    def run(self, x) -> np.ndarray:
+        return self.run_with_masks(x)[0]
+
+    @property
+    def donates_input(self) -> bool:
+        return bool(self.metadata.get("donates_input", False))
+
+    def benchmark(self, x=None, repeat: int = 30, number: int = 1, warmup: int = 3) -> dict:
+        """Latency of one forward pass (ms): median, mean, min, max over ``repeat`` runs
+        (TVM's ``time_evaluator``; for a module that donates its input, a timed loop that
+        refreshes the input before each call, outside the timed part)."""
+        vm = self._machine()
+        host = self._example(x)
+        data = self._input(host)
+        for _ in range(warmup):
+            if self.donates_input:
+                data.copyfrom(host)
+            vm["main"](data)
+        if self.donates_input:
+            main, runs = vm["main"], []
+            for _ in range(repeat):
+                data.copyfrom(host)
+                start = time.perf_counter()
+                for _ in range(number):
+                    main(data)
+                runs.append((time.perf_counter() - start) / number * 1e3)
+            runs = np.array(runs)
+        else:
+            timer = vm.time_evaluator("main", self.device, number=number, repeat=repeat)
+            runs = np.array(timer(data).results) * 1e3
+        return {"median_ms": float(np.median(runs)), "mean_ms": float(runs.mean()),
+                "min_ms": float(runs.min()), "max_ms": float(runs.max()), "runs": len(runs)}
+
+    def profile(self, x=None, runs: int = 10) -> dict[str, float]:
+        """Milliseconds per forward pass spent in each kernel / VM builtin (mean over ``runs``),
+        from the Relax VM's instrument hook. Per-call overhead of the hook (~10 us) is included,
+        so the sum exceeds :meth:`benchmark`'s latency a little."""
+        vm = self._machine()
+        host = self._example(x)
+        data = self._input(host)
+        totals: dict[str, float] = {}
+        started: list[float] = []
+
+        def instrument(_func, name, before_run, _ret, *_args):
+            if before_run:
+                started.append(time.perf_counter())
+            else:
+                totals[name] = totals.get(name, 0.0) + time.perf_counter() - started.pop()
+            return 0
+
+        vm["main"](data)  # warm-up, uninstrumented
+        vm.set_instrument(instrument)
+        try:
+            for _ in range(runs):
+                if self.donates_input:
+                    data.copyfrom(host)
+                vm["main"](data)
+        finally:
+            vm.set_instrument(lambda *_args: 0)
+        return {name: seconds * 1e3 / runs for name, seconds in
+                sorted(totals.items(), key=lambda item: -item[1])}
+
+    # -- artifacts --------------------------------------------------------------------------
+    def export(self, path: str | os.PathLike) -> Path:
+        """Write the artifact directory (library + metadata) atomically; returns its path."""
+        if self._artifact_dir is not None:  # loaded from disk: the library file as it is
+            library = _CopiedLibrary(Path(self._artifact_dir) / artifact.LIBRARY_FILE)
+            metadata = {k: v for k, v in self.metadata.items() if k != "format"}
+            return artifact.write_artifact(path, library, metadata)
+        linker = artifact.cross_linker(self.metadata["target"])
+        return artifact.write_artifact(path, self._module, self.metadata, linker)
+
+
+class _CopiedLibrary:
+    """``export_library`` of an already linked library: a file copy."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def export_library(self, dest: str) -> None:
+        shutil.copyfile(self.path, dest)
+
+
+def _same_machine(target_text: str) -> bool:
+    """Whether code for this target runs here (same target triple as this machine)."""
+    import json
+    import platform
+
+    try:
+        triple = str(json.loads(target_text).get("mtriple", "") or "")
+    except json.JSONDecodeError:
+        return False
+    machine = platform.machine().replace("AMD64", "x86_64").replace("arm64", "aarch64")
+    return not triple or triple.split("-")[0] == machine
+
+
+def load(path: str | os.PathLike) -> CompiledModel:
+    """Load an exported artifact (needs only the TVM runtime, not torch or the compiler)."""
+    module, metadata = artifact.load_artifact(path)
+    return CompiledModel(module, metadata, artifact_dir=Path(path))

@@ -1,0 +1,95 @@
+"""ChooseBlockPipelines: give every ``las.sparse_bottleneck`` call a concrete block pipeline.
+
+The one place ``"auto"`` is resolved: for each block the latency predictor's fastest pipeline
+among those that apply (``block_pipelines.AUTO_CANDIDATES``), on the target's hardware profile
+(``predictor.profiles.hardware_for_target``), at the activation rate the caller expects, with
+every kernel's weights arriving cold as they do inside a network (the module's blocks give the
+footprint). Pipelines the caller named are checked against the block (S, stride) with an error
+naming the block. The choice travels in the call's ``pipeline`` argument.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from ..block_pipelines import AUTO, AUTO_CANDIDATES, get_pipeline
+from ..las_ops import SPARSE_BOTTLENECK, SparseBottleneck, las_blocks, las_op_name
+from .lower_las_ops import block_geometry
+
+
+def block_layer(op: SparseBottleneck):
+    """The predictor's view of a LAS op call (a downsample when the shapes change)."""
+    from ..predictor.layers import BlockLayer
+
+    n, c, h, w = op.input_shape
+    k = op.output_shape[1]
+    width = int(op.conv1.weight.ty.shape[0])
+    return BlockLayer(n, h, w, c, width, k, op.stride, downsample=op.stride != 1 or c != k,
+                      name=op.name)
+
+
+@tvm.transform.module_pass(opt_level=0, name="ChooseBlockPipelines")
+class ChooseBlockPipelines:
+    """Resolve ``"auto"`` block pipelines (see the module docstring).
+
+    Parameters
+    ----------
+    target
+        The compile target; its hardware profile prices the candidates.
+    expected_rate
+        Activation rate the blocks are expected to run at.
+    hardware
+        A :class:`las_compiler.predictor.Hardware` instead of the target's profile.
+    """
+
+    def __init__(self, target: tvm.target.Target, expected_rate: float = 0.5, hardware=None,
+                 candidates=AUTO_CANDIDATES):
+        if not 0.0 <= expected_rate <= 1.0:
+            raise ValueError(f"expected activation rate must lie in [0, 1], got "
+                             f"{expected_rate}")
+        self.target, self.rate, self.hardware = target, expected_rate, hardware
+        self.candidates = tuple(candidates)
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        blocks = las_blocks(mod)
+        for op in blocks:  # explicit choices first: a wrong one fails before any prediction
+            if op.pipeline != AUTO:
+                try:
+                    get_pipeline(op.pipeline).steps_for(block_geometry(op))
+                except ValueError as err:
+                    raise ValueError(f"{op.name or 'block'}: {err}") from None
+        if not any(op.pipeline == AUTO for op in blocks):
+            return mod
+        from ..predictor.block import best_pipeline
+        from ..predictor.network import network_footprint_bytes
+        from ..predictor.profiles import hardware_for_target
+
+        hw = self.hardware or hardware_for_target(self.target)
+        footprint = network_footprint_bytes([block_layer(op) for op in blocks])
+
+        def choose(op: SparseBottleneck) -> str:
+            return best_pipeline(hw, block_layer(op), op.granularity, self.rate,
+                                 self.candidates, footprint).pipeline
+
+        rewriter = _Rewriter(mod, choose)
+        for gvar, func in list(mod.functions_items()):
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+        return rewriter.builder_.get()
+
+
+@mutator
+class _Rewriter(PyExprMutator):
+    def __init__(self, mod, choose):
+        super().__init__(mod)
+        self.choose = choose
+
+    def visit_call_(self, call: relax.Call):
+        if las_op_name(call) != SPARSE_BOTTLENECK:
+            return super().visit_call_(call)
+        op = SparseBottleneck.from_call(super().visit_call_(call))
+        if op.pipeline != AUTO:
+            return op.to_call()
+        return op.replace(pipeline=self.choose(op)).to_call()
