@@ -8,7 +8,8 @@ Phase 3. LAS op lowering     - ``las.*`` calls -> the kernels of each block's pi
 Phase 4. dense rest          - dense conv chains -> our kernels; cancel NCHW<->NHWC round trips;
                                legalise and fuse what is left (pooling, classifier, reshapes).
 Phase 5. schedule            - tuning-log knobs where present, then the family's rules.
-Phase 6. build               - Relax VM lowering (TVM's backend passes for the family).
+Phase 6. build               - Relax VM lowering (TVM's backend passes for the family); every
+                               PrimFunc noalias (a TVM codegen bug drops it otherwise).
 
 A target family (``schedules.family``: ``cpu`` today) contributes its TVM backend's legalise
 and lowering passes through :data:`BACKENDS`; adding a family is a rules folder, an entry here
@@ -29,6 +30,7 @@ from .transform import (
     ChooseBlockPipelines,
     LowerDenseConv,
     LowerLASOps,
+    UniformNoAlias,
 )
 
 NHWC_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "OHWI"]}
@@ -79,8 +81,9 @@ def phases(target: tvm.target.Target, tuning_log=None, expected_rate: float = 0.
                    *backend.legalize_passes(target), relax.transform.DeadCodeElimination()]),
         # Phase 5. schedules: rules, with tuned knobs where the tuning log has them
         ("schedule", [ApplyScheduleRules(target, tuning_log)]),
-        # Phase 6. build
-        ("vm", [*backend.dataflow_lower_passes(target), *backend.finalize_passes(target)]),
+        # Phase 6. build (UniformNoAlias works around a TVM codegen bug: see its docstring)
+        ("vm", [*backend.dataflow_lower_passes(target), *backend.finalize_passes(target),
+                UniformNoAlias()]),
     ]
 
 

@@ -211,9 +211,13 @@ def host_target(
 def resolve_target(spec):
     """One place that turns what a user typed into a ``tvm.target.Target``.
 
-    Accepts ``"host"`` (this CPU, see :func:`host_target`), a TVM tag (``"nvidia/jetson-tx2"``;
-    ``tvm.target.list_tags()``), a target dict, its JSON text, or a ``Target``. Anything else
-    raises ``ValueError`` naming the input and the accepted forms.
+    Accepts ``"host"`` (this CPU, see :func:`host_target`), a plain target kind as TVM users
+    write it (``"llvm"``: this CPU too; ``"cuda"``), a TVM tag (``"nvidia/jetson-tx2"``;
+    ``tvm.target.list_tags()``), a target dict, its JSON text, or a ``Target``. An LLVM CPU
+    target for this machine's architecture gets what the host needs and it leaves out (``mcpu``
+    from the CPU flags, ``num-cores``); an ``mcpu`` LLVM does not know is one clear error, not
+    a silent build for a generic CPU. Anything else raises ``ValueError`` naming the input and
+    the accepted forms.
     """
     import json
 
@@ -222,20 +226,67 @@ def resolve_target(spec):
     if isinstance(spec, tvm.target.Target):
         return spec
     if isinstance(spec, dict):
-        return tvm.target.Target(spec)
+        return _checked(dict(spec))
     text = str(spec).strip()
-    if text == "host":
+    if text in ("host", "llvm"):
         return host_target()
     if text.startswith("{"):
         try:
-            return tvm.target.Target(json.loads(text))
-        except (json.JSONDecodeError, ValueError) as err:
+            fields = json.loads(text)
+        except json.JSONDecodeError as err:
             raise ValueError(f"invalid target JSON {text!r}: {err}") from None
+        if not isinstance(fields, dict):
+            raise ValueError(f"invalid target JSON {text!r}: not an object")
+        return _checked(fields)
     if text in tvm.target.list_tags():
         return tvm.target.Target(text)
-    raise ValueError(f"unknown target {text!r}: use 'host', a TVM target tag such as "
-                     "'nvidia/jetson-tx2' (see tvm.target.list_tags()), or a target JSON object "
-                     "such as '{\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\"}'")
+    if text in _PLAIN_KINDS:
+        return _checked({"kind": text})
+    raise ValueError(f"unknown target {text!r}: use 'host' (or 'llvm'), 'cuda', a TVM target tag "
+                     "such as 'nvidia/jetson-tx2' (see tvm.target.list_tags()), or a target JSON "
+                     "object such as '{\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\"}'")
+
+
+_PLAIN_KINDS = ("cuda", "nvptx", "c")
+
+
+def _checked(fields: dict):
+    """A Target from a dict: host defaults filled in for this machine's CPU, ``mcpu``
+    validated against LLVM (before TVM builds the target, which prints LLVM's own errors)."""
+    import tvm
+    from tvm.target import codegen
+
+    if "kind" not in fields:
+        raise ValueError(f"target {fields} has no 'kind' (e.g. 'llvm' or 'cuda')")
+    if fields["kind"] == "llvm":
+        host = host_target_dict()
+        triple = fields.get("mtriple") or host["mtriple"]
+        if triple == host["mtriple"]:
+            fields = {**{k: v for k, v in host.items() if k not in fields}, **fields}
+        mcpu = fields.get("mcpu")
+        if mcpu is not None:
+            _check_mcpu(str(mcpu), triple, codegen)
+    try:
+        return tvm.target.Target(fields)
+    except (ValueError, RuntimeError) as err:
+        raise ValueError(f"invalid target {fields}: {str(err).splitlines()[0]}") from None
+
+
+def _check_mcpu(mcpu: str, triple: str, codegen) -> None:
+    import difflib
+
+    import tvm
+
+    if mcpu in ("native",):
+        raise ValueError("mcpu 'native' makes TVM 0.27 compile for a generic CPU; use 'host' "
+                         "(this CPU's best safe mcpu) or name the CPU")
+    if codegen.llvm_is_valid_cpu(mcpu, triple):
+        return
+    known = [str(c) for c in codegen.llvm_get_cpu_archlist(
+        tvm.target.Target({"kind": "llvm", "mtriple": triple}))]
+    close = difflib.get_close_matches(mcpu, known, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; LLVM knows {len(known)} CPUs"
+    raise ValueError(f"unknown mcpu {mcpu!r} for {triple}{hint}")
 
 
 def describe_target(target) -> str:

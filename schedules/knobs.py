@@ -60,19 +60,29 @@ def draw(sch: s_tir.Schedule, block, knob: Knob, fixed=None):
     return rv
 
 
+# The first design spaces (tuning logs written before the knobs had names) drew the loop order
+# and then the pixel tile, and annotated the draw of the loop order as this:
+_LEGACY_ORDER = "las.channel_outer"
+
+
 def knobs_from_trace(trace: s_tir.schedule.Trace) -> dict[str, int]:
-    """``{knob name: value}`` of a trace made with :func:`draw` (ints; bools as 0/1)."""
-    drawn = {}
+    """``{knob name: value}`` of a trace made with :func:`draw` (ints; bools as 0/1). Traces
+    of the first, unnamed design space (``channel_outer`` then ``pixels``) read the same."""
+    drawn, order = {}, []
     for inst in trace.insts:
         if inst.kind.name == "SampleCategorical":
             candidates = [int(c) for c in inst.attrs[0]]
             drawn[inst.outputs[0]] = candidates[int(trace.get_decision(inst))]
-    knobs = {}
+            order.append(drawn[inst.outputs[0]])
+    knobs, legacy = {}, False
     for inst in trace.insts:
         if inst.kind.name == "Annotate" and str(inst.attrs[0]).startswith(ANNOTATION):
             value = inst.inputs[1]
             if value in drawn:
                 knobs[str(inst.attrs[0])[len(ANNOTATION):]] = drawn[value]
+        legacy |= inst.kind.name == "Annotate" and str(inst.attrs[0]) == _LEGACY_ORDER
+    if not knobs and legacy and len(order) == 2:
+        return {"channel_outer": order[0], "pixels": order[1]}
     if not knobs:
         raise ValueError("not a las-compiler design-space trace (no las.knob.* draws)")
     return knobs

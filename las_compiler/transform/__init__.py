@@ -5,6 +5,7 @@ from .cancel_transpose_pairs import CancelTransposePairs
 from .choose_block_pipelines import ChooseBlockPipelines
 from .lower_dense_conv import LowerDenseConv
 from .lower_las_ops import LowerLASOps
+from .uniform_no_alias import UniformNoAlias
 
 __all__ = ["ApplyScheduleRules", "CancelTransposePairs", "ChooseBlockPipelines",
-           "LowerDenseConv", "LowerLASOps"]
+           "LowerDenseConv", "LowerLASOps", "UniformNoAlias"]

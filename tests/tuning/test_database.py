@@ -59,3 +59,17 @@ def test_a_half_written_record_is_dropped_and_corruption_is_an_error(tmp_path):
         open_log(tmp_path)
     with pytest.raises(TuningLogError, match="must hold database_workload.json"):
         open_log(tmp_path / "missing")
+
+
+def test_the_committed_log_still_reads():
+    """Records written by the first, unnamed design space (loop order, then pixels) decode to
+    the same named knobs; the log opens without error."""
+    from las_compiler.tuning import REPO_LOGS
+
+    for path in sorted(p for p in REPO_LOGS.iterdir() if (p / WORKLOADS).is_file()):
+        log = TuningLog(path)
+        records = log.db.get_all_tuning_records()
+        assert records, path
+        for record in records:
+            knobs = knobs_from_trace(record.trace)
+            assert set(knobs) == {"channel_outer", "pixels"} and knobs["pixels"] > 0
