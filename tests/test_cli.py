@@ -90,6 +90,7 @@ def test_run_and_bench_use_the_artifact(artifact, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["compile", "--target", "nonsense"], "unknown target 'nonsense'"),
+    (["compile", "--target", "nvidia/jetson-tx2"], "no LAS schedule rules for cuda targets"),
     (["compile", "--input-size", "64", "--checkpoint", "{ckpt}"], "checkpoint does not fit"),
     (["compile", "--input-size", "64", "-o", "{file}/art"], "cannot write the artifact"),
     (["run", "{file}"], "is not an artifact directory"),
