@@ -58,7 +58,7 @@ def search_runs(count: int, seeds, cost_models, per_batch: int = 2, rounds: int 
     once). Batches of ``per_batch`` candidates, so the order of measurement is the cost
     model's ranking."""
     from las_compiler.target import host_target
-    from las_compiler.tuning.knobs import knob_space
+    from las_compiler.tuning.space import knob_space
     from las_compiler.tuning.tasks import extract_tasks, lowered_module
     from las_compiler.tuning.tune import tune_tasks, untuned_ms
 
@@ -87,8 +87,8 @@ def search_runs(count: int, seeds, cost_models, per_batch: int = 2, rounds: int 
     return rows
 
 
-def _key(knobs) -> str:
-    return f"{knobs.pixels}{'/outer' if knobs.channel_outer else ''}"
+def _key(knobs: dict) -> str:
+    return f"{knobs['pixels']}{'/outer' if knobs.get('channel_outer') else ''}"
 
 
 def reference_table(task, target, rounds: int) -> dict[str, float]:
@@ -96,24 +96,23 @@ def reference_table(task, target, rounds: int) -> dict[str, float]:
     (each knob compiled once), so slow and fast minutes fall on all knobs alike."""
     import numpy as np
     import tvm
-    from tvm import s_tir
 
-    from las_compiler.tuning.knobs import Knobs, knob_space, schedule_with_knobs
+    from las_compiler.target import device_of
+    from las_compiler.tuning.space import knob_space, schedule_with_knobs
     from las_compiler.tuning.tune import _arguments
 
     func = task.mod["main"]
     space = knob_space(func, target)
-    dev = tvm.cpu()
+    dev = device_of(target)
     info = [["TENSOR", str(p.dtype), [int(d) for d in p.shape]] for p in func.params]
     args = _arguments(dev, info, 1)[0]
     timers = {}
-    for outer in space.channel_outer:
-        for pixels in space.pixels:
-            sch = s_tir.Schedule(tvm.IRModule({"main": func}))
-            schedule_with_knobs(sch, func, target, pixels, outer)
-            lib = tvm.compile(sch.mod, target=target).jit()
-            timers[_key(Knobs(pixels, outer))] = lib.time_evaluator("main", dev, number=3,
-                                                                    repeat=3)
+    for outer in space["channel_outer"].values:
+        for pixels in space["pixels"].values:
+            knobs = {"pixels": pixels, "channel_outer": outer}
+            lib = tvm.compile(tvm.IRModule({"main": schedule_with_knobs(func, target, knobs)}),
+                              target=target).jit()
+            timers[_key(knobs)] = lib.time_evaluator("main", dev, number=3, repeat=3)
     times: dict[str, list[float]] = {key: [] for key in timers}
     for _ in range(rounds):
         for key, timer in timers.items():
