@@ -13,11 +13,11 @@ def compile(*args, **kwargs):  # noqa: A001 - lazy re-export keeps ``import las_
     return _compile(*args, **kwargs)
 
 
-def load(path):
+def load(path, threads=None):
     """See :func:`las_compiler.deploy.load` (needs only the TVM runtime)."""
     from .deploy import load as _load
 
-    return _load(path)
+    return _load(path, threads)
 
 
 def build(*args, **kwargs):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+import warnings
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -77,6 +78,8 @@ def compile(  # noqa: A001 - the public name the design asks for
     expected_rate: float = 0.5,
     dump_ir: str | os.PathLike | None = None,
     metadata: dict | None = None,
+    threads: int | None = None,
+    progress=None,
 ) -> CompiledModel:
     """Compile an eval-mode LAS-ResNet for ``target``.
 
@@ -103,6 +106,10 @@ def compile(  # noqa: A001 - the public name the design asks for
         Directory for the IR after each pipeline phase.
     metadata
         Extra fields for the artifact's metadata (e.g. the calibration rate).
+    threads
+        TVM threads the compiled module runs with (default: see ``deploy.threads``).
+    progress
+        Called with the name of each step as it starts (export, each compile phase).
     """
     from .block_pipelines import check_pipelines
     from .frontend import import_torch
@@ -110,9 +117,11 @@ def compile(  # noqa: A001 - the public name the design asks for
     tvm_target = _checked_target(target)
     check_pipelines(pipelines)
     start = time.perf_counter()
+    if progress is not None:
+        progress("exporting the model (torch.export)")
     mod = import_torch(model, example_input, static_blocks, pipelines)
     return build(mod, tvm_target, tuning_logs, expected_rate=expected_rate, dump_ir=dump_ir,
-                 metadata=metadata, started=start)
+                 metadata=metadata, started=start, threads=threads, progress=progress)
 
 
 def compile_block(block, example_input, target="host", pipeline: str = "auto", *,
@@ -139,7 +148,8 @@ def compile_block(block, example_input, target="host", pipeline: str = "auto", *
 def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
           expected_rate: float = 0.5, dump_ir: str | os.PathLike | None = None,
           metadata: dict | None = None, donate_input: bool = False,
-          started: float | None = None) -> CompiledModel:
+          started: float | None = None, threads: int | None = None,
+          progress=None) -> CompiledModel:
     """The target step: a Relax module from a LAS frontend (``las.*`` calls and the
     ``las.model`` attribute, see ``frontend.import_torch``) compiled for ``target``.
 
@@ -162,11 +172,16 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
         chosen = {op.name: op.pipeline for op in las_blocks(mod)}
         passes = relax_pipeline(tvm_target, tuning_log,
                                 Path(dump_ir) if dump_ir is not None else None,
-                                expected_rate, donate_input)
+                                expected_rate, donate_input, progress)
         executable = tvm.compile(mod, tvm_target, relax_pipeline=passes)
     if tuning_log is not None:
         schedules += (f": {len(tuning_log.tuned)} kernels tuned, {len(tuning_log.untuned)} "
                       f"on untuned rules")
+        unused = tuning_log.unused_workloads()
+        if unused:
+            schedules += f"; {unused} logged kernels this model does not have, ignored"
+        for note in tuning_log.notes:
+            warnings.warn(f"tuning log {tuning_log.path}: {note}", stacklevel=2)
     blocks = [{"name": b["name"], "S": b["S"], "stride": b["stride"],
                "pipeline": "static" if b["static"] else chosen[b["name"]]}
               for b in info["blocks"]]
@@ -183,4 +198,4 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
         "versions": _versions(),
         **(metadata or {}),
     }
-    return CompiledModel(executable, meta)
+    return CompiledModel(executable, meta, threads=threads)

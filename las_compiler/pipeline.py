@@ -60,6 +60,23 @@ class DumpIR:
         return mod
 
 
+@tvm.transform.module_pass(opt_level=0, name="ReportPhase")
+class ReportPhase:
+    """Tell ``progress`` that a phase starts (what ``las compile`` prints as it works)."""
+
+    def __init__(self, progress, phase: str):
+        self.progress, self.phase = progress, phase
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        self.progress(PHASE_NAMES.get(self.phase, self.phase))
+        return mod
+
+
+PHASE_NAMES = {"import": "choosing block pipelines", "layout": "folding BN, NHWC layout",
+               "las-ops": "lowering LAS ops to kernels", "dense": "lowering dense convs",
+               "schedule": "scheduling kernels", "vm": "building"}
+
+
 def phases(target: tvm.target.Target, tuning_log=None, expected_rate: float = 0.5,
            donate_params: bool = False) -> list[tuple[str, list]]:
     """The named phases for ``target`` (``ValueError`` for a target family without rules)."""
@@ -105,18 +122,21 @@ def lowering_passes(target: tvm.target.Target, expected_rate: float = 0.5,
 
 
 def relax_pipeline(target: tvm.target.Target, tuning_log=None, dump_dir: Path | None = None,
-                   expected_rate: float = 0.5, donate_params: bool = False
-                   ) -> tvm.transform.Pass:
+                   expected_rate: float = 0.5, donate_params: bool = False,
+                   progress=None) -> tvm.transform.Pass:
     """The pass list for ``tvm.compile(..., relax_pipeline=...)``.
 
     ``tuning_log``: a :class:`las_compiler.tuning.TuningLog` whose best knobs replace the
     rules' defaults for the kernels it covers. ``dump_dir``: write the IR after each phase.
     ``expected_rate``: the activation rate ``"auto"`` pipelines are chosen for.
     ``donate_params``: blocks may update function parameters in place (see ``LowerLASOps``).
+    ``progress``: called with each phase's name as it starts.
     """
     passes = []
     for index, (phase, group) in enumerate(phases(target, tuning_log, expected_rate,
                                                   donate_params)):
+        if progress is not None:
+            passes.append(ReportPhase(progress, phase))
         passes.extend(group)
         if dump_dir is not None:
             passes.append(DumpIR(dump_dir, index + 1, phase))

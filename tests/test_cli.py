@@ -95,6 +95,10 @@ def test_run_and_bench_use_the_artifact(artifact, tmp_path, capsys):
     (["compile", "--input-size", "64", "-o", "{file}/art"], "cannot write the artifact"),
     (["run", "{file}"], "is not an artifact directory"),
     (["run", "{artifact}", "--image", "{file}"], "not a valid .npy array"),
+    (["run", "{artifact}", "--image", "{nan}"], "input holds 1 NaN and 0 infinite values"),
+    (["run", "{artifact}", "--top", "-3"], "-3 is not a positive number"),
+    (["bench", "{artifact}", "--repeats", "0"], "0 is not a positive number"),
+    (["compile", "--target", '{{"kind": "llvm", "mcpu": "bogus"}}'], "unknown mcpu 'bogus'"),
 ])
 def test_compile_and_run_errors(argv, message, artifact, tmp_path):
     ckpt = tmp_path / "small.pth"
@@ -103,11 +107,17 @@ def test_compile_and_run_errors(argv, message, artifact, tmp_path):
     torch.save({"fc.weight": torch.zeros(3, 3)}, ckpt)
     bad = tmp_path / "file.npy"
     bad.write_text("not an array")
-    argv = [a.format(ckpt=ckpt, file=bad, artifact=artifact) for a in argv]
+    nan = tmp_path / "nan.npy"
+    image = np.zeros((3, 64, 64), np.float32)
+    image[0, 0, 0] = np.nan
+    np.save(nan, image)
+    argv = [a.format(ckpt=ckpt, file=bad, artifact=artifact, nan=nan) for a in argv]
     proc = subprocess.run([sys.executable, "-m", "las_compiler", *argv], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+    # one error line (argparse may print its usage before it), not LLVM's own messages
+    assert sum("error" in line.lower() for line in proc.stderr.splitlines()) == 1
     assert not (tmp_path / "art").exists()
 
 
@@ -120,3 +130,19 @@ def test_cross_target_without_linker_fails_before_compiling(tmp_path):
                           timeout=120)
     assert proc.returncode == 2 and "needs a cross linker" in proc.stderr
     assert not (tmp_path / "art").exists()
+
+
+def test_version_help_and_feedback(artifact, capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("las-compiler ")
+    for command in ("compile", "run", "bench", "predict", "select-s", "tune", "reference"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "(default: " in capsys.readouterr().out, command
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    assert "--tuning-logs TUNING_LOGS, --log TUNING_LOGS" in capsys.readouterr().out
+    assert main(["bench", str(artifact), "--repeats", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "threads)" in captured.out and "s] timing the artifact" in captured.err

@@ -6,6 +6,7 @@ the issue (ResNet-50 and -101, three S_nets, batch 1 and 2, 224 and 192x256) run
 ``LAS_FULL_MATRIX=1`` (about 10 minutes).
 """
 
+import json
 import os
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import las_compiler
+import las_compiler.target
 from las_compiler.frontend import ExportableLASResNet
 from las_compiler.models import LASResNet, build_model, calibrate
 
@@ -117,6 +119,29 @@ def test_bad_inputs_are_named():
         las_compiler.compile(model, torch.randn(1, 3, 64, 64), "host", pipelines=["fused"] * 2)
     with pytest.raises(ValueError, match="must hold database_workload.json"):
         las_compiler.compile(model, torch.randn(1, 3, 64, 64), "host", tuning_logs="/nonexistent")
+    with pytest.raises(ValueError, match="batch size 0"):
+        las_compiler.compile(model, torch.randn(0, 3, 64, 64), "host")
+    with pytest.raises(TypeError, match="compiles a LAS-ResNet .* got Conv2d"):
+        las_compiler.compile(torch.nn.Conv2d(3, 8, 3), torch.randn(1, 3, 64, 64), "host")
+    with pytest.raises(ValueError, match="unknown mcpu 'bogus'"):
+        las_compiler.compile(model, torch.randn(1, 3, 64, 64), {"kind": "llvm", "mcpu": "bogus"})
+
+
+def test_inputs_as_users_give_them():
+    """float64 examples compile (the model is float32); "llvm" is this CPU; NaN weights are
+    an error naming the parameter."""
+    model = _small("4-4-2-1", depths=(1, 1, 1, 1))
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    compiled = las_compiler.compile(model, x, "llvm")
+    assert json.loads(compiled.metadata["target"])["mcpu"] == \
+        json.loads(str(las_compiler.target.host_target()))["mcpu"]
+    with torch.no_grad():
+        expected = ExportableLASResNet(model)(x.float())[0].numpy()
+    np.testing.assert_allclose(compiled.run(x), expected, rtol=1e-3, atol=1e-3)
+    with torch.no_grad():
+        model.layer2[0].conv2.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"parameter layer2.0.conv2.weight holds 1 NaN"):
+        las_compiler.compile(model, x, "host")
 
 
 FULL_MATRIX = [(name, snet, batch, size) for name in ("las_resnet50", "las_resnet101")

@@ -15,8 +15,11 @@ SUBCOMMANDS = (reference, compile_command, run, bench, predict, tune)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
     parser = argparse.ArgumentParser(
         prog="las", description="Compiler for latency-aware spatially dynamic networks.")
+    parser.add_argument("--version", action="version", version=f"las-compiler {__version__}")
     sub = parser.add_subparsers(dest="command")
     for module in SUBCOMMANDS:
         module.register(sub)
@@ -31,8 +34,6 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         argv = ["compile"]  # the main job: the default LAS-ResNet-50 for this CPU
     args = parser.parse_args(argv)
-    if getattr(args, "batch", 1) < 1:
-        parser.error(f"--batch must be >= 1, got {args.batch}")
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:

@@ -5,25 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_json, subcommand
+from .common import Progress, add_json, add_threads, positive_int, subcommand
 
 
 def run(args: argparse.Namespace) -> int:
     from ..deploy import load, read_input
     from ..peers import PEERS, measure_dense_peer
 
-    compiled = load(args.artifact)
+    progress = Progress(not args.json)
+    compiled = load(args.artifact, args.threads)
     x = read_input(None, compiled.metadata["input"]["shape"], args.seed)
+    progress(f"timing the artifact ({args.repeats} runs)")
     rows = {"las": compiled.benchmark(x, repeat=args.repeats)["median_ms"]}
     if args.vs == "dense":
         for peer in PEERS:
-            rows[f"dense_{peer}"] = measure_dense_peer(peer, compiled.metadata, args.repeats)
+            progress(f"timing the dense network in {peer} (a fresh process: build, "
+                     f"{'export, ' if peer == 'onnxruntime' else ''}{args.repeats} runs)")
+            rows[f"dense_{peer}"] = measure_dense_peer(peer, compiled.metadata, args.repeats,
+                                                       compiled.threads)
     if args.json:
-        print(json.dumps({"median_ms": rows}, indent=1))
+        print(json.dumps({"median_ms": rows, "threads": compiled.threads_in_effect}, indent=1))
         return 0
     meta = compiled.metadata
     print(f"{meta['model']}  S_net={meta['snet']}  input={meta['input']['shape']}  "
-          f"(median of {args.repeats} runs)")
+          f"(median of {args.repeats} runs, {compiled.threads_in_effect} threads)")
     for name, ms in rows.items():
         ratio = f"  LAS / this = {rows['las'] / ms:.2f}" if name != "las" else ""
         print(f"{name:<20}{ms:9.2f} ms{ratio}")
@@ -35,7 +40,8 @@ def register(sub) -> None:
     parser.add_argument("artifact", help="directory written by `las compile`")
     parser.add_argument("--vs", choices=("none", "dense"), default="none",
                         help="'dense': also time the dense network in ONNX Runtime and PyTorch")
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs")
+    parser.add_argument("--repeats", type=positive_int, default=20, help="timed runs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    add_threads(parser)
     add_json(parser)
     parser.set_defaults(func=run)

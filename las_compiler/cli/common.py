@@ -34,7 +34,8 @@ def add_model_args(parser: argparse.ArgumentParser, checkpoint: bool = True) -> 
     """--model, --snet, --rate, [--checkpoint], --input-size, --batch, --seed."""
     from ..models import DEFAULT_GRANULARITY, MODELS
 
-    parser.add_argument("--model", default="las_resnet50", choices=sorted(MODELS))
+    parser.add_argument("--model", default="las_resnet50", choices=sorted(MODELS),
+                        help="architecture")
     parser.add_argument("--snet", default=DEFAULT_GRANULARITY,
                         help="S per stage ('4-4-2-1') or per block ('4-4-4-...-1')")
     parser.add_argument("--rate", type=rate, default=0.5,
@@ -42,16 +43,58 @@ def add_model_args(parser: argparse.ArgumentParser, checkpoint: bool = True) -> 
     if checkpoint:
         parser.add_argument("--checkpoint", default=None,
                             help="our, torchvision or LASNet state_dict")
-    parser.add_argument("--input-size", type=input_size, default=(224, 224), help="N or HxW")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--input-size", type=input_size, default="224x224", help="N or HxW")
+    parser.add_argument("--batch", type=positive_int, default=1, help="images per run")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and images")
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.default is False \
+                or action.default == argparse.SUPPRESS or "default:" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def subcommand(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     """A subcommand parser whose ``--help`` shows every option's default."""
     return sub.add_parser(name, help=help_text, description=help_text,
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          formatter_class=_Defaults)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="TVM runtime threads (default: TVM_NUM_THREADS, else the cores the "
+                             "target was compiled for)")
+
+
+class Progress:
+    """``[  4.2 s] step`` lines on stderr: what a long command is doing, as it does it."""
+
+    def __init__(self, enabled: bool = True):
+        import time
+
+        self.enabled, self.start, self._clock = enabled, time.perf_counter(), time.perf_counter
+
+    def __call__(self, step: str) -> None:
+        if self.enabled:
+            import sys
+
+            print(f"[{self._clock() - self.start:6.1f} s] {step}", file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import add_json, add_model_args, subcommand
+from .common import Progress, add_json, add_model_args, add_threads, positive_int, subcommand
 
 
 @dataclass
@@ -45,6 +45,7 @@ class CompileReport:
     las_ms: float | None = None
     dense_ms: float | None = None
     dense_compile_seconds: float | None = None
+    threads: int | None = None
     schedules: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -71,7 +72,7 @@ class CompileReport:
             lines.append(f"compiled vs PyTorch: max |logit diff| {self.max_abs_error:.2e}, "
                          f"{masks}")
         if self.las_ms is not None:
-            line = f"latency (median): LAS {self.las_ms:.2f} ms"
+            line = f"latency (median, {self.threads} threads): LAS {self.las_ms:.2f} ms"
             if self.dense_ms is not None:
                 line += (f", dense (same network, all blocks static, compiled by us) "
                          f"{self.dense_ms:.2f} ms, ratio {self.las_ms / self.dense_ms:.2f}")
@@ -96,19 +97,23 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
     from ..target import describe_target, resolve_target
     from ..verify import compare_with_pytorch
 
+    progress = Progress(not args.json)
     # fail fast, before the model is built, calibrated and compiled
     target = resolve_target(args.target)
     check_target(target)
     output = Path(args.output) if args.output else default_output(args.model, args.snet)
     check_writable(output)
     cross_linker(str(target))  # a cross target needs its linker for the export
+    progress(f"building {args.model} S_net={args.snet}"
+             + (f", maskers calibrated to r = {args.rate}" if args.rate is not None else ""))
     model, x = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch,
                              args.checkpoint, args.seed)
     rate = 0.5 if args.rate is None else args.rate
     compiled = las_compiler.compile(
         model, x, target, args.tuning_logs, pipelines=args.pipeline, expected_rate=rate,
-        dump_ir=args.dump_ir,
+        dump_ir=args.dump_ir, threads=args.threads, progress=progress,
         metadata={"rate": args.rate, "seed": args.seed, "checkpoint": args.checkpoint})
+    progress(f"exporting to {output}")
     path = compiled.export(output)
     with torch.no_grad():
         _, stats = model.forward_with_stats(x)
@@ -120,15 +125,20 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
         schedules=compiled.metadata["schedules"])
     activation = [float(s.activation) for s in stats.blocks]
     if compiled.runnable:
+        progress("checking against PyTorch (logits and every mask)")
         agreement = compare_with_pytorch(compiled, model, x)
         activation = list(agreement.activation)
         report.max_abs_error = agreement.max_abs_error
         report.mask_cells_differing = agreement.mask_cells_differing
         report.masks_equal = agreement.masks_equal
+        progress(f"timing ({args.repeats} runs, {compiled.threads_in_effect} threads)")
         report.las_ms = compiled.benchmark(x, repeat=args.repeats)["median_ms"]
+        report.threads = compiled.threads_in_effect
         if not args.no_dense:
+            progress("compiling and timing the same network dense, for comparison")
             blocks = range(len(list(model.dynamic_blocks())))
-            dense = las_compiler.compile(model, x, target, args.tuning_logs, static_blocks=blocks)
+            dense = las_compiler.compile(model, x, target, args.tuning_logs, static_blocks=blocks,
+                                         threads=args.threads)
             report.dense_compile_seconds = dense.metadata["compile_seconds"]
             report.dense_ms = dense.benchmark(x, repeat=args.repeats)["median_ms"]
     else:
@@ -161,15 +171,16 @@ def register(sub) -> None:
     parser.add_argument("-o", "--output", default=None,
                         help="artifact directory (default: out/<model>-<snet>)")
     parser.add_argument("--tuning-logs", default=None,
-                        help="meta_schedule database directory (default: tuning_logs/<target>/"
-                             " when present)")
+                        help="tuning-log directory (default: tuning_logs/<target name>/ when "
+                             "present)")
     parser.add_argument("--pipeline", default=AUTO, choices=(AUTO, *PIPELINES),
                         help="block pipeline of every dynamic block ('auto': the latency "
                              "predictor's choice per block)")
     parser.add_argument("--no-dense", action="store_true",
                         help="skip compiling and timing the dense network for comparison")
-    parser.add_argument("--repeats", type=int, default=30, help="timed runs per latency")
+    parser.add_argument("--repeats", type=positive_int, default=30, help="timed runs per latency")
     parser.add_argument("--dump-ir", default=None, metavar="DIR",
                         help="write the IR after every pipeline phase to DIR")
+    add_threads(parser)
     add_json(parser)
     parser.set_defaults(func=run)

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from .common import input_size, rate, subcommand
+from .common import input_size, positive_int, rate, subcommand
 
 
 def _hardware(spec: str):
@@ -89,10 +89,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--hardware", default="host",
                         help=f"{', '.join(BUILTIN_NAMES)}, or a profile .json")
-    parser.add_argument("--model", default="las_resnet50", choices=sorted(MODELS))
+    parser.add_argument("--model", default="las_resnet50", choices=sorted(MODELS),
+                        help="architecture")
     parser.add_argument("--rate", type=rate, default=0.5, help="activation rate in [0, 1]")
-    parser.add_argument("--input-size", type=input_size, default=(224, 224), help="N or HxW")
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--input-size", type=input_size, default="224x224", help="N or HxW")
+    parser.add_argument("--batch", type=positive_int, default=1, help="images per run")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 

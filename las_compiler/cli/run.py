@@ -7,21 +7,22 @@ import json
 
 import numpy as np
 
-from .common import add_json, subcommand
+from .common import add_json, add_threads, positive_int, subcommand
 
 
 def run(args: argparse.Namespace) -> int:
     from ..deploy import load, read_input
 
-    compiled = load(args.artifact)
+    compiled = load(args.artifact, args.threads)
     x = read_input(args.image, compiled.metadata["input"]["shape"], args.seed)
-    logits, masks = compiled.run_with_masks(x)
+    logits, masks = compiled.run_with_masks(x, check_finite=not args.no_check_finite)
     top = np.argsort(-logits, axis=1)[:, : args.top]
     dynamic = [b for b in compiled.metadata["blocks"] if b["pipeline"] != "static"]
     result = {"top": [[{"class": int(c), "logit": float(logits[i, c])} for c in row]
                       for i, row in enumerate(top)],
               "activation": {b["name"]: float(m.mean()) for b, m in zip(dynamic, masks,
-                                                                       strict=True)}}
+                                                                       strict=True)},
+              "threads": compiled.threads_in_effect}
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         classes = ", ".join(f"{e['class']} ({e['logit']:.3f})" for e in row)
         print(f"image {i}: top-{args.top} classes: {classes}")
     print("activation: " + "  ".join(f"{k} {v:.2f}" for k, v in result["activation"].items()))
+    print(f"({result['threads']} TVM threads)")
     return 0
 
 
@@ -36,7 +38,10 @@ def register(sub) -> None:
     parser = subcommand(sub, "run", "run an exported artifact on an image or .npy input")
     parser.add_argument("artifact", help="directory written by `las compile`")
     parser.add_argument("--image", default=None, help=".npy array or image file (random if absent)")
-    parser.add_argument("--top", type=int, default=5, help="classes to print per image")
+    parser.add_argument("--top", type=positive_int, default=5, help="classes to print per image")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    parser.add_argument("--no-check-finite", action="store_true",
+                        help="skip the check that the input holds no NaN or infinite values")
+    add_threads(parser)
     add_json(parser)
     parser.set_defaults(func=run)

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from .common import add_json, add_model_args, subcommand
+from .common import add_json, add_model_args, positive_int, subcommand
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,8 +19,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model, x = prepare_model(args.model, args.snet, rate, args.input_size, args.batch,
                              None, args.seed)
-    results, directory = tune_model(model, x, target, args.trials, args.log, args.cost_model,
-                                    rate, args.rpc_tracker, args.rpc_key, args.seed)
+    results, directory = tune_model(model, x, target, args.trials, args.tuning_logs,
+                                    args.cost_model, rate, args.rpc_tracker, args.rpc_key,
+                                    args.seed, rpc_timeout=args.rpc_timeout, bar=not args.json)
     if args.json:
         print(json.dumps([vars(r) for r in results], indent=1))
     else:
@@ -35,12 +36,16 @@ def register(sub) -> None:
     parser = subcommand(sub, "tune", "tune every kernel of a model (meta_schedule, resumable)")
     add_model_args(parser, checkpoint=False)
     parser.add_argument("--target", default="host", help="'host', a TVM tag or a target JSON")
-    parser.add_argument("--trials", type=int, default=16, help="measured candidates per kernel")
-    parser.add_argument("--log", default=None,
-                        help="tuning-log directory (default: tuning_logs/<target name>/)")
+    parser.add_argument("--trials", type=positive_int, default=16,
+                        help="measured candidates per kernel")
+    parser.add_argument("--tuning-logs", "--log", dest="tuning_logs", default=None,
+                        help="tuning-log directory (default: tuning_logs/<target name>/; "
+                             "--log is the old spelling)")
     parser.add_argument("--cost-model", default="seeded", choices=COST_MODELS,
                         help="how candidates are ranked before measuring")
     parser.add_argument("--rpc-tracker", default=None, help="host:port of an RPC tracker")
     parser.add_argument("--rpc-key", default=None, help="device key registered at the tracker")
+    parser.add_argument("--rpc-timeout", type=positive_int, default=60,
+                        help="seconds any wait for the tracker or a remote run may take")
     add_json(parser)
     parser.set_defaults(func=run)

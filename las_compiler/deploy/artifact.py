@@ -9,20 +9,30 @@ Layout::
 
 The directory is built under a temporary name beside the destination and renamed into place,
 so a failed or interrupted export never leaves a half-written artifact; an existing artifact
-at the destination is replaced only after the new one is complete.
+at the destination is replaced only after the new one is complete, and temporary folders an
+interrupted export left behind are removed by the next export. Folders are readable by
+others as the umask allows (a service account may load them).
+
+The metadata records the library's size and SHA-256, checked before the library is loaded:
+a damaged ``model.so`` (a copy cut short, a disk error) is an error naming the file, not a
+bus error inside ``dlopen``. The metadata itself is checked against its schema
+(:func:`check_metadata`), so a hand-edited or cut file says which key is wrong.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 LIBRARY_FILE = "model.so"
 METADATA_FILE = "metadata.json"
-FORMAT = "las-compiler-artifact/1"
+FORMAT = "las-compiler-artifact/2"
+OLD_FORMATS = ("las-compiler-artifact/1",)  # no library checksum; still loaded
 
 
 class ArtifactError(ValueError):
@@ -50,6 +60,39 @@ def cross_linker(target_json: str):
     return cc.cross_compiler(gcc)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_staging(parent: Path, name: str) -> None:
+    """Temporary folders of exports to ``name`` whose process died (killed mid-export)."""
+    pattern = re.compile(rf"^\.{re.escape(name)}\.(tmp|old)-(\d+)-")
+    for entry in parent.iterdir() if parent.is_dir() else ():
+        match = pattern.match(entry.name)
+        if match and entry.is_dir() and not _alive(int(match.group(2))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
                    fcompile=None) -> Path:
     """Export ``executable`` and ``metadata`` to ``directory`` atomically; returns the path.
@@ -61,18 +104,24 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
         raise ArtifactError(f"output path {dest} exists and is not a directory")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=parent))
+        _remove_stale_staging(parent, dest.name)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=parent))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700
     except OSError as err:
         raise ArtifactError(f"cannot write the artifact to {dest}: {err.strerror}") from None
     try:
+        library = staging / LIBRARY_FILE
         if fcompile is None:
-            executable.export_library(str(staging / LIBRARY_FILE))
+            executable.export_library(str(library))
         else:
-            executable.export_library(str(staging / LIBRARY_FILE), fcompile=fcompile)
-        (staging / METADATA_FILE).write_text(json.dumps({"format": FORMAT, **metadata},
-                                                        indent=2, sort_keys=True) + "\n")
+            executable.export_library(str(library), fcompile=fcompile)
+        record = {**metadata, "format": FORMAT,
+                  "library": {"file": LIBRARY_FILE, "bytes": library.stat().st_size,
+                              "sha256": _sha256(library)}}
+        check_metadata(record, staging / METADATA_FILE)
+        (staging / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-{os.getpid()}-", dir=parent))
             os.replace(dest, old / "artifact")
             os.replace(staging, dest)
             shutil.rmtree(old, ignore_errors=True)
@@ -82,6 +131,57 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return dest
+
+
+# key -> (type, description) of the metadata every artifact must carry
+_SCHEMA = {
+    "format": (str, "the artifact format"),
+    "model": (str, "the model's name"),
+    "snet": (str, "S per stage or block"),
+    "input": (dict, "the input's shape, dtype and layout"),
+    "outputs": (list, "the names of the module's outputs"),
+    "blocks": (list, "every block: name, S, stride, pipeline"),
+    "target": (str, "the target (TVM JSON)"),
+    "target_kind": (str, "the target's kind"),
+}
+_BLOCK_KEYS = {"name": str, "S": int, "stride": int, "pipeline": str}
+
+
+def check_metadata(metadata, where: str | os.PathLike) -> None:
+    """``ArtifactError`` naming the first way ``metadata`` does not fit the schema."""
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{where}: metadata is not a JSON object")
+    fmt = metadata.get("format")
+    if fmt != FORMAT and fmt not in OLD_FORMATS:
+        raise ArtifactError(f"{where}: not a {FORMAT} metadata file (format {fmt!r})")
+    for key, (kind, what) in _SCHEMA.items():
+        if key not in metadata:
+            raise ArtifactError(f"{where}: missing key {key!r} ({what})")
+        if not isinstance(metadata[key], kind):
+            raise ArtifactError(f"{where}: {key!r} must be a {kind.__name__}, got "
+                                f"{type(metadata[key]).__name__}")
+    shape = metadata["input"].get("shape")
+    if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d > 0
+                                                     for d in shape)):
+        raise ArtifactError(f"{where}: 'input.shape' must be a list of positive ints, got "
+                            f"{shape!r}")
+    for index, block in enumerate(metadata["blocks"]):
+        if not isinstance(block, dict):
+            raise ArtifactError(f"{where}: 'blocks[{index}]' is not an object")
+        for key, kind in _BLOCK_KEYS.items():
+            if not isinstance(block.get(key), kind):
+                raise ArtifactError(f"{where}: 'blocks[{index}].{key}' must be a "
+                                    f"{kind.__name__}, got {block.get(key)!r}")
+    dynamic = sum(b["pipeline"] != "static" for b in metadata["blocks"])
+    masks = sum(str(o).startswith("mask:") for o in metadata["outputs"])
+    if dynamic != masks:
+        raise ArtifactError(f"{where}: 'blocks' lists {dynamic} dynamic blocks but 'outputs' "
+                            f"lists {masks} masks")
+    if fmt == FORMAT:
+        library = metadata.get("library")
+        if not (isinstance(library, dict) and isinstance(library.get("bytes"), int)
+                and isinstance(library.get("sha256"), str)):
+            raise ArtifactError(f"{where}: 'library' must give the library's bytes and sha256")
 
 
 def check_writable(directory: str | os.PathLike) -> Path:
@@ -110,9 +210,26 @@ def read_metadata(directory: str | os.PathLike) -> dict:
         raise ArtifactError(f"{path}: missing {METADATA_FILE}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ArtifactError(f"{meta_path}: corrupt metadata ({err})") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise ArtifactError(f"{meta_path}: not a {FORMAT} metadata file")
+    check_metadata(metadata, meta_path)
     return metadata
+
+
+def check_library(directory: str | os.PathLike, metadata: dict) -> Path:
+    """The library file, its size and checksum checked against the metadata."""
+    library = Path(directory) / LIBRARY_FILE
+    if not library.is_file():
+        raise ArtifactError(f"{directory}: missing {LIBRARY_FILE}")
+    expected = metadata.get("library")
+    if expected is not None:
+        size = library.stat().st_size
+        if size != expected["bytes"]:
+            raise ArtifactError(f"{library}: damaged library: {size} bytes, the artifact was "
+                                f"written with {expected['bytes']} (a cut copy?); export it "
+                                "again")
+        if _sha256(library) != expected["sha256"]:
+            raise ArtifactError(f"{library}: damaged library: its SHA-256 differs from the one "
+                                "recorded at export; export it again")
+    return library
 
 
 def load_artifact(directory: str | os.PathLike):
@@ -120,9 +237,7 @@ def load_artifact(directory: str | os.PathLike):
     import tvm
 
     metadata = read_metadata(directory)
-    library = Path(directory) / LIBRARY_FILE
-    if not library.is_file():
-        raise ArtifactError(f"{directory}: missing {LIBRARY_FILE}")
+    library = check_library(directory, metadata)
     try:
         module = tvm.runtime.load_module(str(library))
     except Exception as err:  # noqa: BLE001 - the loader raises several FFI error types

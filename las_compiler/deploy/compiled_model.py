@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import artifact
+from .threads import default_threads, use_threads
 
 
 class CompiledModel:
@@ -21,16 +23,29 @@ class CompiledModel:
 
     ``run(x)`` returns the first output (logits); ``run_with_masks(x)`` also returns each
     dynamic block's patch mask (bool, (N, gh, gw)). Inputs are checked against the compiled
-    shape. A module that *donates* its input (``metadata["donates_input"]``, one-block
-    modules for benchmarks) updates the input tensor in place; ``run`` always hands it a
-    fresh copy, and ``benchmark``/``profile`` refresh it before every call.
+    shape, and by default rejected when they hold NaN or infinite values (``check_finite``:
+    a NaN reaching a masker compares false and gives plausible, wrong masks). A module that
+    *donates* its input (``metadata["donates_input"]``, one-block modules for benchmarks)
+    updates the input tensor in place; ``run`` always hands it a fresh copy, and
+    ``benchmark``/``profile`` refresh it before every call.
+
+    Thread safety: one ``CompiledModel`` may be shared by any number of threads. Each thread
+    that runs it gets its own Relax VM (a VM's registers and memory pool are per call state,
+    so two threads in one VM crash), made on the thread's first call (about a millisecond;
+    the memory of one set of activations per thread), and its own TVM thread pool of
+    ``threads`` workers (see :mod:`.threads`).
     """
 
-    def __init__(self, module, metadata: dict, artifact_dir: Path | None = None):
+    def __init__(self, module, metadata: dict, artifact_dir: Path | None = None,
+                 threads: int | None = None):
         self.metadata = metadata
         self._module = module
         self._artifact_dir = artifact_dir
-        self._vm = None
+        self._local = threading.local()
+        self.threads = threads if threads is not None else default_threads(
+            metadata.get("target"))
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
     # -- running ----------------------------------------------------------------------------
     @property
@@ -51,18 +66,30 @@ class CompiledModel:
         return device_of(self.metadata["target_kind"])
 
     def _machine(self):
-        if self._vm is None:
+        """This thread's VM (made, and the thread's pool sized, on its first call)."""
+        vm = getattr(self._local, "vm", None)
+        if vm is None:
             if not self.runnable:
                 raise RuntimeError(f"this module was compiled for {self.metadata['target']}; "
                                    "it cannot run on this machine (deploy it to the device)")
             import tvm
 
-            self._vm = tvm.runtime.vm.VirtualMachine(self._module, self.device)
-        return self._vm
+            self._local.threads = use_threads(self.threads)
+            vm = self._local.vm = tvm.runtime.vm.VirtualMachine(self._module, self.device)
+        return vm
 
-    def _host_input(self, x) -> np.ndarray:
+    @property
+    def threads_in_effect(self) -> int:
+        """The TVM threads this thread's calls use (``threads``, unless the thread had made a
+        smaller pool before its first call here)."""
+        self._machine()
+        return self._local.threads
+
+    def _host_input(self, x, check_finite: bool = True) -> np.ndarray:
         spec = self.metadata["input"]
         array = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+            raise TypeError(f"input of dtype {array.dtype} is not an array of numbers")
         if list(array.shape) != list(spec["shape"]):
             raise ValueError(f"input shape {tuple(array.shape)} does not match the compiled "
                              f"shape {tuple(spec['shape'])} ({spec.get('layout', 'NCHW')}); "
@@ -72,26 +99,35 @@ class CompiledModel:
                 raise TypeError(f"input dtype {array.dtype} is not floating point; the model "
                                 "takes float32 images")
             array = array.astype(np.float32)
+        if check_finite and not np.isfinite(array).all():
+            nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+            raise ValueError(f"input holds {nan} NaN and {inf} infinite values: the maskers "
+                             "would decide on them (a NaN logit compares false) and the "
+                             "output would look plausible; pass check_finite=False to skip "
+                             "this check")
         return np.ascontiguousarray(array)
 
-    def _input(self, x):
+    def _input(self, x, check_finite: bool = True):
         import tvm
 
-        return tvm.runtime.tensor(self._host_input(x), self.device)
+        return tvm.runtime.tensor(self._host_input(x, check_finite), self.device)
 
-    def _example(self, x):
+    def _example(self, x, check_finite: bool = True):
         if x is None:
             return np.random.default_rng(0).standard_normal(
                 self.metadata["input"]["shape"]).astype(np.float32)
-        return self._host_input(x)
+        return self._host_input(x, check_finite)
 
-    def run_with_masks(self, x) -> tuple[np.ndarray, list[np.ndarray]]:
-        outputs = self._machine()["main"](self._input(x))
+    def run_with_masks(self, x, check_finite: bool = True
+                       ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(first output, each dynamic block's mask); ``check_finite=False`` skips the
+        NaN/Inf check of the input (a pass over it)."""
+        outputs = self._machine()["main"](self._input(x, check_finite))
         outputs = list(outputs) if not hasattr(outputs, "numpy") else [outputs]
         return outputs[0].numpy(), [m.numpy() for m in outputs[1:]]
 
-    def run(self, x) -> np.ndarray:
-        return self.run_with_masks(x)[0]
+    def run(self, x, check_finite: bool = True) -> np.ndarray:
+        return self.run_with_masks(x, check_finite)[0]
 
     @property
     def donates_input(self) -> bool:
@@ -101,6 +137,9 @@ class CompiledModel:
         """Latency of one forward pass (ms): median, mean, min, max over ``repeat`` runs
         (TVM's ``time_evaluator``; for a module that donates its input, a timed loop that
         refreshes the input before each call, outside the timed part)."""
+        if repeat < 1 or number < 1 or warmup < 0:
+            raise ValueError(f"benchmark needs repeat >= 1, number >= 1 and warmup >= 0, got "
+                             f"{repeat}, {number}, {warmup}")
         vm = self._machine()
         host = self._example(x)
         data = self._input(host)
@@ -127,6 +166,8 @@ class CompiledModel:
         """Milliseconds per forward pass spent in each kernel / VM builtin (mean over ``runs``),
         from the Relax VM's instrument hook. Per-call overhead of the hook (~10 us) is included,
         so the sum exceeds :meth:`benchmark`'s latency a little."""
+        if runs < 1:
+            raise ValueError(f"profile needs runs >= 1, got {runs}")
         vm = self._machine()
         host = self._example(x)
         data = self._input(host)
@@ -157,7 +198,7 @@ class CompiledModel:
         """Write the artifact directory (library + metadata) atomically; returns its path."""
         if self._artifact_dir is not None:  # loaded from disk: the library file as it is
             library = _CopiedLibrary(Path(self._artifact_dir) / artifact.LIBRARY_FILE)
-            metadata = {k: v for k, v in self.metadata.items() if k != "format"}
+            metadata = {k: v for k, v in self.metadata.items() if k not in ("format", "library")}
             return artifact.write_artifact(path, library, metadata)
         linker = artifact.cross_linker(self.metadata["target"])
         return artifact.write_artifact(path, self._module, self.metadata, linker)
@@ -186,7 +227,10 @@ def _same_machine(target_text: str) -> bool:
     return not triple or triple.split("-")[0] == machine
 
 
-def load(path: str | os.PathLike) -> CompiledModel:
-    """Load an exported artifact (needs only the TVM runtime, not torch or the compiler)."""
+def load(path: str | os.PathLike, threads: int | None = None) -> CompiledModel:
+    """Load an exported artifact (needs only the TVM runtime, not torch or the compiler).
+
+    ``threads``: TVM threads per calling thread (default: ``TVM_NUM_THREADS``, else the cores
+    the target was compiled for, at most the CPUs this process may use)."""
     module, metadata = artifact.load_artifact(path)
-    return CompiledModel(module, metadata, artifact_dir=Path(path))
+    return CompiledModel(module, metadata, artifact_dir=Path(path), threads=threads)

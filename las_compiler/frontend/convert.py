@@ -62,9 +62,31 @@ def model_name(model: LASResNet) -> str:
 
 
 def _as_tensor(example_input) -> torch.Tensor:
-    if isinstance(example_input, torch.Tensor):
-        return example_input
-    return torch.as_tensor(np.asarray(example_input))
+    """The example input as float32 (the models are float32; a float64 example would trace a
+    float64 graph); non-numeric, non-floating or empty inputs are errors."""
+    if not isinstance(example_input, torch.Tensor):
+        array = np.asarray(example_input)
+        if not np.issubdtype(array.dtype, np.number):
+            raise TypeError(f"example input of dtype {array.dtype} is not an array of numbers")
+        example_input = torch.as_tensor(array)
+    if not example_input.is_floating_point():
+        raise TypeError(f"example input dtype {example_input.dtype} is not floating point; the "
+                        "model takes float32 images")
+    if example_input.ndim == 4 and example_input.shape[0] < 1:
+        raise ValueError(f"example input has batch size {example_input.shape[0]}; a compiled "
+                         "module needs a batch of at least 1")
+    if not torch.isfinite(example_input).all():
+        raise ValueError("example input holds NaN or infinite values")
+    return example_input.to(torch.float32)
+
+
+def _check_parameters(module: torch.nn.Module) -> None:
+    """Weights and BN statistics must be finite: a NaN would compile into every output."""
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"parameter {name} holds {bad} NaN or infinite values (of "
+                             f"{tensor.numel()}); the checkpoint is damaged")
 
 
 def import_torch(model: LASResNet, example_input, static_blocks: Collection[int] = (),
@@ -75,6 +97,11 @@ def import_torch(model: LASResNet, example_input, static_blocks: Collection[int]
     ``pipelines``: one block pipeline for every dynamic block or one per dynamic block (in
     network order); ``static_blocks``: indices of blocks compiled dense, without a masker.
     """
+    if not isinstance(model, LASResNet):
+        raise TypeError(f"the torch frontend compiles a LAS-ResNet (las_compiler.models."
+                        f"LASResNet, e.g. build_model('las_resnet50')); got "
+                        f"{type(model).__name__}")
+    _check_parameters(model)
     x = _as_tensor(example_input)
     static = set(static_blocks)
     mod = import_exported_program(export_las_resnet(model, x, static, pipelines))
@@ -97,6 +124,11 @@ def import_block(block, example_input, pipeline: str = "auto",
                  static: bool = False) -> tvm.IRModule:
     """One block as a module of its own, NHWC in and out (see
     :class:`las_compiler.frontend.export.ExportableBlock`); ``example_input`` is NHWC."""
+    from ..models import Bottleneck
+
+    if not isinstance(block, Bottleneck):
+        raise TypeError(f"compile_block takes a LAS Bottleneck block; got {type(block).__name__}")
+    _check_parameters(block)
     x = _as_tensor(example_input)
     mod = import_exported_program(export_block(block, x, pipeline, static))
     info = {

@@ -25,6 +25,13 @@ def _scheduled(func) -> bool:
     return func.attrs is not None and SCHEDULED in func.attrs
 
 
+def _offered(space, knobs: dict) -> bool:
+    """Every knob value is one the rule offers today (a record made by an older rule may
+    hold a tile that no longer fits, e.g. 16 pixels over 12-pixel row groups)."""
+    values = {knob.name: {int(v) for v in knob.values} for knob in space.knobs}
+    return set(knobs) <= set(values) and all(int(v) in values[k] for k, v in knobs.items())
+
+
 @tvm.transform.module_pass(opt_level=0, name="ApplyScheduleRules")
 class ApplyScheduleRules:
     def __init__(self, target: tvm.target.Target, tuning_log=None):
@@ -36,9 +43,14 @@ class ApplyScheduleRules:
             if not isinstance(func, tvm.tirx.PrimFunc) or _scheduled(func):
                 continue
             rule = rule_for(func, self.target)
-            if rule is None or rule.knob_space(func, self.target) is None:
+            space = rule.knob_space(func, self.target) if rule is not None else None
+            if space is None:
                 continue
             knobs = self.tuning_log.best_knobs(func)
+            if knobs is not None and not _offered(space, knobs):
+                self.tuning_log.notes.append(f"{gvar.name_hint}: the record's knobs {knobs} are "
+                                             "not in its rule's space any more (ignored)")
+                knobs = None
             (self.tuning_log.untuned if knobs is None else self.tuning_log.tuned).append(
                 gvar.name_hint)
             if knobs is not None:

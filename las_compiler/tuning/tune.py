@@ -87,8 +87,15 @@ def make_builder(workers: int = 2) -> ms.builder.LocalBuilder:
                                    max_workers=workers, timeout_sec=120)
 
 
+class TuningError(RuntimeError):
+    """Tuning stopped (every candidate of a batch failed, e.g. a remote device gone); the
+    log keeps every record measured so far, and re-running resumes."""
+
+
 def make_runner(rpc_tracker: str | None = None, rpc_key: str | None = None,
-                workers: int = 1):
+                workers: int = 1, timeout: float = 60.0):
+    """A local runner, or one that measures through an RPC tracker: every wait for the
+    tracker, a server or a remote run is bounded by ``timeout`` seconds."""
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=20,
                                           enable_cpu_cache_flush=False)
     if rpc_tracker is None:
@@ -101,10 +108,18 @@ def make_runner(rpc_tracker: str | None = None, rpc_key: str | None = None,
                          f"{rpc_tracker!r} / {rpc_key!r}")
     _check_tracker(host, int(port), rpc_key)
     config = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port),
-                                 tracker_key=rpc_key, session_timeout_sec=120)
-    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator,
-                               f_alloc_argument=ALLOC_RPC_FUNC,
-                               initializer=register_worker_functions, max_workers=workers)
+                                 tracker_key=rpc_key, session_timeout_sec=int(timeout))
+    runner = ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator,
+                                 f_alloc_argument=ALLOC_RPC_FUNC,
+                                 initializer=register_worker_functions, max_workers=workers)
+    # meta_schedule makes the runner's worker pool without a timeout: a job waiting for a
+    # server the tracker no longer has (a crashed board) or for a tracker that went away
+    # waits forever. A bounded pool kills such a worker and reports the run as timed out.
+    from tvm.support.popen_pool import PopenPoolExecutor
+
+    runner.pool = PopenPoolExecutor(max_workers=workers, timeout=timeout,
+                                    initializer=register_worker_functions)
+    return runner
 
 
 def _quiet_meta_schedule_console() -> None:
@@ -186,17 +201,28 @@ def _measured(db, mod) -> list[float]:
 
 @derived_object
 class _Progress(ms.measure_callback.PyMeasureCallback):
-    """One line per measured batch: task, trials, best so far."""
+    """Per measured batch: the task's progress (a tqdm bar with elapsed time and ETA when
+    ``bar``, else one log line), failed candidates, and a stop when a whole batch failed in
+    the runner (the remote device or tracker is gone: waiting on would only time out again)."""
 
-    def __init__(self, label: str, total: int, done: int, log: Callable[[str], None]):
+    def __init__(self, label: str, total: int, done: int, log: Callable[[str], None],
+                 bar: bool = False):
         super().__init__()
         self.label, self.total, self.done, self.log = label, total, done, log
         self.best = math.inf
         self.history: list[float] = []  # mean seconds per candidate, in measurement order
         self.knobs: list[dict] = []  # the knobs of each entry of history
+        self.stopped: str | None = None  # why tuning must stop
+        self.bar = None
+        if bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=min(done, total), desc=label, unit="trial",
+                            file=sys.stderr, leave=True, dynamic_ncols=True)
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
               runner_results) -> None:
+        failed = []
         for cand, build, result in zip(measure_candidates, builder_results, runner_results,
                                        strict=True):
             self.done += 1
@@ -207,11 +233,41 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
                 self.knobs.append(knobs_from_trace(cand.sch.trace))
             error = build.error_msg or result.error_msg
             if error:
-                self.log(f"{self.label} candidate failed: {str(error).strip().splitlines()[-1]}")
-        bar = "#" * int(20 * min(self.done, self.total) / max(self.total, 1))
+                line = str(error).strip().splitlines()[-1] if str(error).strip() else "error"
+                self.log(f"{self.label} candidate failed: {line}")
+                if not build.error_msg:
+                    failed.append(line)
         best = f"{self.best * 1e3:.3f} ms" if math.isfinite(self.best) else "-"
-        self.log(f"{self.label} [{bar:<20}] {min(self.done, self.total)}/{self.total} "
-                 f"best {best}")
+        if self.bar is not None:
+            self.bar.update(min(self.done, self.total) - self.bar.n)
+            self.bar.set_postfix_str(f"best {best}")
+        else:
+            self.log(f"{self.label} {min(self.done, self.total)}/{self.total} best {best}")
+        if failed and len(failed) == len(measure_candidates):
+            self.stopped = (f"{self.label}: every candidate of the batch failed to run "
+                            f"({failed[-1]})")
+            raise TuningError(self.stopped)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def _stopping(progress: _Progress):
+    """A stop raised inside the measure callback comes out of meta_schedule's C++ scheduler as
+    an FFI error; give it back its own type and message."""
+    try:
+        yield
+    except TuningError:
+        progress.close()
+        raise
+    except Exception:
+        progress.close()
+        if progress.stopped is not None:
+            raise TuningError(f"{progress.stopped}; the tuning log keeps what was measured: "
+                              "re-run to resume") from None
+        raise
 
 
 def untuned_ms(task: Task, target, repeats: int = 20) -> float:
@@ -240,13 +296,18 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
                cost_model: str = "seeded", hardware=None, rpc_tracker: str | None = None,
                rpc_key: str | None = None, seed: int = 0, per_batch: int = 8,
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-               measure_untuned: bool = True) -> list[TaskResult]:
-    """Tune every task to ``trials`` measured candidates (counting earlier runs)."""
+               measure_untuned: bool = True, rpc_timeout: float = 60.0,
+               bar: bool = False) -> list[TaskResult]:
+    """Tune every task to ``trials`` measured candidates (counting earlier runs).
+
+    ``rpc_timeout`` bounds every remote wait; a batch whose every candidate failed to run
+    stops tuning with :class:`TuningError` (the log stays valid; re-run to resume). ``bar``:
+    a tqdm progress bar (elapsed, ETA) per task instead of log lines."""
     from ..predictor import get_hardware
 
     hardware = hardware or get_hardware("host")
     db = open_log(log_dir, create=True)
-    runner = make_runner(rpc_tracker, rpc_key)
+    runner = make_runner(rpc_tracker, rpc_key, timeout=rpc_timeout)
     builder = make_builder()
     results = []
     for index, task in enumerate(tasks, start=1):
@@ -254,11 +315,11 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
         done = len(_measured(db, task.mod))
         space = knob_space(task.mod["main"], target)
         budget = min(trials, space.size)  # a small space is exhausted, not re-sampled
-        progress = _Progress(label, budget, done, log)
+        progress = _Progress(label, budget, done, log, bar)
         if done < budget:
             work_dir = Path(log_dir) / ".work" / task.name
             _quiet_meta_schedule_console()
-            with _without_tensor_intrinsics():
+            with _without_tensor_intrinsics(), _stopping(progress):
                 ms.tir_integration.tune_tir(
                     task.mod, target, str(work_dir), max_trials_global=budget - done,
                     num_trials_per_iter=per_batch, builder=builder, runner=runner, database=db,
@@ -274,6 +335,7 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
                     num_tuning_cores=2, seed=seed, task_scheduler="round-robin")
         else:
             log(f"{label} {done} trials in the log: done")
+        progress.close()
         measured = _measured(db, task.mod)
         best_record = db.get_top_k(db.commit_workload(task.mod), 1) if measured else []
         knobs = knobs_from_trace(best_record[0].trace) if best_record else None
@@ -310,7 +372,8 @@ def format_results(results: Sequence[TaskResult]) -> str:
 def tune_model(model, example_input, target, trials: int, log_dir=None,
                cost_model: str = "seeded", rate: float = 0.5, rpc_tracker: str | None = None,
                rpc_key: str | None = None, seed: int = 0,
-               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)
+               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+               rpc_timeout: float = 60.0, bar: bool = False
                ) -> tuple[list[TaskResult], Path]:
     """Tune every tunable kernel of an eval-mode LAS model for ``target`` into ``log_dir``
     (default ``tuning_logs/<target name>/``); kernels with a symbolic patch count are tuned at
@@ -331,5 +394,5 @@ def tune_model(model, example_input, target, trials: int, log_dir=None,
     log(f"{len(tasks)} tunable kernels ({target})")
     directory = Path(log_dir) if log_dir else REPO_LOGS / log_name(target)
     results = tune_tasks(tasks, target, directory, trials, cost_model, rpc_tracker=rpc_tracker,
-                         rpc_key=rpc_key, seed=seed, log=log)
+                         rpc_key=rpc_key, seed=seed, log=log, rpc_timeout=rpc_timeout, bar=bar)
     return results, directory

@@ -60,13 +60,21 @@ def test_broken_artifacts_are_named(compiled, tmp_path):
     with pytest.raises(ArtifactError, match="is not an artifact directory"):
         load_artifact(tmp_path / "missing")
     (path / "model.so").write_bytes(b"not a library")
+    with pytest.raises(ArtifactError, match="damaged library"):
+        load_artifact(path)
+    meta = json.loads((path / "metadata.json").read_text())  # a garbage file recorded as such
+    import hashlib
+
+    meta["library"] = {"file": "model.so", "bytes": 13,
+                       "sha256": hashlib.sha256(b"not a library").hexdigest()}
+    (path / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match="cannot load the compiled library"):
         load_artifact(path)
     (path / "metadata.json").write_text("{ truncated")
     with pytest.raises(ArtifactError, match="corrupt metadata"):
         load_artifact(path)
     (path / "metadata.json").write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(ArtifactError, match="not a las-compiler-artifact/1 metadata file"):
+    with pytest.raises(ArtifactError, match="not a las-compiler-artifact/2 metadata file"):
         load_artifact(path)
 
 
@@ -77,3 +85,106 @@ def test_unwritable_destination(compiled, tmp_path):
         compiled.export(blocker)
     with pytest.raises(ArtifactError, match="cannot write the artifact"):
         compiled.export(blocker / "sub" / "art")
+
+
+def test_a_damaged_library_is_named_before_it_is_loaded(compiled, tmp_path):
+    """A cut model.so used to kill the process with a bus error inside dlopen."""
+    path = compiled.export(tmp_path / "art")
+    library = path / "model.so"
+    data = library.read_bytes()
+    library.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match=r"model.so: damaged library: \d+ bytes, the "
+                                            r"artifact was written with \d+"):
+        load_artifact(path)
+    library.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, one bit flipped
+    with pytest.raises(ArtifactError, match="SHA-256 differs"):
+        load_artifact(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.pop("blocks"), "missing key 'blocks'"),
+    (lambda m: m.update(blocks=m["blocks"][:2]), "lists 2 dynamic blocks but 'outputs' lists 4"),
+    (lambda m: m["blocks"][0].pop("S"), r"'blocks\[0\].S' must be a int"),
+    (lambda m: m["input"].update(shape=[1, -3]), "'input.shape' must be a list of positive"),
+    (lambda m: m.pop("library"), "'library' must give the library's bytes and sha256"),
+])
+def test_metadata_is_checked_against_its_schema(compiled, tmp_path, change, message):
+    path = compiled.export(tmp_path / "art")
+    meta = json.loads((path / "metadata.json").read_text())
+    change(meta)
+    (path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(path)
+
+
+def test_artifacts_are_readable_by_others_and_stale_exports_are_cleaned(compiled, tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = compiled.export(tmp_path / "art")
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o755  # a service account can read it
+    stale = tmp_path / ".art.tmp-999999999-abc"  # left by a killed export (no such process)
+    stale.mkdir()
+    live = tmp_path / f".art.tmp-{os.getpid()}-xyz"  # an export in progress: kept
+    live.mkdir()
+    compiled.export(tmp_path / "art")
+    assert not stale.exists() and live.exists()
+
+
+def test_loaded_modules_use_the_cores_of_their_target(compiled, tmp_path):
+    """With TVM_NUM_THREADS unset, TVM would size its pool to half the cores (one on a 2-core
+    VM); the library sizes it from the target's num-cores itself."""
+    import subprocess
+    import sys
+
+    path = compiled.export(tmp_path / "art")
+    env = {k: v for k, v in os.environ.items() if k not in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")}
+    code = (f"import las_compiler, numpy as np; m = las_compiler.load({str(path)!r}); "
+            "m.run(np.zeros((1, 3, 32, 32), np.float32)); print(m.threads_in_effect)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    expected = min(len(os.sched_getaffinity(0)),
+                   json.loads(compiled.metadata["target"]).get("num-cores", 1 << 30))
+    assert int(out.stdout.strip()) == expected
+    assert las_compiler.load(path, threads=1).threads == 1  # overridable
+
+
+def test_one_module_shared_by_threads(compiled, tmp_path):
+    """Two threads calling one loaded module used to crash the process (a VM is per call
+    state); each thread now gets its own VM, and every result is right."""
+    import threading
+
+    loaded = las_compiler.load(compiled.export(tmp_path / "art"))
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(4)]
+    expected = [compiled.run(x) for x in inputs]
+    failures = []
+
+    def work(offset):
+        try:
+            for i in range(1000):
+                k = (i + offset) % len(inputs)
+                if not np.array_equal(loaded.run(inputs[k]), expected[k]):
+                    failures.append(k)
+        except Exception as err:  # noqa: BLE001 - a thread's error must fail the test
+            failures.append(err)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+
+
+def test_non_finite_inputs_are_rejected_unless_asked(compiled):
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    x[0, 1, 2, 3] = np.nan
+    x[0, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="input holds 1 NaN and 1 infinite values"):
+        compiled.run(x)
+    with pytest.raises(ValueError, match="check_finite=False"):
+        compiled.run_with_masks(x)
+    assert compiled.run(x, check_finite=False).shape == (1, 10)

@@ -73,3 +73,55 @@ def test_the_committed_log_still_reads():
         for record in records:
             knobs = knobs_from_trace(record.trace)
             assert set(knobs) == {"channel_outer", "pixels"} and knobs["pixels"] > 0
+
+
+def test_bad_content_is_an_error_naming_file_and_line_before_any_build(tmp_path):
+    target = host_target()
+    db = open_log(tmp_path, create=True)
+    _commit(db, op.conv1x1(1, 12, 12, 32, 32, 1, "relu"), target, 0, 1e-3)
+    workloads, records = tmp_path / WORKLOADS, tmp_path / RECORDS
+    good_w, good_r = workloads.read_text(), records.read_text()
+    workloads.write_text(good_w + '["1", "bm9wZQ=="]\n')  # JSON, but no module
+    with pytest.raises(TuningLogError, match=r"database_workload.json: line 2 is not a workload"):
+        open_log(tmp_path)
+    workloads.write_text(good_w)
+    records.write_text(good_r.replace("[0,", "[999,", 1))
+    with pytest.raises(TuningLogError, match="line 1 points at workload 999; the log has 1"):
+        open_log(tmp_path)
+    records.write_text('[0, {"not": "a record"}]\n')
+    with pytest.raises(TuningLogError, match="line 1 is not a tuning record of workload 0"):
+        open_log(tmp_path)
+
+
+def test_a_repaired_log_says_so(tmp_path):
+    target = host_target()
+    db = open_log(tmp_path, create=True)
+    _commit(db, op.conv1x1(1, 12, 12, 32, 32, 1, "relu"), target, 0, 1e-3)
+    records = tmp_path / RECORDS
+    records.write_text(records.read_text() + '[0, [["Sampl')  # cut while appending
+    log = TuningLog(tmp_path)
+    assert any("dropped line 2" in note for note in log.notes)
+
+
+def test_records_of_another_model_are_ignored_with_a_note(tmp_path):
+    """A log tuned for other kernels: the compile uses none of it, says so, stays exact."""
+    import numpy as np
+    import torch
+
+    import las_compiler
+    from las_compiler.frontend import ExportableLASResNet
+    from las_compiler.models import LASResNet, calibrate
+
+    target = host_target()
+    db = open_log(tmp_path, create=True)
+    _commit(db, op.conv1x1(1, 5, 5, 48, 48, 1, "relu"), target, 0, 1e-3)  # no such layer
+    torch.manual_seed(0)
+    model = LASResNet((1, 1, 1, 1), "2-2-1-1", num_classes=10, base_channels=16).eval()
+    x = torch.randn(1, 3, 32, 32)
+    calibrate(model, 0.5, x)
+    compiled = las_compiler.compile(model, x, "host", tuning_logs=tmp_path)
+    assert "0 kernels tuned" in compiled.metadata["schedules"]
+    assert "1 logged kernels this model does not have, ignored" in compiled.metadata["schedules"]
+    with torch.no_grad():
+        expected = ExportableLASResNet(model)(x)[0].numpy()
+    np.testing.assert_allclose(compiled.run(x), expected, rtol=1e-3, atol=1e-3)

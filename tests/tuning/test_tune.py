@@ -144,6 +144,60 @@ def test_rpc_runner_through_a_local_tracker(small, tmp_path):
                 proc.wait()
 
 
+def _start_farm(port: int):
+    """A tracker and a server on 127.0.0.1, each in its own process group (the server forks
+    the processes that run kernels: killing it means killing the group)."""
+    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
+                                "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    time.sleep(2)
+    server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--tracker",
+                               f"127.0.0.1:{port}", "--key", "local-board", "--host", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    _wait_for_key(port, "local-board")
+    return tracker, server
+
+
+def _kill_group(proc) -> None:
+    import os
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("victim", ["server", "tracker"])
+def test_remote_faults_end_tuning_with_a_clear_error_and_a_valid_log(small, tmp_path, victim):
+    """The device (or the tracker) dies after the first measured batch: tuning stops within
+    the RPC timeout, says why, and the log keeps the first record and opens again."""
+    from las_compiler.tuning.tune import TuningError
+
+    _, _, target, tasks = small
+    task = next(t for t in tasks if t.kind == "conv1x1")
+    port = _free_port()
+    tracker, server = _start_farm(port)
+    procs = {"server": server, "tracker": tracker}
+
+    def log(line):
+        if " 1/3 " in line:
+            _kill_group(procs[victim])
+
+    start = time.time()
+    try:
+        with pytest.raises(TuningError, match="every candidate of the batch failed to run"):
+            tune_tasks([task], target, tmp_path, 3, "seeded", rpc_tracker=f"127.0.0.1:{port}",
+                       rpc_key="local-board", per_batch=1, rpc_timeout=10, log=log,
+                       measure_untuned=False)
+    finally:
+        for proc in (server, tracker):
+            _kill_group(proc)
+    assert time.time() - start < 120
+    assert len(_measured(open_log(tmp_path), task.mod)) == 1
+
+
 def test_bad_rpc_arguments():
     from las_compiler.tuning.tune import make_runner
 
