@@ -5,14 +5,18 @@ A dynamic bottleneck block is one call
     (out, mask) = R.call_pure_packed("las.sparse_bottleneck", x, identity, masker_weight,
                                      masker_bias, <conv1: weight, gamma, beta, mean, var>,
                                      <conv2: ...>, <conv3: ...>, granularity, stride, eps,
-                                     pipeline, name)
+                                     projected, pipeline, name)
 
 an opaque, pure call that every generic Relax pass (constant folding, layout conversion, dead
 code elimination) leaves alone, and that ``transform.LowerLASOps`` replaces with the kernels of
 the block's pipeline. Tensors are NCHW as a framework hands them over; BN is unfolded (the
 lowering folds it). ``identity`` is the shortcut (``x`` itself, or a downsample computed by
-ordinary Relax ops); ``mask`` is the block's (N, gh, gw) patch mask, returned so a compiled
-network can be checked mask by mask. ``pipeline`` is the block's kernel pipeline (a name of
+ordinary Relax ops) and ``projected`` says which: generic passes may give ``x`` and a plain
+block's ``identity`` separate bindings of one value (layout conversion transposes each
+argument on its own), so whether the shortcut *is* the block input, and thus a buffer other
+patches still read, is recorded by the frontend, not recovered from the expressions.
+``mask`` is the block's (N, gh, gw) patch mask, returned so a compiled network can be checked
+mask by mask. ``pipeline`` is the block's kernel pipeline (a name of
 :data:`las_compiler.block_pipelines.PIPELINES`, or ``"auto"`` until
 ``transform.ChooseBlockPipelines`` decides), ``name`` the block's name in reports.
 
@@ -62,10 +66,12 @@ class SparseBottleneck:
     granularity: int
     stride: int
     eps: float
+    projected: bool  # identity is a downsample's output, not x itself
     pipeline: str = "auto"
     name: str = ""
 
     TENSORS = 4 + 3 * 5  # x, identity, masker weight and bias, three conv+BN
+    ATTRS = 6  # granularity, stride, eps, projected, pipeline, name
 
     # -- shapes -------------------------------------------------------------------------
     @property
@@ -92,7 +98,8 @@ class SparseBottleneck:
                    *self.conv1.tensors(), *self.conv2.tensors(), *self.conv3.tensors()]
         attrs = [relax.prim_value(int(self.granularity)), relax.prim_value(int(self.stride)),
                  relax.prim_value(tirx.FloatImm("float32", float(self.eps))),
-                 relax.expr.String(self.pipeline), relax.expr.String(self.name)]
+                 relax.prim_value(int(bool(self.projected))), relax.expr.String(self.pipeline),
+                 relax.expr.String(self.name)]
         return relax.op.call_pure_packed(
             SPARSE_BOTTLENECK, *tensors, *attrs,
             ty_args=relax.TupleType([self.identity.ty, self.mask_type]))
@@ -102,15 +109,16 @@ class SparseBottleneck:
         if las_op_name(call) != SPARSE_BOTTLENECK:
             raise ValueError(f"not a {SPARSE_BOTTLENECK} call: {call}")
         args = list(call.args[1:])
-        if len(args) != cls.TENSORS + 5:
-            raise ValueError(f"{SPARSE_BOTTLENECK} takes {cls.TENSORS + 5} arguments, "
+        if len(args) != cls.TENSORS + cls.ATTRS:
+            raise ValueError(f"{SPARSE_BOTTLENECK} takes {cls.TENSORS + cls.ATTRS} arguments, "
                              f"got {len(args)}")
         x, identity, masker_weight, masker_bias = args[:4]
         convs = [ConvBN(*args[4 + 5 * i: 9 + 5 * i]) for i in range(3)]
-        granularity, stride, eps, pipeline, name = args[cls.TENSORS:]
+        granularity, stride, eps, projected, pipeline, name = args[cls.TENSORS:]
         return cls(x, identity, masker_weight, masker_bias, *convs,
                    granularity=int(granularity.value), stride=int(stride.value),
-                   eps=float(eps.value), pipeline=str(pipeline.value), name=str(name.value))
+                   eps=float(eps.value), projected=bool(int(projected.value)),
+                   pipeline=str(pipeline.value), name=str(name.value))
 
     def replace(self, **changes) -> SparseBottleneck:
         return dataclasses.replace(self, **changes)

@@ -92,6 +92,25 @@ def test_all_or_no_patches_and_static_blocks():
     assert [float(m.mean()) for m in masks] == [0.0, 0.0, 1.0, 0.0, 1.0]
 
 
+@pytest.mark.parametrize("pipelines", [["whole", "halo", "masker_conv1", "unfused"],
+                                       ["fused", "dense", "fused", "whole"]])
+def test_plain_blocks_after_static_blocks(pipelines):
+    """After a static block the layout pass transposes a plain block's ``x`` and ``identity``
+    separately: the lowering must still know the shortcut is ``x`` (patches read their halos
+    from it), here with every patch on so neighbouring patches do read them."""
+    torch.manual_seed(3)
+    model = LASResNet((2, 2, 2, 2), [2, 2, 2, 2, 1, 1, 1, 1], num_classes=10,
+                      base_channels=16).eval()
+    calibrate(model, 0.5, torch.randn(2, 3, 64, 64))
+    blocks = list(model.dynamic_blocks())
+    for block in blocks[1::2]:  # the plain blocks, each after a static projected one
+        block.masker.conv2.weight.data.zero_()
+        block.masker.conv2.bias.data = torch.tensor([9.0, -9.0])
+    _, masks = _check(model, torch.randn(2, 3, 64, 64), static_blocks=[0, 2, 4, 6],
+                      pipelines=pipelines)
+    assert [float(m.mean()) for m in masks] == [1.0] * 4
+
+
 def test_full_width_las_resnet50():
     torch.manual_seed(0)
     model = build_model("las_resnet50", "4-4-2-1").eval()

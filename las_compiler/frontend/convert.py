@@ -44,7 +44,9 @@ def _convert_sparse_bottleneck(node, importer):
     op = SparseBottleneck(tensor("x"), tensor("identity"), tensor("masker_weight"),
                           tensor("masker_bias"), conv("conv1"), conv("conv2"), conv("conv3"),
                           granularity=int(values["granularity"]), stride=int(values["stride"]),
-                          eps=float(values["eps"]), pipeline=str(values["pipeline"]),
+                          eps=float(values["eps"]),
+                          projected=values["identity"] is not values["x"],  # same FX node
+                          pipeline=str(values["pipeline"]),
                           name=str(values["name"]))
     return importer.block_builder.emit(op.to_call())
 

@@ -20,13 +20,13 @@ from .lower_las_ops import block_geometry
 
 
 def block_layer(op: SparseBottleneck):
-    """The predictor's view of a LAS op call (a downsample when the shapes change)."""
+    """The predictor's view of a LAS op call."""
     from ..predictor.layers import BlockLayer
 
     n, c, h, w = op.input_shape
     k = op.output_shape[1]
     width = int(op.conv1.weight.ty.shape[0])
-    return BlockLayer(n, h, w, c, width, k, op.stride, downsample=op.stride != 1 or c != k,
+    return BlockLayer(n, h, w, c, width, k, op.stride, downsample=op.projected,
                       name=op.name)
 
 

@@ -41,11 +41,7 @@ def block_geometry(op: SparseBottleneck) -> BlockGeometry:
     k = op.output_shape[1]
     width = int(op.conv1.weight.ty.shape[0])
     return BlockGeometry(PatchGeometry(n, h, w, op.granularity, op.stride), c, width, k,
-                         projected=not _same_value(op.identity, op.x))
-
-
-def _same_value(a: relax.Expr, b: relax.Expr) -> bool:
-    return a.same_as(b)
+                         projected=op.projected)
 
 
 def block_params(op: SparseBottleneck) -> dict[str, Callable[[], np.ndarray]]:
@@ -217,7 +213,11 @@ class _Rewriter(PyExprMutator):
         shortcut = x if not block.projected else self.nhwc(op.identity)
         writes_shortcut = any(s.inplace is not None and s.inputs[s.inplace] == "shortcut"
                               for s in steps)
-        if writes_shortcut and not self._free_after(op.identity, self.position[var]):
+        # a projected block's steps read x while they write the shortcut: never the same
+        # buffer, even where a pass made the shortcut a transpose of the tensor x is
+        aliases_x = block.projected and shortcut.same_as(x)
+        source = op.identity if block.projected else op.x
+        if writes_shortcut and (aliases_x or not self._free_after(source, self.position[var])):
             size = int(np.prod(_shape(shortcut)))
             flat = self.builder_.emit(relax.op.reshape(shortcut, (size,)))
             gvar, _ = self.kernels.get("copy", size)

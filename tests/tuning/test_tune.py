@@ -115,38 +115,10 @@ def _wait_for_key(port: int, key: str, timeout: float = 60.0) -> None:
     raise AssertionError(f"RPC server {key} did not register")
 
 
-def test_rpc_runner_through_a_local_tracker(small, tmp_path):
-    _, _, target, tasks = small
-    port = _free_port()
-    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
-                                "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = None
-    try:
-        time.sleep(2)
-        server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--tracker",
-                                   f"127.0.0.1:{port}", "--key", "local-board", "--host",
-                                   "127.0.0.1"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_key(port, "local-board")
-        task = next(t for t in tasks if t.kind == "conv1x1")
-        with pytest.raises(ValueError, match="no device with key 'tx2'"):
-            tune_tasks([task], target, tmp_path, 1, rpc_tracker=f"127.0.0.1:{port}",
-                       rpc_key="tx2")
-        results = tune_tasks([task], target, tmp_path, 1, "seeded",
-                             rpc_tracker=f"127.0.0.1:{port}", rpc_key="local-board",
-                             log=lambda _m: None)
-        assert results[0].trials == 1 and results[0].best_ms > 0
-    finally:
-        for proc in (server, tracker):
-            if proc is not None:
-                proc.kill()
-                proc.wait()
-
-
 def _start_farm(port: int):
-    """A tracker and a server on 127.0.0.1, each in its own process group (the server forks
-    the processes that run kernels: killing it means killing the group)."""
+    """A tracker and a server on 127.0.0.1, each in its own process group: each runs its loop
+    in a popen_worker child (and the server forks the processes that run kernels), so
+    stopping one means killing its group, or the children outlive the test."""
     tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
                                 "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -164,9 +136,29 @@ def _kill_group(proc) -> None:
     import os
     import signal
 
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group outlives a leader that exited
+    except ProcessLookupError:
+        pass
     proc.wait()
+
+
+def test_rpc_runner_through_a_local_tracker(small, tmp_path):
+    _, _, target, tasks = small
+    port = _free_port()
+    tracker, server = _start_farm(port)
+    try:
+        task = next(t for t in tasks if t.kind == "conv1x1")
+        with pytest.raises(ValueError, match="no device with key 'tx2'"):
+            tune_tasks([task], target, tmp_path, 1, rpc_tracker=f"127.0.0.1:{port}",
+                       rpc_key="tx2")
+        results = tune_tasks([task], target, tmp_path, 1, "seeded",
+                             rpc_tracker=f"127.0.0.1:{port}", rpc_key="local-board",
+                             log=lambda _m: None)
+        assert results[0].trials == 1 and results[0].best_ms > 0
+    finally:
+        for proc in (server, tracker):
+            _kill_group(proc)
 
 
 @pytest.mark.parametrize("victim", ["server", "tracker"])
