@@ -16,7 +16,9 @@ as written (no tuning log).
 
 Writes JSON rows ``{stage, block, stride, S, r, variant, median_ms, gflops, ...}``, a Markdown
 summary into ``benchmarks/README.md`` (between markers) and a PNG of the latency ratio
-r_l = l_dynamic / l_best_dense against r, one line per S (the paper's Figure). ``gflops`` of a
+r_l = l_dynamic / l_dense against r, one line per S (the paper's Figure): measured here, and
+beside it predicted by the latency model for a TX2, a GTX 1080 and a V100 (``--plot-only``
+redraws it from the JSON). ``gflops`` of a
 sparse row counts the useful multiply-accumulates (conv1 on the 3x3-dilated mask, conv2/conv3
 on the mask, dense downsample) x 2 per second.
 """
@@ -31,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from las_compiler.block_pipelines import PIPELINES
+from las_compiler.geometry import patch_grid
 
 from ._isolate import ForeignLoad, quiet_timing, run_isolated, wait_for_idle
 from ._readme import replace_section
@@ -61,11 +64,10 @@ def useful_macs(shape, granularity: int, active) -> float:
 
     from las_compiler.models.masker import dilate_mask, upsample_mask
 
-    s = granularity
-    grid = -(-shape.out_size // s)
-    mask = torch.zeros(grid * grid)
+    gh, gw = patch_grid(shape.out_size, shape.out_size, granularity)
+    mask = torch.zeros(gh * gw)
     mask[torch.as_tensor(active, dtype=torch.long)] = 1
-    up = upsample_mask(mask.reshape(1, grid, grid), s, shape.out_size, shape.out_size)
+    up = upsample_mask(mask.reshape(1, gh, gw), shape.out_size, shape.out_size)
     rate = float(up.mean())
     dilated = float(dilate_mask(up, shape.stride, shape.in_size, shape.in_size).mean())
     in_px, out_px = shape.in_size**2, shape.out_size**2
@@ -113,19 +115,19 @@ def measure_tvm(shape: dict, granularities: Sequence[int], rates: Sequence[float
     rng = np.random.default_rng(seed)
     for s in (s for s in granularities if s <= shape.out_size):
         block.granularity = s
-        grid = -(-shape.out_size // s)
-        cells = grid * grid
+        gh, gw = patch_grid(shape.out_size, shape.out_size, s)
+        cells = gh * gw
         for variant in variants:
             if not get_pipeline(variant).applies(_geometry(shape, s)):
                 continue  # e.g. masker_conv1: the masker reads conv1's pixels only at S = 1
-            template = pin_mask(block, x, torch.zeros(1, grid, grid))
+            template = pin_mask(block, x, torch.zeros(1, gh, gw))
             compiled = compile_block(block, template.permute(0, 2, 3, 1), target, variant,
                                      tuning_logs=False)
             for r in rates:
                 active = np.sort(rng.choice(cells, int(round(r * cells)), replace=False))
                 mask = torch.zeros(cells)
                 mask[torch.as_tensor(active, dtype=torch.long)] = 1.0
-                image = pin_mask(block, x, mask.reshape(1, grid, grid))
+                image = pin_mask(block, x, mask.reshape(1, gh, gw))
                 t = timed(compiled, image)
                 macs = useful_macs(shape, s, active)
                 row = {**base, "S": s, "r": r, "variant": variant, **t,
@@ -254,40 +256,73 @@ def targets_report(rows: list[dict]) -> list[str]:
     return out
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """r_l = l_dynamic / l_best_dense against r, one line per S, one panel per block;
-    l_dynamic is the best fused pipeline at that S and r."""
+PLOT_DEVICES = ("tx2", "gtx1080", "v100")  # predicted columns beside the measured one
+
+
+def measured_curves(rows: list[dict], block: str) -> dict[int, list[tuple[float, float]]]:
+    """S -> [(r, l_dynamic / l_best_dense)] of one block as measured here (the best fused
+    pipeline at each S and r)."""
+    best = best_dense(rows)[block]["median_ms"]
+    curves = {}
+    for s in sorted({r["S"] for r in rows if r["block"] == block and r["S"] is not None}):
+        fastest: dict[float, float] = {}
+        for r in rows:
+            if r["block"] == block and r["S"] == s and r["variant"] in FUSED_VARIANTS:
+                fastest[r["r"]] = min(fastest.get(r["r"], math.inf), r["median_ms"])
+        curves[s] = sorted((rate, ms / best) for rate, ms in fastest.items())
+    return curves
+
+
+def predicted_curves(device: str, block: str, granularities, rates
+                     ) -> dict[int, list[tuple[float, float]]]:
+    """S -> [(r, predicted l_dynamic / l_dense)] of one ResNet-50 block on ``device`` (the
+    predictor's best pipeline at each S and r)."""
+    from las_compiler.predictor import get_hardware
+    from las_compiler.predictor.block import best_pipeline, predict_block
+    from las_compiler.predictor.layers import network_blocks
+
+    shape = as_shape(block)
+    layer = next(b for b in network_blocks("las_resnet50")
+                 if b.name == f"layer{shape.stage}.{shape.index}")
+    hw = get_hardware(device)
+    dense = predict_block(hw, layer, None, 1.0, "static").total_us
+    return {s: [(rate, best_pipeline(hw, layer, s, rate).total_us / dense) for rate in rates]
+            for s in granularities if layer.fits(s)}
+
+
+def plot(rows: list[dict], path: Path, devices: Sequence[str] = PLOT_DEVICES) -> None:
+    """r_l = l_dynamic / l_dense against r, one line per S: one row of panels per block, the
+    first measured on this CPU (against the best dense peer), the others predicted per device
+    by the latency model (the paper's Figure, per device)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    best = best_dense(rows)
     blocks = sorted({r["block"] for r in rows if r["S"] is not None},
                     key=lambda b: (int(b[1]), int(b[3:])))
-    cols = min(4, len(blocks))
-    fig, axes = plt.subplots(math.ceil(len(blocks) / cols), cols, figsize=(4 * cols, 3.3 *
-                             math.ceil(len(blocks) / cols)), squeeze=False)
-    for ax, b in zip(axes.flat, blocks, strict=False):
-        for s in sorted({r["S"] for r in rows if r["block"] == b and r["S"] is not None}):
-            fastest: dict[float, float] = {}
-            for r in rows:
-                if r["block"] == b and r["S"] == s and r["variant"] in FUSED_VARIANTS:
-                    fastest[r["r"]] = min(fastest.get(r["r"], math.inf), r["median_ms"])
-            pts = sorted((rate, ms / best[b]["median_ms"]) for rate, ms in fastest.items())
-            ax.plot(*zip(*pts, strict=True), marker="o", label=f"S={s}")
-        ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=1)
-        ax.axhline(1.0, c="k", lw=0.8)
-        ax.set_title(f"{b} (stride {next(r['stride'] for r in rows if r['block'] == b)})")
-        ax.set_xlabel("activation rate r")
-        ax.set_ylabel("latency / best dense")
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(blocks):]:
-        ax.axis("off")
+    columns = ["measured (this CPU)", *(f"predicted: {d}" for d in devices)]
+    fig, axes = plt.subplots(len(blocks), len(columns), figsize=(3.6 * len(columns),
+                             3.0 * len(blocks)), squeeze=False)
+    for row_axes, b in zip(axes, blocks, strict=True):
+        measured = measured_curves(rows, b)
+        rates = sorted({rate for pts in measured.values() for rate, _ in pts})
+        curves = [measured, *(predicted_curves(d, b, list(measured), rates) for d in devices)]
+        for ax, column, by_s in zip(row_axes, columns, curves, strict=True):
+            for s, pts in by_s.items():
+                ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=f"S={s}")
+            ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=1)
+            ax.axhline(1.0, c="k", lw=0.8)
+            stride = next(r["stride"] for r in rows if r["block"] == b)
+            ax.set_title(f"{b} (stride {stride}): {column}", fontsize=8)
+            ax.set_xlabel("activation rate r")
+            ax.set_ylabel("latency / dense")
+            ax.legend(fontsize=6)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
     tmp.replace(path)
 
 
@@ -317,7 +352,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3, help="peer rounds (median of medians)")
     parser.add_argument("--no-readme", action="store_true", help="do not update the README")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="measure nothing: redraw --png from the rows in --json")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        import json
+
+        plot(json.loads(Path(args.json).read_text())["rows"], Path(args.png))
+        print(f"wrote {args.png}")
+        return 0
     shapes = [s.name for s in BLOCK_SHAPES]
     granularities, rates, repeats = GRANULARITIES, RATES, args.repeats
     if args.quick:

@@ -120,18 +120,21 @@ def plan(quick: bool = False, models: Sequence[str] | None = None,
 # -- the models (child processes only: these import torch) --------------------------------------
 
 
-def build(model: str, snet: str = SNET, rate: float | None = None, seed: int = SEED):
-    """``(net, x, reached)``: the eval-mode LAS-ResNet with seeded random weights, the timed
-    input (1, 3, 224, 224) and, if ``rate`` is given, the per-block rates that calibration
-    reached on the calibration batch (else None)."""
+def build(model: str, snet: str = SNET, rate: float | None = None, seed: int = SEED,
+          height: int = IMAGE_SIZE, width: int = IMAGE_SIZE, backbone: bool = False):
+    """``(net, x, reached)``: the eval-mode LAS-ResNet (``backbone``: its C2-C5 detection
+    backbone) with seeded random weights, the timed input (1, 3, height, width) and, if
+    ``rate`` is given, the per-block rates that calibration reached on the calibration batch
+    (else None)."""
     import torch
 
     from las_compiler.models import build_model, calibrate
 
     torch.manual_seed(seed)
-    net = build_model(model, snet).eval()
+    options = {"out_stages": (1, 2, 3, 4)} if backbone else {}
+    net = build_model(model, snet, **options).eval()
     gen = torch.Generator().manual_seed(seed + 1)
-    images = torch.randn(CALIBRATION_IMAGES, 3, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
+    images = torch.randn(CALIBRATION_IMAGES, 3, height, width, generator=gen)
     reached = None if rate is None else calibrate(net, rate, images)
     return net, images[:1].clone(), reached
 
@@ -140,11 +143,27 @@ def num_blocks(net) -> int:
     return len(list(net.dynamic_blocks()))
 
 
+def as_arrays(out) -> list:
+    """A network's output(s) as a list of numpy arrays (logits, or a backbone's maps)."""
+    outputs = out if isinstance(out, tuple | list) else [out]
+    return [o.numpy() if hasattr(o, "numpy") else o for o in outputs]
+
+
 def relative_error(out, ref) -> float:
-    """max |out - ref| / max |ref| (NaN-safe: NaN stays NaN)."""
+    """max |out - ref| / max |ref| over every output (NaN-safe: NaN stays NaN)."""
     import numpy as np
 
-    out, ref = np.asarray(out, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    def flat(value):
+        return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in
+                               as_arrays(value)])
+
+    if len(as_arrays(out)) != len(as_arrays(ref)):
+        raise PeerMismatchError(f"{len(as_arrays(out))} outputs != reference's "
+                                f"{len(as_arrays(ref))}")
+    shapes = [np.shape(a) for a in as_arrays(out)], [np.shape(a) for a in as_arrays(ref)]
+    if shapes[0] != shapes[1]:
+        raise PeerMismatchError(f"output shapes {shapes[0]} != reference {shapes[1]}")
+    out, ref = flat(out), flat(ref)
     if out.shape != ref.shape:
         raise PeerMismatchError(f"output shape {out.shape} != reference {ref.shape}")
     return float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-30))
@@ -195,7 +214,8 @@ def profile_kernels(cm, x, runs: int = PROFILE_RUNS) -> dict:
 
 
 def measure(system: str, model: str, snet: str = SNET, rate: float | None = None,
-            repeats: int = 20, seed: int = SEED) -> dict:
+            repeats: int = 20, seed: int = SEED, height: int = IMAGE_SIZE,
+            width: int = IMAGE_SIZE, backbone: bool = False) -> dict:
     """(Child process) one system on one configuration; returns the row's measured fields."""
     import numpy as np
     import torch
@@ -203,18 +223,18 @@ def measure(system: str, model: str, snet: str = SNET, rate: float | None = None
     from las_compiler.peers import dense_network, onnx_session
 
     torch.set_num_threads(2)  # the threads run_isolated pinned; torch's own pool too
-    net, x, reached = build(model, snet, rate, seed)
+    net, x, reached = build(model, snet, rate, seed, height, width, backbone)
     with torch.inference_mode():
-        ref = (net(x) if system == "las" else dense_network(net)(x)).numpy()
+        ref = as_arrays(net(x) if system == "las" else dense_network(net)(x))
     if system in COMPILED_SYSTEMS:
         import las_compiler
 
         static = range(num_blocks(net)) if system == "tvm_dense" else ()
         meta = {} if rate is None else {"calibration_rate": rate}
         cm = las_compiler.compile(net, x, "host", static_blocks=static, metadata=meta)
-        logits, masks = cm.run_with_masks(x)
+        out, masks = cm.run_with_masks(x)
         row = {"compile_seconds": cm.metadata["compile_seconds"],
-               "max_rel_err": relative_error(logits, ref)}
+               "max_rel_err": relative_error(out, ref)}
         if system == "las":
             rates = [float(np.mean(m)) for m in masks]
             row.update(actual_rate=float(np.mean(rates)), block_rates=rates,
@@ -228,7 +248,7 @@ def measure(system: str, model: str, snet: str = SNET, rate: float | None = None
     if system == "onnxruntime":
         session = onnx_session(dense, x)
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.numpy())}
-        err = relative_error(session.run(None, feed)[0], ref)
+        err = relative_error(session.run(None, feed), ref)
         if not err <= OUTPUT_RTOL:  # also catches NaN
             raise PeerMismatchError(f"{model}: ONNX Runtime output differs from torch: max "
                                     f"|diff| / max |output| = {err:.3g} > {OUTPUT_RTOL:g}")
@@ -249,7 +269,7 @@ def measure(system: str, model: str, snet: str = SNET, rate: float | None = None
                 row["compile_seconds"] = round(time.perf_counter() - start, 2)
             else:
                 out = dense(xc)
-            row["max_rel_err"] = relative_error(out.numpy(), ref)
+            row["max_rel_err"] = relative_error(out, ref)
             time.sleep(SETTLE_S)
             row.update(quiet_timing(lambda: median_ms(lambda: dense(xc), repeats)))
         return row

@@ -245,7 +245,7 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
               ("windows",)),
          Step("conv2", "gathered_conv3x3", _conv2_args, ("windows", "w2", "b2"), ("y2",)),
          Step("conv3", "patch_conv1x1",
-              lambda b: (b.granularity**2, b.width, b.out_channels), ("y2", "w3", "b3"),
+              lambda b: (b.patches.tile_pixels, b.width, b.out_channels), ("y2", "w3", "b3"),
               ("z",)),
          Step("scatter", "scatter_patches", lambda b: (b.patches, b.out_channels),
               ("z", "partition"), ("scattered",)),
@@ -266,7 +266,7 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
               ("h1", "w2", "b2", "unused"), ("h2",)),
          Step("conv3", "conv1x1",
               lambda b: (b.batch, b.patches.out_height, b.patches.out_width, b.width,
-                         b.out_channels, 1, "masked_add_relu", b.granularity),
+                         b.out_channels, 1, "masked_add_relu", b.patches),
               ("h2", "w3", "b3", "shortcut", "flags"), ("out",)))),
 )}
 

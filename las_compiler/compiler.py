@@ -183,7 +183,8 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
         for note in tuning_log.notes:
             warnings.warn(f"tuning log {tuning_log.path}: {note}", stacklevel=2)
     blocks = [{"name": b["name"], "S": b["S"], "stride": b["stride"],
-               "pipeline": "static" if b["static"] else chosen[b["name"]]}
+               "pipeline": "static" if b["static"] else chosen[b["name"]],
+               **{k: b[k] for k in ("in_hw", "out_hw") if k in b}}
               for b in info["blocks"]]
     meta = {
         **{k: v for k, v in info.items() if k != "blocks"},

@@ -11,8 +11,9 @@ A *configuration* is one compile; each serves many *cases* (inputs and masks):
   (``models.pin_mask``), so every case picks its mask: all off (r exactly 0), all on (exactly
   1), or random. Output and mask must equal ``sparse_block_forward``.
 * **network** configurations: a small LAS-ResNet (random S per block, some blocks static,
-  mixed pipelines, some maskers forced all on or all off) compiled with ``compile``; cases are
-  random images, masks come from the maskers. Logits and every mask must equal PyTorch's,
+  mixed pipelines, some maskers forced all on or all off; a third of them detection
+  backbones returning random stages) compiled with ``compile``; cases are
+  random images, masks come from the maskers. Outputs and every mask must equal PyTorch's,
   except where a mask cell differs because its two logits tie within float rounding (TVM
   sums in another order): such a *tie flip* is counted, not a mismatch, and everything after it
   is not compared.
@@ -61,6 +62,7 @@ class NetworkConfig:
     forced: tuple[int, ...]  # per dynamic block: 0 free, 1 all on, -1 all off
     seed: int
     kind: str = "network"
+    backbone: tuple[int, ...] | None = None  # a detection backbone returning these stages
 
 
 @dataclass
@@ -113,8 +115,11 @@ def _network_config(rng: np.random.Generator, seed: int) -> NetworkConfig:
     names = [n for n in PIPELINES if n != "masker_conv1"]  # masker_conv1 needs S=1, stride 1
     pipelines = tuple(str(rng.choice(names)) for _ in range(dynamic))
     forced = tuple(int(rng.choice([0, 0, 0, 1, -1])) for _ in range(dynamic))
+    backbone = None
+    if rng.random() < 0.3:
+        backbone = tuple(int(s) for s in np.flatnonzero(rng.random(4) < 0.6) + 1) or (4,)
     return NetworkConfig(tuple(snet), depths, height, width, int(rng.integers(1, 4)),
-                         pipelines, static, forced, seed)
+                         pipelines, static, forced, seed, backbone=backbone)
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -207,8 +212,8 @@ def _network(config: NetworkConfig):
     from .models import LASResNet, calibrate
 
     torch.manual_seed(config.seed)
-    model = LASResNet(config.depths, list(config.snet), num_classes=10,
-                      base_channels=16).eval()
+    model = LASResNet(config.depths, list(config.snet), num_classes=10, base_channels=16,
+                      out_stages=config.backbone).eval()
     images = torch.randn(2, 3, config.height, config.width)
     calibrate(model, 0.5, images)
     dynamic = [b for i, b in enumerate(model.dynamic_blocks()) if i not in config.static]
@@ -243,9 +248,11 @@ def _network_case(config, model, compiled, case: int, summary: Summary, report) 
 
     gen = torch.Generator().manual_seed(config.seed * 100_003 + case)
     x = torch.randn(config.batch, 3, config.height, config.width, generator=gen)
-    logits, masks = compiled.run_with_masks(x.numpy())
+    out, masks = compiled.run_with_masks(x.numpy())
+    outputs = list(out) if isinstance(out, tuple) else [out]
     with torch.no_grad():
         reference = ExportableLASResNet(model, config.static)(x)
+    expected, expected_masks = reference[:len(outputs)], reference[len(outputs):]
     summary.cases += 1
     summary.cases_by_pipeline["network"] = summary.cases_by_pipeline.get("network", 0) + 1
     dynamic = [b for i, b in enumerate(model.dynamic_blocks()) if i not in config.static]
@@ -254,7 +261,7 @@ def _network_case(config, model, compiled, case: int, summary: Summary, report) 
     for index, block in enumerate(model.dynamic_blocks()):
         if index not in static:
             position = sum(1 for i in range(index) if i not in static)
-            got, want = masks[position], reference[1 + position].numpy()
+            got, want = masks[position], expected_masks[position].numpy()
             if not np.array_equal(got, want):
                 with torch.no_grad():
                     logits_ = block.masker.logits(h, block.granularity, block.stride)
@@ -270,10 +277,13 @@ def _network_case(config, model, compiled, case: int, summary: Summary, report) 
             h = block(h) if index not in static else torch.relu(block.residual(h)
                                                                 + block.identity(h))
     del dynamic
-    expected = reference[0].numpy()
-    if not np.allclose(logits, expected, rtol=NET_TOL, atol=NET_TOL):
-        _mismatch(summary, config, case,
-                  f"max |logit - reference| {float(np.abs(logits - expected).max()):.3g}", report)
+    for name, got, want in zip(model.output_names, outputs, expected, strict=True):
+        want = want.numpy()
+        scale = max(1.0, float(np.abs(want).max()))
+        if not np.allclose(got, want, rtol=NET_TOL, atol=NET_TOL * scale):
+            _mismatch(summary, config, case, f"max |{name} - reference| "
+                      f"{float(np.abs(got - want).max()):.3g} (values up to {scale:.3g})", report)
+            return
 
 
 def _mismatch(summary: Summary, config, case: int, problem: str, report) -> None:

@@ -1,28 +1,149 @@
-"""Where a block's patches lie: grids, halo windows, strides, and the block's channel shape.
+"""Where a block's patches lie: the official LASNet patch grid, cell extents, pooling and conv
+windows, and the block's channel shape.
 
-Plain Python (no TVM): kernel generators call the index helpers inside TVMScript, where they
-build PrimExprs; the block-pipeline table and the latency predictor use the same numbers.
+The grid is the official one (``dyn_resnet.Masker`` and the detection ``resnet_sd.Masker``):
+for an output map of H x W and granularity S there are ``H // S`` x ``W // S`` cells (a floor,
+not a ceil), the masker average-pools the block *input* to that grid with PyTorch's
+``adaptive_avg_pool2d`` windows, and the cell mask is stretched back to H x W with
+``F.interpolate(mode="nearest")``. Where S divides the map every cell is S x S. Where it does
+not (S = 7 on 16 x 16, every detection input), cells are about H / (H // S) pixels tall (8 x 8
+on that map) with unequal sizes, and the pooled windows may overlap and differ from the cells.
+
+Nearest upsampling is a float computation in PyTorch (``floorf(y * (float)g / H)``), and on
+some sizes it differs from the exact ``y * g // H`` (82 rows, 2 cells: row 41 is in cell 0).
+:class:`CellAxis` reproduces it bit for bit, and records where it differs from the closed
+forms kernels index with (``las_compiler.op.indexing``): the exact formula plus the few rows
+where float rounding moves a boundary.
+
+Kernels treat each cell as a fixed ``tile_h x tile_w`` tile (the largest cell) anchored at the
+cell's first pixel; pixels of the tile outside the cell are computed and dropped, so every
+kernel keeps static loop extents.
+
+Plain Python (no TVM import): the PyTorch models, the block-pipeline table, the latency
+predictor and the kernels' index expressions all take their numbers from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
 
 
 def patch_grid(height: int, width: int, granularity: int) -> tuple[int, int]:
-    """Patch grid of an output map: ceil(H/S) x ceil(W/S); border patches may be partial.
+    """Patch grid of an H x W output map: ``H // S`` x ``W // S`` (the official floor grid).
 
     The one definition of the grid: the PyTorch models, the kernels, the LAS op's mask type
     and the predictor all ask here."""
-    return -(-height // granularity), -(-width // granularity)
+    if granularity < 1 or granularity > min(height, width):
+        raise ValueError(f"S={granularity} does not fit a {height}x{width} output map; valid S: "
+                         f"1..{min(height, width)}")
+    return height // granularity, width // granularity
 
+
+def nearest_cells(size: int, cells: int) -> np.ndarray:
+    """The cell of each of ``size`` pixels when ``cells`` values are nearest-upsampled to
+    ``size``, exactly as PyTorch computes it: ``min(floorf(y * ((float)cells / size)),
+    cells - 1)`` in float32 (``F.interpolate(..., size=size)``, mode "nearest", CPU and CUDA)."""
+    if cells == size:
+        return np.arange(size)
+    scale = np.float32(cells) / np.float32(size)
+    y = np.arange(size, dtype=np.float32)
+    return np.minimum(np.floor(y * scale).astype(np.int64), cells - 1)
+
+
+def _exceptions(actual, formula) -> tuple[tuple[int, int], ...]:
+    """(position, actual - formula) wherever a table differs from its closed form."""
+    return tuple((int(i), int(a - f)) for i, (a, f) in enumerate(zip(actual, formula,
+                                                                      strict=True)) if a != f)
+
+
+@dataclass(frozen=True)
+class CellAxis:
+    """One axis (rows or columns) of a block's patch grid.
+
+    ``in_size`` is the block input's length along the axis, ``out_size`` the output map's
+    (``(in_size - 1) // stride + 1``), ``cells`` the grid's (``out_size // S``).
+    """
+
+    in_size: int
+    out_size: int
+    cells: int
+
+    def __post_init__(self):
+        if not 1 <= self.cells <= self.out_size:
+            raise ValueError(f"a grid of {self.cells} cells does not fit {self.out_size} pixels")
+        counts = np.bincount(self.cell_of_pixels, minlength=self.cells)
+        if counts.min() == 0:  # float rounding never does this below 2**23 pixels
+            raise ValueError(f"nearest upsampling of {self.cells} cells to {self.out_size} "
+                             "pixels leaves a cell without pixels")
+
+    # -- tables (plain ints) -------------------------------------------------------------
+    @cached_property
+    def cell_of_pixels(self) -> np.ndarray:
+        """Cell of each output pixel (PyTorch's nearest upsampling)."""
+        return nearest_cells(self.out_size, self.cells)
+
+    @cached_property
+    def starts(self) -> tuple[int, ...]:
+        """``cells + 1`` boundaries: cell i covers output pixels ``starts[i] .. starts[i+1]-1``."""
+        first = np.searchsorted(self.cell_of_pixels, np.arange(self.cells), side="left")
+        return (*(int(v) for v in first), self.out_size)
+
+    @cached_property
+    def tile(self) -> int:
+        """Pixels of the largest cell: the extent kernels give every cell."""
+        return int(np.diff(self.starts).max())
+
+    @cached_property
+    def smallest(self) -> int:
+        return int(np.diff(self.starts).min())
+
+    def pool_window(self, i: int) -> tuple[int, int]:
+        """Input pixels ``[start, end)`` cell i averages (``adaptive_avg_pool2d``'s window)."""
+        return (i * self.in_size) // self.cells, -(-((i + 1) * self.in_size) // self.cells)
+
+    @cached_property
+    def pool_tile(self) -> int:
+        """Pixels of the largest pooling window."""
+        return max(e - s for s, e in map(self.pool_window, range(self.cells)))
+
+    @cached_property
+    def uniform(self) -> bool:
+        """Whether every cell has the same size (S divides the map)."""
+        return self.smallest == self.tile
+
+    # -- where the closed forms kernels index with need a correction -------------------
+    @cached_property
+    def start_exceptions(self) -> tuple[tuple[int, int], ...]:
+        """(cell, offset) where ``starts`` differs from ``ceil(i * out_size / cells)``."""
+        formula = [-(-(i * self.out_size) // self.cells) for i in range(self.cells)]
+        return _exceptions(self.starts[:-1], formula)
+
+    @cached_property
+    def cell_exceptions(self) -> tuple[tuple[int, int], ...]:
+        """(pixel, offset) where ``cell_of_pixels`` differs from ``y * cells // out_size``."""
+        formula = [(y * self.cells) // self.out_size for y in range(self.out_size)]
+        return _exceptions(self.cell_of_pixels, formula)
+
+    def start(self, i: int) -> int:
+        """First output pixel of cell ``i``."""
+        return self.starts[i]
+
+    def extent(self, i: int) -> int:
+        """Pixels of cell ``i``."""
+        return self.starts[i + 1] - self.starts[i]
 
 @dataclass(frozen=True)
 class PatchGeometry:
     """Where the patches of one block lie, for an NHWC input of (batch, height, width).
 
-    Output patch (i, j) covers output rows ``i*S .. i*S+S-1``; its strided 3x3 conv reads input
-    rows ``i*S*stride - 1 .. i*S*stride + span - 2`` (``span = (S-1)*stride + 3``).
+    Output patch (i, j) is the tile of ``tile_h x tile_w`` output pixels from
+    ``(rows.start(i), cols.start(j))``, of which the cell's ``rows.extent(i) x
+    cols.extent(j)`` are its own; its strided 3x3 conv reads the input window of ``span_h x
+    span_w`` pixels from ``(rows.start(i)*stride - 1, cols.start(j)*stride - 1)``. The masker
+    pools the cell's ``adaptive_avg_pool2d`` window instead (``rows.pool_window(i)``).
     """
 
     batch: int
@@ -30,15 +151,20 @@ class PatchGeometry:
     width: int
     granularity: int
     stride: int
+    rows: CellAxis = field(init=False, repr=False, compare=False)
+    cols: CellAxis = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        if self.stride not in (1, 2):
+            raise ValueError(f"stride {self.stride} is not supported (1 or 2)")
         if self.granularity < 1 or self.granularity > min(self.out_height, self.out_width):
             raise ValueError(
                 f"S={self.granularity} does not fit a {self.out_height}x{self.out_width} output "
                 f"map; valid S: 1..{min(self.out_height, self.out_width)}"
             )
-        if self.stride not in (1, 2):
-            raise ValueError(f"stride {self.stride} is not supported (1 or 2)")
+        gh, gw = patch_grid(self.out_height, self.out_width, self.granularity)
+        object.__setattr__(self, "rows", CellAxis(self.height, self.out_height, gh))
+        object.__setattr__(self, "cols", CellAxis(self.width, self.out_width, gw))
 
     @property
     def out_height(self) -> int:
@@ -50,48 +176,55 @@ class PatchGeometry:
 
     @property
     def grid(self) -> tuple[int, int]:
-        return patch_grid(self.out_height, self.out_width, self.granularity)
+        return self.rows.cells, self.cols.cells
 
     @property
     def cells_per_image(self) -> int:
-        gh, gw = self.grid
-        return gh * gw
+        return self.rows.cells * self.cols.cells
 
     @property
     def num_cells(self) -> int:
         return self.batch * self.cells_per_image
 
     @property
-    def span(self) -> int:
-        """Input rows (and columns) one patch's strided 3x3 conv reads, halo included."""
-        return (self.granularity - 1) * self.stride + 3
+    def tile_h(self) -> int:
+        return self.rows.tile
 
     @property
-    def step(self) -> int:
-        """Input rows between the windows of neighbouring patches."""
-        return self.granularity * self.stride
+    def tile_w(self) -> int:
+        return self.cols.tile
 
-    # -- index expressions for kernels (called inside TVMScript; they build PrimExprs) -------
-    def output_pixel(self, cell, pixel) -> tuple:
-        """(batch, row, col) of pixel ``pixel`` (row-major in S x S) of patch cell ``cell``."""
-        s, cells, gw = self.granularity, self.cells_per_image, self.grid[1]
-        return cell // cells, cell % cells // gw * s + pixel // s, cell % gw * s + pixel % s
+    @property
+    def tile_pixels(self) -> int:
+        """Output pixels of one patch tile (S*S where S divides the map)."""
+        return self.tile_h * self.tile_w
 
-    def output_inside(self, cell, pixel):
-        """Whether that output pixel lies in the map (border patches may stick out)."""
-        _, row, col = self.output_pixel(cell, pixel)
-        return (row < self.out_height) & (col < self.out_width)
+    @property
+    def span_h(self) -> int:
+        """Input rows one tile's strided 3x3 conv reads, halo included."""
+        return (self.tile_h - 1) * self.stride + 3
 
-    def window_pixel(self, cell, a, b) -> tuple:
-        """(batch, row, col) of element (a, b) of the cell's span x span input window; the
-        window starts one pixel above and left of the patch (conv padding), so it may lie
-        outside the map (see :meth:`window_inside`)."""
-        cells, gw, step = self.cells_per_image, self.grid[1], self.step
-        return cell // cells, cell % cells // gw * step + a - 1, cell % gw * step + b - 1
+    @property
+    def span_w(self) -> int:
+        return (self.tile_w - 1) * self.stride + 3
 
-    def window_inside(self, cell, a, b):
-        _, row, col = self.window_pixel(cell, a, b)
-        return (row >= 0) & (row < self.height) & (col >= 0) & (col < self.width)
+    @property
+    def window_pixels(self) -> int:
+        return self.span_h * self.span_w
+
+    @property
+    def uniform(self) -> bool:
+        """Whether every cell is S x S (S divides both sides of the output map)."""
+        return self.rows.uniform and self.cols.uniform
+
+    def cell_extents(self) -> np.ndarray:
+        """(gh, gw) output pixels of each cell of one image."""
+        return np.outer(np.diff(self.rows.starts), np.diff(self.cols.starts))
+
+    def cell_position(self, cell: int) -> tuple[int, int, int]:
+        """(batch, grid row, grid column) of a batch-flattened cell id."""
+        batch, rest = divmod(cell, self.cells_per_image)
+        return (batch, *divmod(rest, self.cols.cells))
 
 
 @dataclass(frozen=True)

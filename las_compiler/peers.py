@@ -20,21 +20,25 @@ PEERS = ("onnxruntime", "torch_eager")
 
 
 def dense_network(model):
-    """``model`` with every block static (dense), returning only the logits (a module)."""
+    """``model`` with every block static (dense), returning only its output (the logits, or
+    a backbone's feature maps): a module."""
     import torch
 
     from .frontend import ExportableLASResNet
 
-    class DenseLogits(torch.nn.Module):
+    outputs = len(model.output_names)
+
+    class DenseNetwork(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.net = ExportableLASResNet(model,
                                            static_blocks=range(len(list(model.dynamic_blocks()))))
 
         def forward(self, x):
-            return self.net(x)[0]
+            out = self.net(x)
+            return out[0] if outputs == 1 else out[:outputs]
 
-    return DenseLogits().eval()
+    return DenseNetwork().eval()
 
 
 def ort_session(path: str | os.PathLike, threads: int = 2):
@@ -66,8 +70,10 @@ def _architecture(metadata: dict):
     from .models import build_model
 
     torch.manual_seed(0)
-    model = build_model(metadata["model"], metadata["snet"],
-                        num_classes=metadata["num_classes"]).eval()
+    out_stages = metadata.get("out_stages")
+    options = {"out_stages": out_stages} if out_stages else {
+        "num_classes": metadata["num_classes"]}
+    model = build_model(metadata["model"], metadata["snet"], **options).eval()
     return dense_network(model), torch.randn(*metadata["input"]["shape"])
 
 

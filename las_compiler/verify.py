@@ -17,9 +17,10 @@ import numpy as np
 class Agreement:
     """Compiled vs PyTorch on one input."""
 
-    max_abs_error: float
+    max_abs_error: float  # over every output (a backbone's feature maps: all of them)
     mask_cells_differing: int
     activation: tuple[float, ...]  # mean of each dynamic block's compiled mask
+    output_scale: float = 1.0  # the largest |output| of the reference, for a relative view
 
     @property
     def masks_equal(self) -> bool:
@@ -34,10 +35,14 @@ def compare_with_pytorch(compiled, model, x) -> Agreement:
     from .frontend import ExportableLASResNet
 
     static = [i for i, b in enumerate(compiled.metadata["blocks"]) if b["pipeline"] == "static"]
-    logits, masks = compiled.run_with_masks(x)
+    out, masks = compiled.run_with_masks(x)
+    outputs = list(out) if isinstance(out, tuple) else [out]
     with torch.no_grad():
         reference = ExportableLASResNet(model, static)(torch.as_tensor(np.asarray(x)))
+    expected, expected_masks = reference[:len(outputs)], reference[len(outputs):]
     differing = sum(int(np.count_nonzero(m != r.numpy())) for m, r in
-                    zip(masks, reference[1:], strict=True))
-    return Agreement(float(np.abs(logits - reference[0].numpy()).max()), differing,
-                     tuple(float(m.mean()) for m in masks))
+                    zip(masks, expected_masks, strict=True))
+    error = max(float(np.abs(o - e.numpy()).max()) for o, e in zip(outputs, expected,
+                                                                    strict=True))
+    scale = max(float(e.abs().max()) for e in expected)
+    return Agreement(error, differing, tuple(float(m.mean()) for m in masks), scale)

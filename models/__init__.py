@@ -5,7 +5,13 @@ Plain PyTorch: nothing here imports TVM. Installed as ``las_compiler.models``.
 
 from .blocks import BlockStats, Bottleneck, DynamicBlock
 from .calibrate import calibrate, calibrate_block, pin_mask
-from .checkpoint import LoadReport, load_checkpoint, read_state_dict
+from .checkpoint import (
+    CheckpointInfo,
+    LoadReport,
+    load_checkpoint,
+    read_checkpoint,
+    read_state_dict,
+)
 from .granularity import (
     check_granularity_fits,
     conv_output_size,
@@ -21,9 +27,10 @@ from .las_resnet import (
     build_model,
     las_resnet50,
     las_resnet101,
+    model_name,
 )
 from .masker import Masker
-from .prepare import prepare_model
+from .prepare import PreparedModel, prepare_model
 from .reference import sparse_block_forward, sparse_forward
 from .training import FinetuneConfig, FinetuneHistory, SparsityLoss, finetune
 
@@ -31,6 +38,7 @@ __all__ = [
     "DEFAULT_GRANULARITY",
     "MODELS",
     "BlockStats",
+    "CheckpointInfo",
     "Bottleneck",
     "DynamicBlock",
     "FinetuneConfig",
@@ -39,6 +47,7 @@ __all__ = [
     "LoadReport",
     "Masker",
     "NetworkStats",
+    "PreparedModel",
     "SparsityLoss",
     "build_model",
     "calibrate",
@@ -52,8 +61,10 @@ __all__ = [
     "las_resnet50",
     "las_resnet101",
     "load_checkpoint",
+    "model_name",
     "parse_granularity",
     "patch_grid",
+    "read_checkpoint",
     "read_state_dict",
     "sparse_block_forward",
     "sparse_forward",

@@ -99,7 +99,7 @@ class DynamicBlock(nn.Module):
     def _masked_forward(self, x: torch.Tensor, temperature: float):
         self.check_input(x)
         mask = self.patch_mask(x, temperature)
-        mask_up = upsample_mask(mask, self.granularity, *self.output_size(x.shape[2], x.shape[3]))
+        mask_up = upsample_mask(mask, *self.output_size(x.shape[2], x.shape[3]))
         out = torch.relu(self.identity(x) + self.residual(x) * mask_up)
         return out, mask, mask_up
 

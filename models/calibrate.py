@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..geometry import PatchGeometry
 from .blocks import DynamicBlock
-from .granularity import patch_grid
 from .las_resnet import LASResNet
 
 
@@ -69,10 +69,12 @@ def calibrate(
     was_training = model.training
     model.eval()
     reached = []
-    h = model.stem(images)
-    for block, target in zip(blocks, rates, strict=True):
-        reached.append(calibrate_block(block, h, target))
-        h = block(h)
+
+    def run(index, block, h):
+        reached.append(calibrate_block(block, h, rates[index]))
+        return block(h)
+
+    model.body(images, run)
     model.train(was_training)
     return reached
 
@@ -98,23 +100,42 @@ def pin_mask(block: DynamicBlock, x: torch.Tensor, mask: torch.Tensor) -> torch.
     """Make ``block``'s masker decide exactly ``mask`` (N, gh, gw) on the returned input.
 
     The masker is set to read input channel 0 alone (logit0 = its pooled value, logit1 =
-    0.5), and channel 0 of a copy of ``x`` is set to 1 inside the pooling window of every
-    active cell and 0 elsewhere. The masker and everything after it still run; only their
-    decision is known in advance. Benchmarks and tests of compiled blocks use it to run a
-    chosen activation rate exactly. Changes the block's masker weights in place.
+    0.5), and channel 0 of a copy of ``x`` is set to 1 on the pixels only an active cell's
+    pooling window covers, 0 on those only an inactive cell's covers, and 0.5 on pixels two
+    windows share (``adaptive_avg_pool2d`` windows overlap by a row or column where S does not
+    divide the map): every window keeps at least one pixel of its own, so its mean is above
+    0.5 exactly when the cell is active. The masker and everything after it still run; only
+    their decision is known in advance. Benchmarks and tests of compiled blocks use it to run
+    a chosen activation rate exactly. Changes the block's masker weights in place.
     """
     block.check_input(x)
-    h_out, w_out = block.output_size(x.shape[2], x.shape[3])
-    grid = patch_grid(h_out, w_out, block.granularity)
-    if tuple(mask.shape) != (x.shape[0], *grid):
+    geometry = PatchGeometry(x.shape[0], x.shape[2], x.shape[3], block.granularity, block.stride)
+    if tuple(mask.shape) != (x.shape[0], *geometry.grid):
         raise ValueError(f"mask shape {tuple(mask.shape)} does not match the block's patch "
-                         f"grid {(x.shape[0], *grid)}")
-    window = block.granularity * block.stride  # input pixels a cell pools, per side
-    marks = mask.to(x.dtype).repeat_interleave(window, 1).repeat_interleave(window, 2)
+                         f"grid {(x.shape[0], *geometry.grid)}")
+    rows, cols = _window_owners(geometry.rows), _window_owners(geometry.cols)
+    own = (rows[:, None] >= 0) & (cols[None, :] >= 0)
+    marks = mask.to(x.dtype)[:, rows.clamp(min=0)][:, :, cols.clamp(min=0)]
     pinned = x.clone()
-    pinned[:, 0] = marks[:, : x.shape[2], : x.shape[3]]
+    pinned[:, 0] = torch.where(own, marks, torch.full_like(marks, 0.5))
     conv = block.masker.conv2
     conv.weight.zero_()
     conv.weight[0, 0] = 1.0
     conv.bias.copy_(torch.tensor([0.0, 0.5], dtype=conv.bias.dtype))
     return pinned
+
+
+def _window_owners(axis) -> torch.Tensor:
+    """Per input pixel of one axis: the one cell whose pooling window covers it, or -1 where
+    two windows do."""
+    covers = torch.zeros(axis.in_size, dtype=torch.long)
+    owner = torch.full((axis.in_size,), -1, dtype=torch.long)
+    for i in range(axis.cells):
+        start, end = axis.pool_window(i)
+        covers[start:end] += 1
+        owner[start:end] = i
+    owner = torch.where(covers == 1, owner, torch.full_like(owner, -1))
+    if len(set(owner.tolist()) - {-1}) != axis.cells:  # not for any grid LASNet makes
+        raise ValueError(f"pooling windows of {axis.cells} cells over {axis.in_size} pixels "
+                         "leave a cell without a pixel of its own; its mask cannot be pinned")
+    return owner

@@ -96,7 +96,8 @@ def check_granularity_fits(granularity: int, height: int, width: int, where: str
     """Raise a ValueError naming the layer when S is larger than its output map.
 
     A patch larger than the map is not a patch any more (the official masker would pool to a
-    0x0 grid); S values that do not divide the map are fine, their border patches are partial.
+    0x0 grid); S values that do not divide the map are fine: the grid is ``H // S`` cells of
+    about ``H / (H // S)`` pixels (see :mod:`las_compiler.geometry`).
     """
     if granularity > min(height, width):
         valid = valid_granularities(height, width)

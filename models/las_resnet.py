@@ -3,6 +3,11 @@
 Module and state_dict names are torchvision's (``conv1, bn1, layerX.Y.conv1..bn3,
 layerX.0.downsample.0/1, fc``) plus ``layerX.Y.masker.conv2`` as in the official LASNet code, so
 dense torchvision checkpoints and official LASNet checkpoints both load (see checkpoint.py).
+
+With ``out_stages`` the network is a detection backbone (the official ``ResNet_sd`` of the
+LASNet mmdetection code): no classifier, and ``forward`` returns the feature maps of the chosen
+stages (C2..C5 for stages 1..4), at any input size. Its state_dict is the ``backbone.`` part
+of an mmdetection checkpoint.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ class LASResNet(nn.Module):
         give the same architecture at a fraction of the cost, which tests use).
     block
         The dynamic block class; only :class:`Bottleneck` exists today.
+    out_stages
+        None: a classifier (``forward`` returns logits). Stage numbers 1..4: a backbone whose
+        ``forward`` returns those stages' outputs (C2..C5), without average pool and fc.
     """
 
     def __init__(
@@ -60,12 +68,20 @@ class LASResNet(nn.Module):
         block: type[DynamicBlock] = Bottleneck,
         in_channels: int = 3,
         mask_channel_group: int = 1,
+        out_stages: Sequence[int] | None = None,
     ):
         super().__init__()
         self.stage_depths = list(stage_depths)
         per_block = parse_granularity(granularity, self.stage_depths)
         self.in_channels = in_channels
-        self.num_classes = num_classes
+        if out_stages is not None:
+            stages = sorted(set(out_stages))
+            if not stages or not set(stages) <= set(range(1, len(self.stage_depths) + 1)):
+                raise ValueError(f"out_stages {list(out_stages)} must name stages 1.."
+                                 f"{len(self.stage_depths)} (C2..C{len(self.stage_depths) + 1})")
+            out_stages = tuple(stages)
+        self.out_stages = out_stages
+        self.num_classes = None if out_stages is not None else num_classes
 
         stem = base_channels
         self.conv1 = nn.Conv2d(in_channels, stem, kernel_size=7, stride=2, padding=3, bias=False)
@@ -84,8 +100,9 @@ class LASResNet(nn.Module):
                 channels = planes * block.expansion
                 index += 1
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(channels, num_classes)
+        if out_stages is None:
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(channels, num_classes)
 
         for name, module in self.named_modules():
             if isinstance(module, DynamicBlock):
@@ -103,6 +120,20 @@ class LASResNet(nn.Module):
             yield from getattr(self, f"layer{stage + 1}")
 
     @property
+    def is_backbone(self) -> bool:
+        return self.out_stages is not None
+
+    @property
+    def output_names(self) -> list[str]:
+        """``["logits"]``, or the feature maps a backbone returns (``C2`` .. ``C5``)."""
+        if self.out_stages is None:
+            return ["logits"]
+        return [f"C{stage + 1}" for stage in self.out_stages]
+
+    def out_channels_of(self, stage: int) -> int:
+        return getattr(self, f"layer{stage}")[-1].out_channels
+
+    @property
     def granularity(self) -> list[int]:
         """S of each block, in execution order."""
         return [b.granularity for b in self.dynamic_blocks()]
@@ -110,6 +141,17 @@ class LASResNet(nn.Module):
     @property
     def granularity_spec(self) -> str:
         return format_granularity(self.granularity, self.stage_depths)
+
+    def block_sizes(self, height: int, width: int) -> list[tuple[tuple[int, int],
+                                                                  tuple[int, int]]]:
+        """((input H, W), (output H, W)) of every block for an image of height x width."""
+        h, w = after_stem(height), after_stem(width)
+        sizes = []
+        for block in self.dynamic_blocks():
+            out = block.output_size(h, w)
+            sizes.append(((h, w), out))
+            h, w = out
+        return sizes
 
     def check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
@@ -129,39 +171,66 @@ class LASResNet(nn.Module):
         self.check_input(x)
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
-    def head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+    def head(self, stage_outputs: Sequence[torch.Tensor]):
+        """The network's output from what :meth:`body` returned: logits, or a backbone's
+        tuple of feature maps."""
+        if self.out_stages is None:
+            return self.fc(torch.flatten(self.avgpool(stage_outputs[-1]), 1))
+        return tuple(stage_outputs)
+
+    def body(self, x: torch.Tensor, run_block: Callable | None = None) -> list[torch.Tensor]:
+        """Stem and blocks; returns the outputs of the stages the head needs (the last one,
+        or a backbone's ``out_stages``). ``run_block(index, block, h)`` runs each block
+        (default ``block(h)``): the sparse reference, the exporter and statistics change how
+        blocks run, never the network around them."""
+        wanted = self.out_stages or (len(self.stage_depths),)
+        h, outputs, index = self.stem(x), [], 0
+        for stage in range(1, len(self.stage_depths) + 1):
+            for block in getattr(self, f"layer{stage}"):
+                h = block(h) if run_block is None else run_block(index, block, h)
+                index += 1
+            if stage in wanted:
+                outputs.append(h)
+        return outputs
 
     # -- execution ---------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        x = self.stem(x)
-        for block in self.dynamic_blocks():
-            x = block(x, temperature)
-        return self.head(x)
+    def forward(self, x: torch.Tensor, temperature: float = 1.0):
+        return self.head(self.body(x, lambda _i, block, h: block(h, temperature)))
 
     def forward_with_stats(
         self, x: torch.Tensor, temperature: float = 1.0
     ) -> tuple[torch.Tensor, NetworkStats]:
-        """Logits plus per-block masks, activation rates and dense/sparse MACs."""
-        in_hw = x.shape[2:]
-        h = self.stem(x)
-        stem_flops = self._stem_flops(in_hw, h)
-        dense, sparse, stats = stem_flops, h.new_tensor(stem_flops), []
-        for block in self.dynamic_blocks():
-            h, block_stats = block.forward_with_stats(h, temperature)
-            stats.append(block_stats)
-            dense += block_stats.dense_flops
-            sparse = sparse + block_stats.sparse_flops
-        logits = self.head(h)
-        head_flops = float(h.shape[1] + self.fc.in_features * self.fc.out_features)
-        return logits, NetworkStats(stats, dense + head_flops, sparse + head_flops)
+        """The output (logits or features) plus per-block masks, activation rates and
+        dense/sparse MACs."""
+        stats = []
 
-    def _stem_flops(self, in_hw, pooled: torch.Tensor) -> float:
+        def run(_index, block, h):
+            out, block_stats = block.forward_with_stats(h, temperature)
+            stats.append(block_stats)
+            return out
+
+        outputs = self.body(x, run)
+        stem_flops = self._stem_flops(x.shape[2:])
+        dense = stem_flops + sum(s.dense_flops for s in stats)
+        sparse = sum((s.sparse_flops for s in stats), x.new_tensor(stem_flops))
+        if self.out_stages is None:
+            head_flops = float(outputs[-1].shape[1] + self.fc.in_features * self.fc.out_features)
+            dense, sparse = dense + head_flops, sparse + head_flops
+        return self.head(outputs), NetworkStats(stats, dense, sparse)
+
+    def _stem_flops(self, in_hw) -> float:
         """Stem MACs as the official code counts them: 7x7 conv plus 3x3 max-pool reads."""
         conv_h = (in_hw[0] + 2 * 3 - 7) // 2 + 1
         conv_w = (in_hw[1] + 2 * 3 - 7) // 2 + 1
+        pooled = ((conv_h - 1) // 2 + 1) * ((conv_w - 1) // 2 + 1)
         conv = self.in_channels * self.conv1.out_channels * 49 * conv_h * conv_w
-        return float(conv + pooled.shape[1] * pooled.shape[2] * pooled.shape[3] * 9)
+        return float(conv + self.conv1.out_channels * pooled * 9)
+
+
+def after_stem(size: int) -> int:
+    """Map size after the stem (7x7/2 conv, 3x3/2 max-pool) of a ResNet."""
+    conv = (size + 2 * 3 - 7) // 2 + 1  # 7x7 stride 2 pad 3
+    return (conv + 2 * 1 - 3) // 2 + 1  # 3x3 max-pool stride 2 pad 1
 
 
 STAGE_DEPTHS = {"las_resnet50": (3, 4, 6, 3), "las_resnet101": (3, 4, 23, 3)}
@@ -175,6 +244,14 @@ def las_resnet50(granularity: GranularitySpec = DEFAULT_GRANULARITY, **kwargs) -
 def las_resnet101(granularity: GranularitySpec = DEFAULT_GRANULARITY, **kwargs) -> LASResNet:
     """LAS-ResNet-101 (bottleneck, 3-4-23-3 blocks)."""
     return LASResNet(STAGE_DEPTHS["las_resnet101"], granularity, **kwargs)
+
+
+def model_name(model: LASResNet) -> str:
+    """The architecture's name (``las_resnet50``), from its stage depths."""
+    for name, depths in STAGE_DEPTHS.items():
+        if tuple(model.stage_depths) == depths:
+            return name
+    return "las_resnet-" + "-".join(map(str, model.stage_depths))
 
 
 MODELS: dict[str, Callable[..., LASResNet]] = {

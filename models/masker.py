@@ -1,15 +1,15 @@
-"""The LASNet masker: which SxS output patches of a block are computed.
+"""The LASNet masker: which output patches of a block are computed.
 
-Matches the official LASNet code (``dyn_resnet.Masker``, ``mask_channel_group=1``) so its
-checkpoints load (attribute ``masker.conv2``) and give the same masks:
+Matches the official LASNet code (``dyn_resnet.Masker`` and the detection ``resnet_sd.Masker``,
+``mask_channel_group=1``) so its checkpoints load (attribute ``masker.conv2``) and give the same
+masks on every map size (the grid rule is :mod:`las_compiler.geometry`'s):
 
-* the block input is average-pooled to the patch grid of the block's *output*; in a stride-s
-  block one cell pools an (s*S) x (s*S) input window. The official code pools with
-  ``adaptive_avg_pool2d`` to ``output_size // S``, which equals this when S divides the map;
-  for other sizes we use a ceil grid whose border cells average the pixels they do cover;
+* the block input is ``adaptive_avg_pool2d``-ed to the floor grid ``(Ho // S, Wo // S)`` of
+  the block's *output* (skipped when that grid is the input map itself: S = 1, stride 1);
 * a 1x1 conv with bias maps the pooled input to 2 logits per cell;
 * eval: ``mask = logit0 >= logit1``; training: hard Gumbel-softmax over the 2 logits with a
-  temperature, channel 0 is the mask (straight-through gradients).
+  temperature, channel 0 is the mask (straight-through gradients);
+* the cell mask is stretched to the output map with ``F.interpolate`` (nearest).
 """
 
 from __future__ import annotations
@@ -56,13 +56,8 @@ class Masker(nn.Module):
             self.conv2.bias[1] = INITIAL_BIAS_OFF
 
     def pool(self, x: torch.Tensor, granularity: int, stride: int) -> torch.Tensor:
-        """Average the block input over each patch's input window: (N, C, gh, gw)."""
-        window = granularity * stride
-        if window == 1:
-            return x
-        # ceil_mode keeps partial border windows; with padding 0 PyTorch divides by the number
-        # of pixels inside the map, i.e. border cells average what they cover.
-        return F.avg_pool2d(x, window, stride=window, ceil_mode=True)
+        """Average the block input over each cell's pooling window: (N, C, gh, gw)."""
+        return pool_to_grid(x, granularity, stride)
 
     def logits(self, x: torch.Tensor, granularity: int, stride: int) -> torch.Tensor:
         """The 2 masker logits per patch: (N, 2, gh, gw)."""
@@ -81,10 +76,23 @@ class Masker(nn.Module):
         return (logits[:, 0] >= logits[:, 1]).to(x.dtype)
 
 
-def upsample_mask(mask: torch.Tensor, granularity: int, height: int, width: int) -> torch.Tensor:
-    """Nearest-upsample a patch mask (N, gh, gw) to the output map (N, 1, H, W)."""
-    up = mask.repeat_interleave(granularity, dim=1).repeat_interleave(granularity, dim=2)
-    return up[:, None, :height, :width]
+def pool_to_grid(x: torch.Tensor, granularity: int, stride: int) -> torch.Tensor:
+    """The official masker's pooling: ``adaptive_avg_pool2d`` of the block input to the patch
+    grid of the block's output, skipped where that grid is the input map itself."""
+    grid = patch_grid(conv_output_size(x.shape[2], stride), conv_output_size(x.shape[3], stride),
+                      granularity)
+    if grid == tuple(x.shape[2:]):
+        return x
+    return F.adaptive_avg_pool2d(x, grid)
+
+
+def upsample_mask(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Nearest-upsample a patch mask (N, gh, gw) to the output map (N, 1, H, W), as the
+    official code does (``F.interpolate``, float-exact cell boundaries)."""
+    mask = mask[:, None]
+    if tuple(mask.shape[2:]) == (height, width):
+        return mask
+    return F.interpolate(mask, size=(height, width))
 
 
 def dilate_mask(mask_up: torch.Tensor, stride: int, in_height: int, in_width: int) -> torch.Tensor:

@@ -6,8 +6,9 @@ shortcut. It equals the masked dense forward (``model.eval()(x)``) and is the nu
 for every compiled kernel, and the naive sparse baseline in benchmarks.
 
 Patches of all batch items are flattened into one list (``(batch, row, col)`` triples), the
-layout the compiled kernels use too. Border patches of maps that S does not divide are computed
-as full patches over zero padding and cropped on scatter.
+layout the compiled kernels use too, and each patch is computed as the kernels compute it: a
+tile of the grid's largest cell (:class:`las_compiler.geometry.PatchGeometry`) from the cell's
+first pixel, over zero padding outside the map, cropped to the cell on scatter.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..geometry import PatchGeometry
 from .blocks import Bottleneck, DynamicBlock
 from .las_resnet import LASResNet
 
@@ -38,70 +40,75 @@ def active_patches(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     return mask.bool().nonzero(as_tuple=True)
 
 
-def patch_windows(x: torch.Tensor, grid: tuple[int, int], step: int, span: int) -> torch.Tensor:
-    """View of x as overlapping windows (N, C, gh, gw, span, span) with a 1-pixel zero halo.
-
-    Window (i, j) covers input rows ``i*step - 1 .. i*step + span - 2`` (same for columns):
-    the receptive field of a strided 3x3 conv over one output patch.
-    """
-    gh, gw = grid
-    pad_bottom = (gh - 1) * step + span - 1 - x.shape[2]
-    pad_right = (gw - 1) * step + span - 1 - x.shape[3]
-    padded = F.pad(x, (1, max(pad_right, 0), 1, max(pad_bottom, 0)))
-    return padded.unfold(2, span, step).unfold(3, span, step)[:, :, :gh, :gw]
+def block_geometry(block: DynamicBlock, x: torch.Tensor) -> PatchGeometry:
+    """The patch geometry of ``block`` on input ``x`` (N, C, H, W)."""
+    return PatchGeometry(x.shape[0], x.shape[2], x.shape[3], block.granularity, block.stride)
 
 
-def gather_patches(x: torch.Tensor, index, grid: tuple[int, int], step: int, span: int):
-    """Gather the active patches' input windows: (P, C, span, span)."""
-    b, i, j = index
-    return patch_windows(x, grid, step, span)[b, :, i, j]
+def _axis_index(axis, cells: torch.Tensor, length: int, scale: int, offset: int):
+    """Per patch: ``start(cell) * scale + offset + arange(length)`` and the cell's extent."""
+    starts = torch.tensor(axis.starts, dtype=torch.long)
+    first = starts[cells] * scale + offset
+    extent = starts[cells + 1] - starts[cells]
+    return first[:, None] + torch.arange(length), extent
 
 
-def scatter_add_patches(base: torch.Tensor, patches: torch.Tensor, index, granularity: int):
-    """base (N, C, H, W) + patches (P, C, S, S) placed at their patch cells (cropped at borders)."""
-    n, c, h, w = base.shape
-    s = granularity
-    gh, gw = -(-h // s), -(-w // s)
-    grid = F.pad(base, (0, gw * s - w, 0, gh * s - h))
-    cells = grid.reshape(n, c, gh, s, gw, s).permute(0, 2, 4, 1, 3, 5).contiguous()
-    cells.index_put_(index, patches, accumulate=True)
-    out = cells.permute(0, 3, 1, 4, 2, 5).reshape(n, c, gh * s, gw * s)
-    return out[:, :, :h, :w]
+def gather_patches(x: torch.Tensor, index, geometry: PatchGeometry) -> torch.Tensor:
+    """The active patches' input windows (P, C, span_h, span_w), zero outside the map."""
+    g, (b, i, j) = geometry, index
+    # rows of the padded map: the window starts one pixel above the tile, the padding adds one
+    rows, _ = _axis_index(g.rows, i, g.span_h, g.stride, 0)
+    cols, _ = _axis_index(g.cols, j, g.span_w, g.stride, 0)
+    pad_bottom = max(int(rows.max()) - x.shape[2], 0)
+    pad_right = max(int(cols.max()) - x.shape[3], 0)
+    padded = F.pad(x, (1, pad_right, 1, pad_bottom))
+    windows = padded[b[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return windows.permute(0, 3, 1, 2)
+
+
+def scatter_add_patches(base: torch.Tensor, patches: torch.Tensor, index,
+                        geometry: PatchGeometry) -> torch.Tensor:
+    """base (N, C, Ho, Wo) + patches (P, C, tile_h, tile_w), each cropped to its cell."""
+    g, (b, i, j) = geometry, index
+    rows, row_extent = _axis_index(g.rows, i, g.tile_h, 1, 0)
+    cols, col_extent = _axis_index(g.cols, j, g.tile_w, 1, 0)
+    inside = ((torch.arange(g.tile_h) < row_extent[:, None])[:, :, None]
+              & (torch.arange(g.tile_w) < col_extent[:, None])[:, None, :])
+    shape = inside.shape
+    where = (b[:, None, None].expand(shape)[inside], rows[:, :, None].expand(shape)[inside],
+             cols[:, None, :].expand(shape)[inside])
+    out = base.clone()
+    out.permute(0, 2, 3, 1).index_put_(where, patches.permute(0, 2, 3, 1)[inside],
+                                       accumulate=True)
+    return out
 
 
 @register_sparse_executor(Bottleneck)
 def bottleneck_sparse_forward(block: Bottleneck, x: torch.Tensor) -> torch.Tensor:
     """gather(halo) -> conv1/bn1/relu -> conv2/bn2/relu -> conv3/bn3 -> scatter-add -> relu."""
     block.check_input(x)
-    s, stride = block.granularity, block.stride
-    h_out, w_out = block.output_size(x.shape[2], x.shape[3])
-    mask = block.patch_mask(x)
-    grid = (mask.shape[1], mask.shape[2])
-    index = active_patches(mask)
+    geometry = block_geometry(block, x)
+    index = active_patches(block.patch_mask(x))
     out = block.identity(x)
     if index[0].numel() > 0:
-        step, span = s * stride, (s - 1) * stride + 3
-        window = gather_patches(x, index, grid, step, span)
-        inside = gather_patches(torch.ones_like(x[:1, :1]), (index[0] * 0, *index[1:]), grid,
-                                step, span)
+        window = gather_patches(x, index, geometry)
+        inside = gather_patches(torch.ones_like(x[:, :1]), index, geometry)
         h = block.relu(block.bn1(block.conv1(window)))
         h = h * inside  # conv2's zero padding: conv1 outputs outside the map are zeros
-        h = F.conv2d(h, block.conv2.weight, stride=stride)
+        h = F.conv2d(h, block.conv2.weight, stride=block.stride)
         h = block.relu(block.bn2(h))
         h = block.bn3(block.conv3(h))
-        out = scatter_add_patches(out, h, index, s)
+        out = scatter_add_patches(out, h, index, geometry)
     return torch.relu(out)
 
 
 @torch.no_grad()
-def sparse_forward(model: LASResNet, x: torch.Tensor) -> torch.Tensor:
-    """Run a LAS network computing only active patches; equals ``model.eval()(x)``."""
+def sparse_forward(model: LASResNet, x: torch.Tensor):
+    """Run a LAS network computing only active patches; equals ``model.eval()(x)`` (logits,
+    or a backbone's feature maps)."""
     if model.training:
         raise ValueError("sparse_forward runs the eval-mode network; call model.eval() first")
-    h = model.stem(x)
-    for block in model.dynamic_blocks():
-        h = sparse_block_forward(block, h)
-    return model.head(h)
+    return model.head(model.body(x, lambda _i, block, h: sparse_block_forward(block, h)))
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from las_compiler.block_pipelines import PIPELINES, Scan, get_pipeline
 from las_compiler.calibrate import kernel_times
 from las_compiler.compiler import compile_block
 from las_compiler.frontend import import_block
-from las_compiler.geometry import BlockGeometry, PatchGeometry
+from las_compiler.geometry import BlockGeometry, PatchGeometry, patch_grid
 from las_compiler.models import calibrate_block, pin_mask, sparse_block_forward
 from las_compiler.pipeline import lowering_passes
 from las_compiler.target import host_target
@@ -21,8 +21,9 @@ from .models.helpers import make_block
 
 # (in_channels, planes, stride, size, S, batch): few geometries, so compiled modules are reused
 # while hypothesis varies masks and inputs; together they cover stride 1/2, downsample with
-# stride 1, S = 1, S that does not divide the map, a single patch covering the map, batch > 1.
-GEOMETRIES = [(64, 16, 1, 12, 4, 2), (32, 16, 2, 13, 3, 1), (64, 32, 1, 9, 1, 1),
+# stride 1, S = 1, S that does not divide the map (cells of 5, 5, 4 and of 4, 3 pixels), a
+# single patch covering the map, batch > 1.
+GEOMETRIES = [(64, 16, 1, 14, 4, 2), (32, 16, 2, 13, 3, 1), (64, 32, 1, 9, 1, 1),
               (64, 16, 2, 16, 2, 2), (32, 16, 2, 14, 7, 2)]
 
 
@@ -45,7 +46,7 @@ def compiled_case(geometry, name):
         block = make_block(in_c, planes, stride, s, seed=3)
         x = torch.zeros(batch, in_c, size, size)
         h_out = (size - 1) // stride + 1
-        template = pin_mask(block, x, torch.zeros(batch, -(-h_out // s), -(-h_out // s)))
+        template = pin_mask(block, x, torch.zeros(batch, *patch_grid(h_out, h_out, s)))
         _COMPILED[key] = block, compile_block(block, template.permute(0, 2, 3, 1), "host", name,
                                               tuning_logs=False)
     return _COMPILED[key]
@@ -63,8 +64,8 @@ def test_every_pipeline_equals_the_reference_for_any_mask(geometry, name, rate, 
     block, compiled = compiled_case(geometry, name)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, in_c, size, size, generator=gen).relu()  # post-ReLU, as in networks
-    gh = -(-((size - 1) // stride + 1) // s)
-    mask = torch.rand(batch, gh, gh, generator=gen) < rate
+    h_out = (size - 1) // stride + 1
+    mask = torch.rand(batch, *patch_grid(h_out, h_out, s), generator=gen) < rate
     x = pin_mask(block, x, mask.float())
     out, (got_mask,) = compiled.run_with_masks(nhwc(x))
     np.testing.assert_array_equal(got_mask, mask.numpy())
@@ -129,7 +130,7 @@ def test_lowering_emits_exactly_the_tables_steps(geometry, name):
 
 def test_profile_names_every_kernel_of_the_pipeline():
     block, compiled = compiled_case(GEOMETRIES[0], "fused")
-    x = pin_mask(block, torch.rand(2, 64, 12, 12), torch.ones(2, 3, 3))
+    x = pin_mask(block, torch.rand(2, 64, 14, 14), torch.ones(2, 3, 3))
     times = kernel_times(compiled.profile(nhwc(x), runs=3))
     steps = get_pipeline("fused").steps_for(geometry_of(*GEOMETRIES[0]))
     assert {s.kernel for s in steps} <= set(times)

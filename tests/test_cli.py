@@ -146,3 +146,63 @@ def test_version_help_and_feedback(artifact, capsys):
     assert main(["bench", str(artifact), "--repeats", "2"]) == 0
     captured = capsys.readouterr()
     assert "threads)" in captured.out and "s] timing the artifact" in captured.err
+
+
+def test_official_checkpoint_on_the_command_line(tmp_path):
+    """S_net and input size come from the checkpoint's hyper_set, a contradicting --snet is one
+    error line, and --rate over trained maskers is a warning the user sees."""
+    from las_compiler.models import parse_granularity
+    from las_compiler.models.las_resnet import STAGE_DEPTHS
+
+    from .models.test_official import official_checkpoint
+
+    depths = STAGE_DEPTHS["las_resnet50"]
+    path = tmp_path / "checkpoint.pth.tar"
+    official_checkpoint(path, "dyn_resnet50", depths, parse_granularity("2-2-2-1", depths), 64)
+
+    def las(*argv):
+        return subprocess.run([sys.executable, "-m", "las_compiler", "reference", "--checkpoint",
+                               str(path), "--json", *argv], capture_output=True, text=True,
+                              timeout=300)
+
+    proc = las()
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["granularity"] == "2-2-2-1" and report["input_shape"] == [1, 3, 64, 64]
+    assert "WARNING" not in proc.stderr
+    proc = las("--snet", "4-4-2-1")
+    assert proc.returncode == 2 and "--snet 4-4-2-1 contradicts the checkpoint's S_net " \
+        "2-2-2-1" in proc.stderr and "Traceback" not in proc.stderr
+    proc = las("--rate", "0.3")
+    assert proc.returncode == 0
+    assert "WARNING: --rate 0.3 re-fits the checkpoint's trained maskers" in proc.stderr
+
+
+def test_viz_draws_each_stage_over_the_image(artifact, tmp_path):
+    from PIL import Image
+
+    from las_compiler.deploy import load
+    from las_compiler.viz import stage_panels
+
+    y, x = np.mgrid[0:64, 0:64]
+    photo = np.stack([x * 4, y * 4, np.full_like(x, 128)], axis=2).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    png = tmp_path / "masks.png"
+    proc = subprocess.run([sys.executable, "-m", "las_compiler", "viz", str(artifact), "--image",
+                           str(tmp_path / "photo.png"), "-o", str(png), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["activation"]) == {f"stage {k}" for k in range(1, 5)}
+    picture = np.asarray(Image.open(png).convert("RGB"), dtype=np.float32)
+    assert picture.shape == (396, 1760, 3)  # input + 4 stage panels, 3.2 x 3.6 in at 110 dpi
+    panels = np.array_split(picture[60:-20], 5, axis=1)  # below the titles
+    assert all(p.std() > 5 for p in panels)  # every panel holds a picture, not blank paper
+    # the drawn coverage is the compiled masks, stretched by the official rule
+    compiled = load(artifact)
+    _, masks = compiled.run_with_masks(np.zeros(compiled.metadata["input"]["shape"],
+                                                np.float32))
+    for panel in stage_panels(compiled.metadata, masks):
+        assert panel.coverage.shape == (64, 64)
+        assert 0.0 <= panel.coverage.min() <= panel.coverage.max() <= 1.0
+        assert abs(panel.activation - float(np.mean(panel.coverage))) < 0.02

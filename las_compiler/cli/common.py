@@ -18,34 +18,67 @@ def input_size(text: str) -> tuple[int, int]:
     return values
 
 
-def rate(text: str) -> float | None:
-    if text == "none":
-        return None
+def rate(text: str) -> float | str:
+    """A masker calibration rate, or 'none' (keep the maskers)."""
+    return text if text == "none" else fraction(text)
+
+
+def fraction(text: str) -> float:
+    """An activation rate in [0, 1]."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"rate {text!r} is not a number (or 'none')") from None
+        raise argparse.ArgumentTypeError(f"rate {text!r} is not a number") from None
     if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"rate {text} is not in [0, 1] (or 'none')")
+        raise argparse.ArgumentTypeError(f"rate {text} is not in [0, 1]")
     return value
 
 
 def add_model_args(parser: argparse.ArgumentParser, checkpoint: bool = True) -> None:
-    """--model, --snet, --rate, [--checkpoint], --input-size, --batch, --seed."""
+    """--model, --snet, --rate, [--checkpoint], --input-size, --backbone, --outputs, --batch,
+    --seed."""
     from ..models import DEFAULT_GRANULARITY, MODELS
+    from ..models.prepare import DEFAULT_INPUT, DEFAULT_MODEL, DEFAULT_RATE
 
-    parser.add_argument("--model", default="las_resnet50", choices=sorted(MODELS),
-                        help="architecture")
-    parser.add_argument("--snet", default=DEFAULT_GRANULARITY,
-                        help="S per stage ('4-4-2-1') or per block ('4-4-4-...-1')")
-    parser.add_argument("--rate", type=rate, default=0.5,
-                        help="calibrate maskers to this activation rate ('none': keep weights)")
+    recorded = " or what the checkpoint records" if checkpoint else ""
+    parser.add_argument("--model", default=None, choices=sorted(MODELS),
+                        help=f"architecture (default: {DEFAULT_MODEL}{recorded})")
+    parser.add_argument("--snet", default=None,
+                        help="S per stage ('4-4-2-1') or per block ('4-4-4-...-1') (default: "
+                             f"{DEFAULT_GRANULARITY}{recorded}; one contradicting the "
+                             "checkpoint's record is an error)")
+    keep = "; with --checkpoint: keep its maskers" if checkpoint else ""
+    parser.add_argument("--rate", type=rate, default=None,
+                        help="calibrate maskers to this activation rate, 'none': keep them "
+                             f"(default: {DEFAULT_RATE}{keep})")
     if checkpoint:
         parser.add_argument("--checkpoint", default=None,
                             help="our, torchvision or LASNet state_dict")
-    parser.add_argument("--input-size", type=input_size, default="224x224", help="N or HxW")
+    parser.add_argument("--input-size", type=input_size, default=None,
+                        help=f"N or HxW (default: {DEFAULT_INPUT[0]}x{DEFAULT_INPUT[1]}"
+                             f"{recorded}; with --backbone 800x1333)")
+    parser.add_argument("--backbone", action="store_true",
+                        help="the detection backbone (LASNet's ResNet_sd): feature maps out, "
+                             "no classifier; loads mmdetection checkpoints' backbone")
+    parser.add_argument("--outputs", type=feature_levels, default="C2,C3,C4,C5",
+                        help="with --backbone: the feature maps it returns")
     parser.add_argument("--batch", type=positive_int, default=1, help="images per run")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and images")
+
+
+def feature_levels(text: str) -> tuple[int, ...]:
+    """'C2,C3,C4,C5' -> the stages (1..4) whose outputs a backbone returns."""
+    levels = [p.strip().upper() for p in text.split(",") if p.strip()]
+    bad = [p for p in levels if p not in ("C2", "C3", "C4", "C5")]
+    if bad or not levels:
+        raise argparse.ArgumentTypeError(f"outputs {text!r}: name feature maps C2..C5, e.g. "
+                                         "'C3,C4,C5'")
+    return tuple(sorted({int(p[1]) - 1 for p in levels}))
+
+
+def out_stages(args: argparse.Namespace) -> tuple[int, ...] | None:
+    """The backbone's output stages, or None for the classifier."""
+    return args.outputs if args.backbone else None
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .common import Progress, add_json, add_model_args, add_threads, positive_int, subcommand
+from .common import (
+    Progress,
+    add_json,
+    add_model_args,
+    add_threads,
+    out_stages,
+    positive_int,
+    subcommand,
+)
 
 
 @dataclass
@@ -48,6 +57,9 @@ class CompileReport:
     threads: int | None = None
     schedules: str = ""
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=lambda: ["logits"])
+    output_scale: float | None = None  # largest |output| of PyTorch's, beside the error
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +81,9 @@ class CompileReport:
             masks = "masks identical" if self.masks_equal else (
                 f"masks differ at {self.mask_cells_differing} patch cells (logits that tie "
                 "within float rounding can compare differently in TVM and PyTorch)")
-            lines.append(f"compiled vs PyTorch: max |logit diff| {self.max_abs_error:.2e}, "
+            what = "logit" if self.outputs == ["logits"] else \
+                f"feature ({'/'.join(self.outputs)}, values up to {self.output_scale:.3g})"
+            lines.append(f"compiled vs PyTorch: max |{what} diff| {self.max_abs_error:.2e}, "
                          f"{masks}")
         if self.las_ms is not None:
             line = f"latency (median, {self.threads} threads): LAS {self.las_ms:.2f} ms"
@@ -78,11 +92,12 @@ class CompileReport:
                          f"{self.dense_ms:.2f} ms, ratio {self.las_ms / self.dense_ms:.2f}")
             lines.append(line)
         lines += self.notes
+        lines += [f"WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
-def default_output(model_name: str, snet: str) -> Path:
-    return Path("out") / f"{model_name}-{snet}"
+def default_output(model_name: str, snet: str, backbone: bool = False) -> Path:
+    return Path("out") / (f"{model_name}-{snet}" + ("-backbone" if backbone else ""))
 
 
 def compile_report(args: argparse.Namespace) -> CompileReport:
@@ -92,43 +107,56 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
     import las_compiler
 
     from ..deploy.artifact import check_writable, cross_linker
+    from ..models import model_name as model_name_of
     from ..models import prepare_model
     from ..schedules import check_target
     from ..target import describe_target, resolve_target
     from ..verify import compare_with_pytorch
 
     progress = Progress(not args.json)
-    # fail fast, before the model is built, calibrated and compiled
+    # fail fast, before the model is compiled
     target = resolve_target(args.target)
     check_target(target)
-    output = Path(args.output) if args.output else default_output(args.model, args.snet)
-    check_writable(output)
+    if args.output:
+        check_writable(Path(args.output))
     cross_linker(str(target))  # a cross target needs its linker for the export
-    progress(f"building {args.model} S_net={args.snet}"
-             + (f", maskers calibrated to r = {args.rate}" if args.rate is not None else ""))
-    model, x = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch,
-                             args.checkpoint, args.seed)
-    rate = 0.5 if args.rate is None else args.rate
+    progress("building the model" + (f" from {Path(args.checkpoint).name}" if args.checkpoint
+                                     else ""))
+    prepared = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch,
+                             args.checkpoint, args.seed, out_stages(args))
+    model, x = prepared.model, prepared.example
+    for line in prepared.notes:
+        progress(line)
+    for line in prepared.warnings:
+        print(f"WARNING: {line}", file=sys.stderr, flush=True)
+    model_name = model_name_of(model)
+    output = Path(args.output) if args.output else default_output(
+        model_name, model.granularity_spec, model.is_backbone)
+    check_writable(output)
+    rate = 0.5 if prepared.rate is None else prepared.rate
     compiled = las_compiler.compile(
         model, x, target, args.tuning_logs, pipelines=args.pipeline, expected_rate=rate,
         dump_ir=args.dump_ir, threads=args.threads, progress=progress,
-        metadata={"rate": args.rate, "seed": args.seed, "checkpoint": args.checkpoint})
+        metadata={"rate": prepared.rate, "seed": args.seed, "checkpoint": args.checkpoint})
     progress(f"exporting to {output}")
     path = compiled.export(output)
     with torch.no_grad():
         _, stats = model.forward_with_stats(x)
     report = CompileReport(
-        model=args.model, snet=model.granularity_spec, input_shape=tuple(x.shape),
+        model=model_name + (" backbone" if model.is_backbone else ""),
+        snet=model.granularity_spec, input_shape=tuple(x.shape),
         target=describe_target(target), artifact=str(path),
         compile_seconds=compiled.metadata["compile_seconds"], blocks=[], stage_activation=[],
         flops_ratio=float(stats.sparse_flops) / stats.dense_flops,
-        schedules=compiled.metadata["schedules"])
+        schedules=compiled.metadata["schedules"], notes=list(prepared.notes),
+        warnings=list(prepared.warnings), outputs=model.output_names)
     activation = [float(s.activation) for s in stats.blocks]
     if compiled.runnable:
-        progress("checking against PyTorch (logits and every mask)")
+        progress("checking against PyTorch (every output and every mask)")
         agreement = compare_with_pytorch(compiled, model, x)
         activation = list(agreement.activation)
         report.max_abs_error = agreement.max_abs_error
+        report.output_scale = agreement.output_scale
         report.mask_cells_differing = agreement.mask_cells_differing
         report.masks_equal = agreement.masks_equal
         progress(f"timing ({args.repeats} runs, {compiled.threads_in_effect} threads)")

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from .common import input_size, positive_int, rate, subcommand
+from .common import fraction, input_size, positive_int, subcommand
 
 
 def _hardware(spec: str):
@@ -34,8 +34,8 @@ def predict(args: argparse.Namespace) -> int:
         return 0
     hw, note = _hardware(args.hardware)
     h, w = args.input_size
-    pred = predict_network(hw, args.model, args.snet, 0.5 if args.rate is None else args.rate,
-                           h, w, args.batch)
+    pred = predict_network(hw, args.model, args.snet, args.rate,
+                           h, w, args.batch, backbone=args.backbone)
     report = {**pred.to_dict(), "input": [args.batch, 3, h, w], "note": note}
     print(json.dumps(report, indent=1) if args.json else format_predict(report))
     return 0
@@ -46,7 +46,7 @@ def select_s(args: argparse.Namespace) -> int:
 
     hw, note = _hardware(args.hardware)
     h, w = args.input_size
-    sel = select_granularity(hw, args.model, 0.5 if args.rate is None else args.rate, args.per,
+    sel = select_granularity(hw, args.model, args.rate, args.per,
                              height=h, width=w, batch=args.batch)
     report = {**sel.to_dict(), "input": [args.batch, 3, h, w], "note": note}
     print(json.dumps(report, indent=1) if args.json else format_select(report))
@@ -91,7 +91,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help=f"{', '.join(BUILTIN_NAMES)}, or a profile .json")
     parser.add_argument("--model", default="las_resnet50", choices=sorted(MODELS),
                         help="architecture")
-    parser.add_argument("--rate", type=rate, default=0.5, help="activation rate in [0, 1]")
+    parser.add_argument("--rate", type=fraction, default=0.5, help="activation rate in [0, 1]")
     parser.add_argument("--input-size", type=input_size, default="224x224", help="N or HxW")
     parser.add_argument("--batch", type=positive_int, default=1, help="images per run")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -104,6 +104,8 @@ def register(sub) -> None:
     _add_common(parser)
     parser.add_argument("--snet", default=DEFAULT_GRANULARITY,
                         help="S per stage ('4-4-2-1') or per block")
+    parser.add_argument("--backbone", action="store_true",
+                        help="the detection backbone: no classifier")
     parser.add_argument("--calibrate", action="store_true",
                         help="measure this machine and store its profile (a few minutes)")
     parser.add_argument("-o", "--output", default=None,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass
 
-from .common import add_json, add_model_args, subcommand
+from .common import add_json, add_model_args, out_stages, subcommand
 
 
 @dataclass
@@ -62,11 +63,14 @@ class ReferenceReport:
 def reference_report(args: argparse.Namespace, repeats: int = 5) -> ReferenceReport:
     import torch
 
-    from ..models import prepare_model, sparse_forward
+    from ..models import model_name, prepare_model, sparse_forward
     from ..timing import median_ms
 
-    model, x = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch,
-                             args.checkpoint, args.seed)
+    prepared = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch,
+                             args.checkpoint, args.seed, out_stages(args))
+    model, x = prepared.model, prepared.example
+    for line in prepared.warnings:
+        print(f"WARNING: {line}", file=sys.stderr, flush=True)
     with torch.no_grad():
         dense_logits, stats = model.forward_with_stats(x)
         sparse_logits = sparse_forward(model, x)
@@ -74,12 +78,18 @@ def reference_report(args: argparse.Namespace, repeats: int = 5) -> ReferenceRep
                          float(s.dilated_activation), float(s.sparse_flops) / s.dense_flops)
                 for s in stats.blocks]
         return ReferenceReport(
-            model=args.model, granularity=model.granularity_spec, input_shape=tuple(x.shape),
+            model=model_name(model), granularity=model.granularity_spec, input_shape=tuple(x.shape),
             blocks=rows, dense_gflops=stats.dense_flops / 1e9,
             sparse_gflops=float(stats.sparse_flops) / 1e9,
-            max_abs_error=float((dense_logits - sparse_logits).abs().max()),
+            max_abs_error=_max_difference(dense_logits, sparse_logits),
             dense_ms=median_ms(lambda: model(x), repeats),
             sparse_ms=median_ms(lambda: sparse_forward(model, x), repeats))
+
+
+def _max_difference(a, b) -> float:
+    """Largest |a - b| over the output(s): logits, or a backbone's feature maps."""
+    pairs = zip(a, b, strict=True) if isinstance(a, tuple) else [(a, b)]
+    return max(float((x - y).abs().max()) for x, y in pairs)
 
 
 def run(args: argparse.Namespace) -> int:

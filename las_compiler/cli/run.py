@@ -15,20 +15,28 @@ def run(args: argparse.Namespace) -> int:
 
     compiled = load(args.artifact, args.threads)
     x = read_input(args.image, compiled.metadata["input"]["shape"], args.seed)
-    logits, masks = compiled.run_with_masks(x, check_finite=not args.no_check_finite)
-    top = np.argsort(-logits, axis=1)[:, : args.top]
+    out, masks = compiled.run_with_masks(x, check_finite=not args.no_check_finite)
     dynamic = [b for b in compiled.metadata["blocks"] if b["pipeline"] != "static"]
-    result = {"top": [[{"class": int(c), "logit": float(logits[i, c])} for c in row]
-                      for i, row in enumerate(top)],
-              "activation": {b["name"]: float(m.mean()) for b, m in zip(dynamic, masks,
+    result = {"activation": {b["name"]: float(m.mean()) for b, m in zip(dynamic, masks,
                                                                        strict=True)},
               "threads": compiled.threads_in_effect}
+    if compiled.output_names == ["logits"]:
+        top = np.argsort(-out, axis=1)[:, : args.top]
+        result["top"] = [[{"class": int(c), "logit": float(out[i, c])} for c in row]
+                         for i, row in enumerate(top)]
+    else:  # a backbone: what each feature map is, for the detector's neck
+        result["features"] = {name: {"shape": list(o.shape), "mean": float(o.mean()),
+                                     "max": float(o.max())}
+                              for name, o in zip(compiled.output_names, out, strict=True)}
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    for i, row in enumerate(result["top"]):
+    for i, row in enumerate(result.get("top", [])):
         classes = ", ".join(f"{e['class']} ({e['logit']:.3f})" for e in row)
         print(f"image {i}: top-{args.top} classes: {classes}")
+    for name, f in result.get("features", {}).items():
+        print(f"{name}: {'x'.join(map(str, f['shape']))}  mean {f['mean']:.4f}  "
+              f"max {f['max']:.4f}")
     print("activation: " + "  ".join(f"{k} {v:.2f}" for k, v in result["activation"].items()))
     print(f"({result['threads']} TVM threads)")
     return 0

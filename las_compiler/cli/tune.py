@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from .common import add_json, add_model_args, positive_int, subcommand
+from .common import add_json, add_model_args, out_stages, positive_int, subcommand
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,10 +15,11 @@ def run(args: argparse.Namespace) -> int:
     from ..tuning.tune import format_results, tune_model
 
     target = resolve_target(args.target)
-    rate = 0.5 if args.rate is None else args.rate
     start = time.perf_counter()
-    model, x = prepare_model(args.model, args.snet, rate, args.input_size, args.batch,
-                             None, args.seed)
+    prepared = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch,
+                             None, args.seed, out_stages(args))
+    model, x = prepared.model, prepared.example
+    rate = 0.5 if prepared.rate is None else prepared.rate
     results, directory = tune_model(model, x, target, args.trials, args.tuning_logs,
                                     args.cost_model, rate, args.rpc_tracker, args.rpc_key,
                                     args.seed, rpc_timeout=args.rpc_timeout, bar=not args.json)

@@ -21,8 +21,9 @@ from .threads import default_threads, use_threads
 class CompiledModel:
     """A compiled LAS network: run it, time it, export it.
 
-    ``run(x)`` returns the first output (logits); ``run_with_masks(x)`` also returns each
-    dynamic block's patch mask (bool, (N, gh, gw)). Inputs are checked against the compiled
+    ``run(x)`` returns the network's output (logits; a backbone's feature maps, a tuple in
+    ``metadata["outputs"]`` order); ``run_with_masks(x)`` also returns each dynamic block's
+    patch mask (bool, (N, gh, gw)). Inputs are checked against the compiled
     shape, and by default rejected when they hold NaN or infinite values (``check_finite``:
     a NaN reaching a masker compares false and gives plausible, wrong masks). A module that
     *donates* its input (``metadata["donates_input"]``, one-block modules for benchmarks)
@@ -118,15 +119,23 @@ class CompiledModel:
                 self.metadata["input"]["shape"]).astype(np.float32)
         return self._host_input(x, check_finite)
 
-    def run_with_masks(self, x, check_finite: bool = True
-                       ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """(first output, each dynamic block's mask); ``check_finite=False`` skips the
+    @property
+    def output_names(self) -> list[str]:
+        """The network's outputs (``["logits"]``, a backbone's ``["C2", ..., "C5"]``)."""
+        return [o for o in self.metadata["outputs"] if not str(o).startswith("mask:")]
+
+    def run_with_masks(self, x, check_finite: bool = True):
+        """(output, each dynamic block's mask); the output is one array, or a tuple of
+        arrays for a network with several (a backbone). ``check_finite=False`` skips the
         NaN/Inf check of the input (a pass over it)."""
         outputs = self._machine()["main"](self._input(x, check_finite))
-        outputs = list(outputs) if not hasattr(outputs, "numpy") else [outputs]
-        return outputs[0].numpy(), [m.numpy() for m in outputs[1:]]
+        outputs = [o.numpy() for o in (list(outputs) if not hasattr(outputs, "numpy")
+                                       else [outputs])]
+        count = len(self.output_names)
+        out = outputs[0] if count == 1 else tuple(outputs[:count])
+        return out, outputs[count:]
 
-    def run(self, x, check_finite: bool = True) -> np.ndarray:
+    def run(self, x, check_finite: bool = True):
         return self.run_with_masks(x, check_finite)[0]
 
     @property

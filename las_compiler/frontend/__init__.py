@@ -8,7 +8,6 @@ from .convert import (
     import_exported_program,
     import_torch,
     model_info,
-    model_name,
 )
 from .export import ExportableBlock, ExportableLASResNet, export_block, export_las_resnet
 
@@ -23,5 +22,4 @@ __all__ = [
     "import_exported_program",
     "import_torch",
     "model_info",
-    "model_name",
 ]

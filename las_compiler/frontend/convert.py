@@ -23,11 +23,10 @@ import tvm
 from tvm.relax.frontend.torch import from_exported_program
 
 from ..las_ops import ConvBN, SparseBottleneck
-from ..models import LASResNet
+from ..models import LASResNet, model_name
 from .export import export_block, export_las_resnet
 
 MODEL_INFO = "las.model"
-_RESNET_DEPTHS = {(3, 4, 6, 3): "las_resnet50", (3, 4, 23, 3): "las_resnet101"}
 
 
 def _convert_sparse_bottleneck(node, importer):
@@ -57,10 +56,6 @@ CUSTOM_CONVERT_MAP = {"sparse_bottleneck.default": _convert_sparse_bottleneck}
 def import_exported_program(program: torch.export.ExportedProgram) -> tvm.IRModule:
     """Relax IRModule of an exported LAS network; weights become constants."""
     return from_exported_program(program, custom_convert_map=CUSTOM_CONVERT_MAP)
-
-
-def model_name(model: LASResNet) -> str:
-    return _RESNET_DEPTHS.get(tuple(model.stage_depths), f"las_resnet{model.stage_depths}")
 
 
 def _as_tensor(example_input) -> torch.Tensor:
@@ -113,11 +108,14 @@ def import_torch(model: LASResNet, example_input, static_blocks: Collection[int]
         "snet": model.granularity_spec,
         "granularity": model.granularity,
         "num_classes": model.num_classes,
+        "out_stages": list(model.out_stages) if model.is_backbone else None,
         "input": {"shape": list(x.shape), "dtype": "float32", "layout": "NCHW"},
-        "outputs": ["logits"] + [f"mask:{b.block_name}" for i, b in enumerate(blocks)
-                                 if i not in static],
+        "outputs": model.output_names + [f"mask:{b.block_name}" for i, b in enumerate(blocks)
+                                         if i not in static],
         "blocks": [{"name": b.block_name, "S": b.granularity, "stride": b.stride,
-                    "static": i in static} for i, b in enumerate(blocks)],
+                    "static": i in static, "in_hw": list(size_in), "out_hw": list(size_out)}
+                   for i, (b, (size_in, size_out)) in
+                   enumerate(zip(blocks, model.block_sizes(*x.shape[2:]), strict=True))],
     }
     return mod.with_attr(MODEL_INFO, json.dumps(info))
 
@@ -141,7 +139,8 @@ def import_block(block, example_input, pipeline: str = "auto",
         "input": {"shape": list(x.shape), "dtype": "float32", "layout": "NHWC"},
         "outputs": ["out"] + ([] if static else [f"mask:{block.block_name}"]),
         "blocks": [{"name": block.block_name, "S": block.granularity, "stride": block.stride,
-                    "static": static}],
+                    "static": static, "in_hw": list(x.shape[1:3]),
+                    "out_hw": list(block.output_size(*x.shape[1:3]))}],
     }
     return mod.with_attr(MODEL_INFO, json.dumps(info))
 

@@ -3,9 +3,10 @@
 
 The exported network is: dense stem (conv, BN, ReLU, max-pool) -> per block the dense
 downsample shortcut when the block has one, then ``las::sparse_bottleneck`` (masker and
-residual branch) -> dense head (average pool, fc). Blocks listed in ``static_blocks`` are
-exported as plain dense PyTorch ops (the dense baseline, or layers where sparse execution does
-not pay). Each block's pipeline choice and name travel in its op call.
+residual branch) -> dense head (average pool, fc), or a backbone's stage outputs. Blocks
+listed in ``static_blocks`` are exported as plain dense PyTorch ops (the dense baseline, or
+layers where sparse execution does not pay). Each block's pipeline choice and name travel in
+its op call.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def _checked_pipelines(pipelines: str | Sequence[str], count: int) -> list[str]:
 class ExportableLASResNet(nn.Module):
     """Export view of an eval-mode :class:`LASResNet` (shares its parameters).
 
-    ``forward(x)`` returns ``(logits, mask_0, ..., mask_k)``: the patch mask of every dynamic
-    block, so a compiled model can be checked mask by mask against PyTorch. ``pipelines``: one
+    ``forward(x)`` returns ``(logits, mask_0, ..., mask_k)`` (a backbone: its feature maps,
+    then the masks): the patch mask of every dynamic block, so a compiled model can be checked
+    mask by mask against PyTorch. ``pipelines``: one
     kernel pipeline for every dynamic block or one per dynamic block (see
     :mod:`las_compiler.block_pipelines`).
     """
@@ -72,17 +74,18 @@ class ExportableLASResNet(nn.Module):
                                   strict=True))
 
     def forward(self, x: torch.Tensor):
-        model = self.model
-        h = model.stem(x)
         masks = []
-        for index, block in enumerate(model.dynamic_blocks()):
+
+        def run(index, block, h):
             block.check_input(h)  # an S that does not fit fails here, with the block's name
             if index in self.static_blocks:
-                h = torch.relu(block.residual(h) + block.identity(h))
-                continue
+                return torch.relu(block.residual(h) + block.identity(h))
             h, mask = las_block_call(block, h, self.pipelines[index])
             masks.append(mask)
-        return (model.head(h), *masks)
+            return h
+
+        out = self.model.head(self.model.body(x, run))
+        return (*(out if self.model.is_backbone else (out,)), *masks)
 
 
 class ExportableBlock(nn.Module):

@@ -18,12 +18,7 @@ import torch.nn.functional as F
 
 from ..geometry import patch_grid
 from ..models.granularity import conv_output_size
-from ..models.masker import upsample_mask
-
-
-def _pool(x: torch.Tensor, granularity: int, stride: int) -> torch.Tensor:
-    window = granularity * stride
-    return x if window == 1 else F.avg_pool2d(x, window, stride=window, ceil_mode=True)
+from ..models.masker import pool_to_grid, upsample_mask
 
 
 def _bn(h, mean, var, gamma, beta, eps):
@@ -50,14 +45,14 @@ def sparse_bottleneck(
     ``name`` only travel to the compiler.
     """
     del pipeline, name
-    logits = F.conv2d(_pool(x, granularity, stride), masker_weight, masker_bias)
+    logits = F.conv2d(pool_to_grid(x, granularity, stride), masker_weight, masker_bias)
     mask = logits[:, 0] >= logits[:, 1]
     h = torch.relu(_bn(F.conv2d(x, conv1_weight), conv1_mean, conv1_var, conv1_gamma,
                        conv1_beta, eps))
     h = torch.relu(_bn(F.conv2d(h, conv2_weight, stride=stride, padding=1), conv2_mean,
                        conv2_var, conv2_gamma, conv2_beta, eps))
     h = _bn(F.conv2d(h, conv3_weight), conv3_mean, conv3_var, conv3_gamma, conv3_beta, eps)
-    gate = upsample_mask(mask.to(h.dtype), granularity, h.shape[2], h.shape[3])
+    gate = upsample_mask(mask.to(h.dtype), h.shape[2], h.shape[3])
     return torch.relu(identity + h * gate), mask
 
 

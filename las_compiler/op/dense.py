@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
+from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
 
@@ -22,19 +23,22 @@ def _check_epilogue(epilogue: str) -> None:
 
 @kernel("conv1x1")
 def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue="relu",
-            granularity=1):
+            patches=None):
     """Pointwise conv as a GEMM: ``(x, w[K/16,C,16], bias[K], residual, [flags], y[M,K])``.
 
     Stride 1 reads ``x`` as ``(N*H*W, C)``; stride 2 reads ``x[N,H,W,C]`` at even pixels.
     ``epilogue``: "none" (BN only, e.g. a downsample shortcut), "relu", "add_relu"
     (``relu(conv + bias + residual)``, the dense block's last conv), or "masked_add_relu":
-    ``relu(residual + flag * (conv + bias))`` with one int32 flag per SxS patch cell of the
-    output (``granularity`` = S) - a LAS block computed densely, for layers where dense
-    kernels beat sparse ones, with the mask's semantics intact.
+    ``relu(residual + flag * (conv + bias))`` with one int32 flag per patch cell of the
+    output (``patches``: the block's :class:`PatchGeometry`, whose output map this conv's is) -
+    a LAS block computed densely, for layers where dense kernels beat sparse ones, with the
+    mask's semantics intact.
     """
     _check_epilogue(epilogue)
     if epilogue == "masked_add_relu":
-        return _conv1x1_masked(batch, height, width, in_channels, out_channels, granularity)
+        if patches is None or (patches.out_height, patches.out_width) != (height, width):
+            raise ValueError("masked_add_relu needs the block's patch geometry for this map")
+        return _conv1x1_masked(patches, in_channels, out_channels)
     N, H, W, C, K, s = batch, height, width, in_channels, out_channels, stride  # noqa: N806
     Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1  # noqa: N806
     M = N * Ho * Wo  # noqa: N806
@@ -78,10 +82,11 @@ def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue=
     return func
 
 
-def _conv1x1_masked(batch, height, width, in_channels, out_channels, granularity):
-    N, H, W, C, K, S = batch, height, width, in_channels, out_channels, granularity  # noqa: N806
+def _conv1x1_masked(patches, in_channels, out_channels):
+    g = patches
+    ix = PatchIndex(g)
+    N, H, W, C, K = g.batch, g.out_height, g.out_width, in_channels, out_channels  # noqa: N806
     M = N * H * W  # noqa: N806
-    gh, gw = -(-H // S), -(-W // S)
 
     @T.prim_func(s_tir=True)
     def func(
@@ -89,7 +94,7 @@ def _conv1x1_masked(batch, height, width, in_channels, out_channels, granularity
         w: T.Buffer((K // NB, C, NB), "float32"),
         bias: T.Buffer((K,), "float32"),
         residual: T.Buffer((M, K), "float32"),
-        flags: T.Buffer((N * gh * gw,), "int32"),
+        flags: T.Buffer((g.num_cells,), "int32"),
         y: T.Buffer((M, K), "float32"),
     ):
         T.func_attr({"tirx.noalias": True,
@@ -105,7 +110,7 @@ def _conv1x1_masked(batch, height, width, in_channels, out_channels, granularity
             with T.sblock("epilogue"):
                 vm, vk = T.axis.remap("SS", [m, k])
                 y[vm, vk] = T.max(residual[vm, vk] + T.Cast("float32", flags[
-                    vm // (H * W) * gh * gw + vm % (H * W) // W // S * gw + vm % W // S])
+                    ix.cell_of_pixel(vm // (H * W), vm % (H * W) // W, vm % W)])
                     * (acc[vm, vk] + bias[vk]), T.float32(0))
 
     return func

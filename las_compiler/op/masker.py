@@ -12,6 +12,7 @@ from __future__ import annotations
 from tvm.script import tirx as T
 
 from ..geometry import PatchGeometry
+from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
 
@@ -20,12 +21,14 @@ from .registry import kernel
 def masker(geometry: PatchGeometry, in_channels: int):
     """PrimFunc ``(x[N,H,W,C], w[2,C], bias[2], mask[cells] int32)``.
 
-    Cell (i, j) averages input rows ``i*S*stride ..`` over the window's in-map pixels (border
-    cells of maps S does not divide are partial), then ``mask = logit0 >= logit1``.
+    Cell (i, j) averages its ``adaptive_avg_pool2d`` window of the input (see
+    :mod:`las_compiler.geometry`; windows of maps S does not divide differ in size and may
+    overlap), then ``mask = logit0 >= logit1``.
     """
     g = geometry
+    ix = PatchIndex(g)
     N, H, W, C = g.batch, g.height, g.width, in_channels  # noqa: N806
-    step, cells, gw, total = g.step, g.cells_per_image, g.grid[1], g.num_cells
+    ph, pw, total = g.rows.pool_tile, g.cols.pool_tile, g.num_cells
 
     @T.prim_func(s_tir=True)
     def func(
@@ -37,17 +40,16 @@ def masker(geometry: PatchGeometry, in_channels: int):
         T.func_attr({"tirx.noalias": True})
         pooled = T.sblock_alloc_buffer((total, C), "float32")
         logits = T.sblock_alloc_buffer((total, 2), "float32")
-        for q, c, a, b in T.grid(total, C, step, step):
+        for q, c, a, b in T.grid(total, C, ph, pw):
             with T.sblock("pool"):
                 vq, vc, va, vb = T.axis.remap("SSRR", [q, c, a, b])
                 with T.init():
                     pooled[vq, vc] = T.float32(0)
-                # the cell's step x step pooling window = its conv window without the halo
+                # the largest window's extent for every cell, the rest masked off
                 pooled[vq, vc] = pooled[vq, vc] + T.if_then_else(
-                    g.window_inside(vq, va + 1, vb + 1),
-                    x[g.window_pixel(vq, va + 1, vb + 1)[0],
-                      T.min(g.window_pixel(vq, va + 1, vb + 1)[1], H - 1),
-                      T.min(g.window_pixel(vq, va + 1, vb + 1)[2], W - 1), vc],
+                    ix.pool_inside(vq, va, vb),
+                    x[ix.pool_pixel(vq, va, vb)[0], T.min(ix.pool_pixel(vq, va, vb)[1], H - 1),
+                      T.min(ix.pool_pixel(vq, va, vb)[2], W - 1), vc],
                     T.float32(0),
                 )
         for q, j, c in T.grid(total, 2, C):
@@ -59,14 +61,11 @@ def masker(geometry: PatchGeometry, in_channels: int):
         for q in range(total):
             with T.sblock("compare"):
                 vq = T.axis.remap("S", [q])
-                # logits are window sums: divide by the in-map pixel count of the (possibly
-                # partial) window once per cell, then add the bias
+                # logits are window sums: divide by the window's pixel count once per cell,
+                # then add the bias
                 mask[vq] = T.Select(
-                    logits[vq, 0] / T.Cast("float32", T.min(step, H - vq % cells // gw * step)
-                                           * T.min(step, W - vq % gw * step)) + bias[0]
-                    >= logits[vq, 1] / T.Cast("float32", T.min(step, H - vq % cells // gw * step)
-                                              * T.min(step, W - vq % gw * step)) + bias[1],
-                    1, 0)
+                    logits[vq, 0] / T.Cast("float32", ix.pool_pixels(vq)) + bias[0]
+                    >= logits[vq, 1] / T.Cast("float32", ix.pool_pixels(vq)) + bias[1], 1, 0)
 
     return func
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from tvm.script import tirx as T
 
 from ..geometry import PatchGeometry
+from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
 
@@ -34,43 +35,40 @@ def dilated_rows(geometry: PatchGeometry):
     """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int32)``.
 
     Input pixel (b, r, c) (flat index ``(b*H + r)*W + c``) is listed when an active cell's conv
-    window (rows ``i*step - 1 .. i*step + span - 2``, same for columns) contains it. A serial
-    scan (at most a few thousand pixels, each checking the <= 3x3 cells whose windows can
-    contain it).
+    window (the ``span_h x span_w`` window of its tile, :class:`PatchGeometry`) contains it:
+    what the gathering conv2 reads. A serial scan: mark the windows of the active cells, then
+    list the marked pixels in order (a few thousand pixels and cells, microseconds).
     """
     g = geometry
+    ix = PatchIndex(g)
     N, H, W = g.batch, g.height, g.width  # noqa: N806
-    M = N * H * W  # noqa: N806
-    step, span, (gh, gw), cells = g.step, g.span, g.grid, g.cells_per_image
+    M, total = N * H * W, g.num_cells  # noqa: N806
+    sh, sw = g.span_h, g.span_w
     groups_max, G = max_row_groups(g), ROW_GROUP  # noqa: N806
 
     @T.prim_func(s_tir=True)
     def func(
-        flags: T.Buffer((g.num_cells,), "int32"),
+        flags: T.Buffer((total,), "int32"),
         rows: T.Buffer((groups_max, G), "int32"),
         groups: T.Buffer((1,), "int32"),
     ):
         T.func_attr({"tirx.noalias": True})
         with T.sblock("dilate"):
-            T.reads(flags[0:g.num_cells])
+            T.reads(flags[0:total])
             T.writes(rows[0:groups_max, 0:G], groups[0:1])
+            marked = T.sblock_alloc_buffer((M,), "int32")
             count = T.sblock_alloc_buffer((1,), "int32", scope="local")
-            hit = T.sblock_alloc_buffer((1,), "int32", scope="local")
+            for p in range(M):
+                marked[p] = 0
+            for q in range(total):
+                if flags[q] != 0:
+                    for a, b in T.grid(sh, sw):
+                        if ix.window_inside(q, a, b):
+                            marked[(ix.window_pixel(q, a, b)[0] * H + ix.window_pixel(q, a, b)[1])
+                                   * W + ix.window_pixel(q, a, b)[2]] = 1
             count[0] = 0
             for p in range(M):
-                hit[0] = 0
-                for di, dj in T.grid(3, 3):
-                    # cells whose windows can contain row r: ceil((r+2-span)/step) .. (r+1)//step
-                    if (T.max(p % (H * W) // W + 2 - span, 0) + step - 1) // step + di \
-                            <= T.min((p % (H * W) // W + 1) // step, gh - 1) \
-                            and (T.max(p % W + 2 - span, 0) + step - 1) // step + dj \
-                            <= T.min((p % W + 1) // step, gw - 1):
-                        if flags[p // (H * W) * cells
-                                 + ((T.max(p % (H * W) // W + 2 - span, 0) + step - 1) // step
-                                    + di) * gw
-                                 + (T.max(p % W + 2 - span, 0) + step - 1) // step + dj] != 0:
-                            hit[0] = 1
-                if hit[0] != 0:
+                if marked[p] != 0:
                     rows[count[0] // G, count[0] % G] = p
                     count[0] = count[0] + 1
             for u in range(G):  # pad the last group with its last pixel
@@ -209,6 +207,7 @@ def conv1x1_scatter_add_rows(geometry: PatchGeometry, in_channels: int, out_chan
     """PrimFunc ``(y[m,12,C], rows[m,12], w[K/16,C,16], bias[K], identity, out)``: the S = 1
     conv3 + scatter-add + ReLU over groups of active cells; ids < 0 (padding) are skipped."""
     g, G = geometry, ROW_GROUP  # noqa: N806
+    ix = PatchIndex(g)
     N, Ho, Wo, C, K = g.batch, g.out_height, g.out_width, in_channels, out_channels  # noqa: N806
     if g.granularity != 1:
         raise ValueError(f"row groups are for S = 1 blocks, got S={g.granularity}")
@@ -238,8 +237,8 @@ def conv1x1_scatter_add_rows(geometry: PatchGeometry, in_channels: int, out_chan
             with T.sblock("epilogue"):
                 vt, vu, vk = T.axis.remap("SSS", [t, u, k])
                 if rows[vt, vu] >= 0:
-                    out[g.output_pixel(rows[vt, vu], 0) + (vk,)] = T.max(
-                        identity[g.output_pixel(rows[vt, vu], 0) + (vk,)] + acc[vt, vu, vk]
+                    out[ix.output_pixel(rows[vt, vu], 0) + (vk,)] = T.max(
+                        identity[ix.output_pixel(rows[vt, vu], 0) + (vk,)] + acc[vt, vu, vk]
                         + bias[vk], T.float32(0))
 
     return func

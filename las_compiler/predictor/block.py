@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..block_pipelines import AUTO_CANDIDATES, PIPELINES, Scan, candidates_for, get_pipeline
+from ..geometry import PatchGeometry
 from . import kernels as K
 from .hardware import Hardware
 from .layers import BlockLayer
@@ -45,7 +46,7 @@ class _Context:
     hw: Hardware
     tile: K.TileModel
     layer: BlockLayer
-    s: int
+    patches: PatchGeometry
     active: float  # active cells (expected or exact)
     dilated: float  # input pixels the active windows read
 
@@ -74,26 +75,26 @@ def _out_map(c: _Context) -> float:
 
 
 def _fused_block(c: _Context, *_args) -> K.Work:
-    block = K.gather_conv3x3(c.hw, c.tile, c.layer, c.s, c.active, True, "fused_block")
-    block.merge(K.conv1x1_scatter_add(c.hw, c.tile, c.layer, c.s, c.active, "fused_block"))
+    block = K.gather_conv3x3(c.hw, c.tile, c.layer, c.patches, c.active, True, "fused_block")
+    block.merge(K.conv1x1_scatter_add(c.hw, c.tile, c.layer, c.patches, c.active, "fused_block"))
     return block
 
 
 def _inactive_bytes(c: _Context) -> float:
-    return (c.layer.cells(c.s) - c.active) * c.s * c.s * c.layer.out_channels * F32
+    return (c.patches.num_cells - c.active) * c.patches.tile_pixels * c.layer.out_channels * F32
 
 
 # kernel name -> model(context, *generator arguments)
 MODELS: dict[str, Callable[..., K.Work]] = {
-    "masker": lambda c, *_: K.masker(c.hw, c.tile, c.layer, c.s),
+    "masker": lambda c, *_: K.masker(c.hw, c.tile, c.layer, c.patches),
     "compact": lambda c, cells: K.scan("compact", cells),
     "dilated_rows": lambda c, g: K.scan("dilated_rows", g.batch * g.height * g.width),
     "active_rows": lambda c, g: K.scan("active_rows", g.num_cells),
     "conv1x1_rows": lambda c, *_: K.conv1_rows(c.hw, c.tile, c.layer, c.dilated),
-    "gather_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.s, c.active),
+    "gather_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.patches, c.active),
     "gather_conv3x3_rows": lambda c, *_: K.gather_conv3x3_rows(c.hw, c.tile, c.layer, c.active),
     "conv1x1_scatter_add":
-        lambda c, *_: K.conv1x1_scatter_add(c.hw, c.tile, c.layer, c.s, c.active),
+        lambda c, *_: K.conv1x1_scatter_add(c.hw, c.tile, c.layer, c.patches, c.active),
     "conv1x1_scatter_add_rows":
         lambda c, *_: K.conv1x1_scatter_add_rows(c.hw, c.tile, c.layer, c.active),
     "relu_inplace": _stream("relu_inplace", lambda c: 2 * _out_map(c), _out_map,
@@ -102,28 +103,29 @@ MODELS: dict[str, Callable[..., K.Work]] = {
         c.hw, c.tile, c.layer, c.layer.in_channels, c.layer.planes + K.CHANNEL_BLOCK,
         c.layer.batch * c.layer.height * c.layer.width, "masker_conv1x1",
         K._map_bytes(c.layer, c.layer.in_channels)),
-    "masker_flags": _stream("masker_flags", lambda c: c.layer.cells(c.s) * 16 * F32,
-                            lambda c: c.layer.cells(c.s) * 16 * F32,
-                            lambda c: c.layer.cells(c.s) / 256),
-    "halo_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.s, c.active, True,
+    "masker_flags": _stream("masker_flags", lambda c: c.patches.num_cells * 16 * F32,
+                            lambda c: c.patches.num_cells * 16 * F32,
+                            lambda c: c.patches.num_cells / 256),
+    "halo_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.patches, c.active, True,
                                                    "halo_conv3x3"),
     "fused_block": _fused_block,
     "copy_inactive": _stream("copy_inactive", lambda c: 2 * _inactive_bytes(c), _out_map,
-                             lambda c: max(c.layer.cells(c.s) - c.active, 1)),
+                             lambda c: max(c.patches.num_cells - c.active, 1)),
     "conv1x1": _dense_conv1x1,
     "conv2d": _dense_conv2d,
     "gather_patches": _stream(
         "gather_patches",
-        lambda c: 2 * c.active * c.layer.span(c.s) ** 2 * c.layer.planes * F32,
+        lambda c: 2 * c.active * c.patches.window_pixels * c.layer.planes * F32,
         lambda c: K._map_bytes(c.layer, c.layer.planes), lambda c: max(c.active, 1)),
-    "gathered_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.s, c.active,
+    "gathered_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.patches, c.active,
                                                        kind="gathered_conv3x3"),
-    "patch_conv1x1": lambda c, *_: K.conv1x1_scatter_add(c.hw, c.tile, c.layer, c.s, c.active,
+    "patch_conv1x1": lambda c, *_: K.conv1x1_scatter_add(c.hw, c.tile, c.layer, c.patches, c.active,
                                                          "patch_conv1x1", scatter=False),
     "scatter_patches": _stream(
         "scatter_patches",
-        lambda c: 2 * c.layer.cells(c.s) * c.s * c.s * c.layer.out_channels * F32, _out_map,
-        lambda c: c.layer.cells(c.s)),
+        lambda c: 2 * c.patches.num_cells * c.patches.tile_pixels * c.layer.out_channels * F32,
+        _out_map,
+        lambda c: c.patches.num_cells),
     "add_relu": _stream("add_relu", lambda c: 3 * _out_map(c), _out_map,
                         lambda c: _out_map(c) / 256),
 }
@@ -165,8 +167,8 @@ def block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipelin
     if granularity is None:
         work, syncs = _dense_block(hw, tile, layer), 0
     else:
-        context = _Context(hw, tile, layer, granularity, active, dilated_pixels)
         block = layer.geometry(granularity)
+        context = _Context(hw, tile, layer, block.patches, active, dilated_pixels)
         steps = get_pipeline(pipeline).steps_for(block)
         work = _downsample(hw, tile, layer)
         for step in steps:

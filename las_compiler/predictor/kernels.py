@@ -5,7 +5,7 @@ The model must know the schedule, not an ideal kernel. On CPUs (``schedules/cpu`
 
 * conv kernels run register tiles of ``tile.pixels`` pixels x 16 output channels
   (12 x 16 with AVX-512, 6 x 16 with AVX2/NEON; ``tiled_conv.get_config``). A per-patch
-  kernel tiles each patch's S*S pixels on its own; a patch's last, partial tile has fewer
+  kernel tiles each patch's pixels on its own; a patch's last, partial tile has fewer
   independent accumulator chains than the FMA pipes need to hide their latency
   (``fma_latency x fma_per_cycle``), so it costs at least that many pixels' worth of time:
   a 1-pixel patch runs at 1/4 of peak on AVX-512.
@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from ..geometry import PatchGeometry
 from .hardware import Hardware
 from .layers import BlockLayer
 
@@ -239,8 +240,8 @@ def _map_bytes(layer: BlockLayer, channels: int, out: bool = False) -> float:
 
 
 # -- kernels ------------------------------------------------------------------------------------
-def masker(hw, tile, layer: BlockLayer, s: int) -> Work:
-    cells, c = layer.cells(s), layer.in_channels
+def masker(hw, tile, layer: BlockLayer, patches: PatchGeometry) -> Work:
+    cells, c = patches.num_cells, layer.in_channels
     x_bytes = _map_bytes(layer, c)
     work = Work("masker", macs=layer.batch * layer.height * layer.width * c + cells * 2 * c,
                 tasks=cells)
@@ -296,25 +297,26 @@ def conv1_rows(hw, tile, layer: BlockLayer, pixels: float, kind: str = "conv1x1_
                  map_bytes=_map_bytes(layer, c), row_bytes=c * F32)
 
 
-def gather_conv3x3(hw, tile, layer: BlockLayer, s: int, n: float, halo_conv1: bool = False,
-                   kind: str = "gather_conv3x3") -> Work:
+def gather_conv3x3(hw, tile, layer: BlockLayer, patches: PatchGeometry, n: float,
+                   halo_conv1: bool = False, kind: str = "gather_conv3x3") -> Work:
     """Per active patch: its window (from the conv1 map, or conv1 computed on it when
-    ``halo_conv1``) then the 3x3 conv on S*S pixels."""
-    c, w, span = layer.in_channels, layer.planes, layer.span(s)
+    ``halo_conv1``) then the 3x3 conv on the tile's pixels (S*S where S divides the map)."""
+    c, w = layer.in_channels, layer.planes
+    pixels, window = patches.tile_pixels, patches.window_pixels
     tile = tile.for_rows(hw, w * F32)
-    tiles, slots = _per_patch(tile, s * s)
+    tiles, slots = _per_patch(tile, pixels)
     reduce_map = _map_bytes(layer, c if halo_conv1 else w)
     work = conv_work(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=9 * w,
                  out_channels=w,
-                 in_bytes=n * span * span * (c if halo_conv1 else w) * F32,
-                 out_bytes=n * s * s * w * F32, tasks=n, map_bytes=reduce_map,
-                 row_bytes=w * F32, tile_pixels=min(tile.pixels, s * s))
+                 in_bytes=n * window * (c if halo_conv1 else w) * F32,
+                 out_bytes=n * pixels * w * F32, tasks=n, map_bytes=reduce_map,
+                 row_bytes=w * F32, tile_pixels=min(tile.pixels, pixels))
     if halo_conv1:
-        halo_tiles, halo_slots = _per_patch(tile, span * span)
+        halo_tiles, halo_slots = _per_patch(tile, window)
         conv1 = conv_work(hw, tile, kind, tiles=n * halo_tiles, pixels=n * halo_slots, reduce=c,
                       out_channels=w, in_bytes=0.0, out_bytes=0.0, tasks=n,
                       map_bytes=reduce_map, row_bytes=c * F32,
-                      tile_pixels=min(tile.pixels, span * span))
+                      tile_pixels=min(tile.pixels, window))
         work.merge(conv1)
     return work
 
@@ -330,17 +332,17 @@ def gather_conv3x3_rows(hw, tile, layer: BlockLayer, n: float) -> Work:
                  map_bytes=_map_bytes(layer, w), row_bytes=w * F32)
 
 
-def conv1x1_scatter_add(hw, tile, layer: BlockLayer, s: int, n: float,
+def conv1x1_scatter_add(hw, tile, layer: BlockLayer, patches: PatchGeometry, n: float,
                         kind: str = "conv1x1_scatter_add", scatter: bool = True) -> Work:
     """conv3 (+BN) of each active patch, added into the shortcut (read + write)."""
-    w, k = layer.planes, layer.out_channels
+    w, k, pixels = layer.planes, layer.out_channels, patches.tile_pixels
     tile = tile.for_rows(hw, w * F32)
-    tiles, slots = _per_patch(tile, s * s)
-    out = n * s * s * k * F32 * (2 if scatter else 1)
+    tiles, slots = _per_patch(tile, pixels)
+    out = n * pixels * k * F32 * (2 if scatter else 1)
     return conv_work(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=w, out_channels=k,
-                 in_bytes=n * s * s * w * F32, out_bytes=out, tasks=n,
-                 map_bytes=n * s * s * w * F32, row_bytes=w * F32,
-                 tile_pixels=min(tile.pixels, s * s))
+                 in_bytes=n * pixels * w * F32, out_bytes=out, tasks=n,
+                 map_bytes=n * pixels * w * F32, row_bytes=w * F32,
+                 tile_pixels=min(tile.pixels, pixels))
 
 
 def conv1x1_scatter_add_rows(hw, tile, layer: BlockLayer, n: float) -> Work:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import BlockGeometry, PatchGeometry, patch_grid
-from ..models.las_resnet import STAGE_DEPTHS
+from ..models.las_resnet import STAGE_DEPTHS, after_stem
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
@@ -56,9 +56,6 @@ class BlockLayer:
         gh, gw = self.grid(granularity)
         return self.batch * gh * gw
 
-    def span(self, granularity: int) -> int:
-        return (granularity - 1) * self.stride + 3
-
     def dense_macs(self) -> float:
         """Multiply-adds of the dense block (downsample included)."""
         hw_in, hw_out = self.height * self.width, self.out_height * self.out_width
@@ -88,28 +85,32 @@ class BlockLayer:
 
     def dilated_fraction_of(self, granularity: int, active_cells) -> float:
         """Fraction of input pixels read by the windows of exactly these active cells."""
-        gh, gw = self.grid(granularity)
-        step, span = granularity * self.stride, self.span(granularity)
+        g = self.geometry(granularity).patches
+        rows, cols = _windows(g.rows, g.stride, g.span_h), _windows(g.cols, g.stride, g.span_w)
         covered = np.zeros((self.batch, self.height, self.width), bool)
         for cell in np.asarray(active_cells, dtype=np.int64).ravel():
-            b, rest = divmod(int(cell), gh * gw)
-            i, j = divmod(rest, gw)
-            r0, c0 = max(i * step - 1, 0), max(j * step - 1, 0)
-            covered[b, r0:i * step - 1 + span, c0:j * step - 1 + span] = True
+            b, rest = divmod(int(cell), g.cells_per_image)
+            i, j = divmod(rest, g.cols.cells)
+            covered[b, slice(*rows[i]), slice(*cols[j])] = True
         return float(covered.mean())
 
     def _window_counts(self, granularity: int) -> np.ndarray:
         """Per input pixel, how many patch windows contain it."""
-        step, span = granularity * self.stride, self.span(granularity)
+        g = self.geometry(granularity).patches
 
-        def axis(size, cells):
-            counts = np.zeros(size)
-            for i in range(cells):
-                counts[max(i * step - 1, 0):i * step - 1 + span] += 1
+        def axis(cells, span):
+            counts = np.zeros(cells.in_size)
+            for start, end in _windows(cells, g.stride, span):
+                counts[start:end] += 1
             return counts
 
-        gh, gw = self.grid(granularity)
-        return np.outer(axis(self.height, gh), axis(self.width, gw))
+        return np.outer(axis(g.rows, g.span_h), axis(g.cols, g.span_w))
+
+
+def _windows(axis, stride: int, span: int) -> list[tuple[int, int]]:
+    """Input pixels ``[start, end)`` each cell's tile window reads along one axis (in the map)."""
+    return [(max(first * stride - 1, 0), min(first * stride - 1 + span, axis.in_size))
+            for first in axis.starts[:-1]]
 
 
 def network_blocks(model: str, height: int = 224, width: int | None = None,
@@ -118,7 +119,7 @@ def network_blocks(model: str, height: int = 224, width: int | None = None,
     if model not in STAGE_DEPTHS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(STAGE_DEPTHS)}")
     width = height if width is None else width
-    h, w = _after_stem(height), _after_stem(width)
+    h, w = after_stem(height), after_stem(width)
     in_channels, blocks = 64, []
     for stage, (depth, planes) in enumerate(zip(STAGE_DEPTHS[model], STAGE_WIDTHS,
                                                 strict=True), start=1):
@@ -129,8 +130,3 @@ def network_blocks(model: str, height: int = 224, width: int | None = None,
             blocks.append(layer)
             h, w, in_channels = layer.out_height, layer.out_width, planes * EXPANSION
     return blocks
-
-
-def _after_stem(size: int) -> int:
-    conv = (size + 2 * 3 - 7) // 2 + 1  # 7x7 stride 2 pad 3
-    return (conv + 2 * 1 - 3) // 2 + 1  # 3x3 max-pool stride 2 pad 1

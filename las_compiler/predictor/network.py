@@ -54,8 +54,10 @@ class NetworkPrediction:
                        for d, p in self.blocks]}
 
 
-def fixed_parts_us(hw: Hardware, height: int, width: int, batch: int) -> float:
-    """Stem conv 7x7/2 (3 -> 64), 3x3/2 max-pool, global pool + 2048 x 1000 classifier."""
+def fixed_parts_us(hw: Hardware, height: int, width: int, batch: int,
+                   classifier: bool = True) -> float:
+    """Stem conv 7x7/2 (3 -> 64), 3x3/2 max-pool, global pool + 2048 x 1000 classifier (a
+    backbone has none)."""
     tile = K.TileModel.for_hardware(hw)
     ho, wo = (height - 1) // 2 + 1, (width - 1) // 2 + 1
     pixels = batch * ho * wo
@@ -67,15 +69,16 @@ def fixed_parts_us(hw: Hardware, height: int, width: int, batch: int) -> float:
     weights = 2048 * 1000 * 4
     fc = K.Work("matmul", macs=batch * 2048 * 1000, tasks=1000 / 16)
     fc.add_bytes(hw.level_holding(weights).name, weights)
-    return sum(K.kernel_time_us(hw, w) for w in (stem, pool, fc))
+    return sum(K.kernel_time_us(hw, w) for w in (stem, pool, *((fc,) if classifier else ())))
 
 
 def predict_network(hw: Hardware, model: str, granularity, rate: float, height: int = 224,
                     width: int | None = None, batch: int = 1,
-                    pipelines: Sequence[str] = AUTO_CANDIDATES) -> NetworkPrediction:
+                    pipelines: Sequence[str] = AUTO_CANDIDATES,
+                    backbone: bool = False) -> NetworkPrediction:
     """Dense vs dynamic latency of every block of ``model`` with S per ``granularity``
     (``"4-4-2-1"``, an int, or one S per block) at activation rate ``rate``; each block uses
-    the fastest of ``pipelines`` by the model."""
+    the fastest of ``pipelines`` by the model. ``backbone``: without the classifier."""
     layers = network_blocks(model, height, width, batch)
     per_block = parse_granularity(granularity, STAGE_DEPTHS[model])
     for layer, s in zip(layers, per_block, strict=True):
@@ -87,7 +90,8 @@ def predict_network(hw: Hardware, model: str, granularity, rate: float, height: 
                     best_pipeline(hw, layer, s, rate, pipelines, footprint))
                    for layer, s in zip(layers, per_block, strict=True))
     return NetworkPrediction(hw.name, model, tuple(per_block), rate, blocks,
-                             fixed_parts_us(hw, height, width or height, batch))
+                             fixed_parts_us(hw, height, width or height, batch,
+                                            classifier=not backbone))
 
 
 def network_footprint_bytes(layers: Sequence[BlockLayer]) -> float:

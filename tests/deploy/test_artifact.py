@@ -28,7 +28,7 @@ def test_round_trip(compiled, tmp_path):
     loaded = las_compiler.load(path)
     np.testing.assert_array_equal(loaded.run(x), compiled.run(x))
     meta = loaded.metadata
-    assert meta["model"] == "las_resnet[1, 1, 1, 1]" and meta["snet"] == "2-2-1-1"
+    assert meta["model"] == "las_resnet-1-1-1-1" and meta["snet"] == "2-2-1-1"
     assert meta["rate"] == 0.5 and meta["input"]["shape"] == [1, 3, 32, 32]
     assert {"tvm", "torch", "las_compiler"} <= set(meta["versions"])
     again = loaded.export(tmp_path / "copy")  # a loaded artifact can be exported again

@@ -60,13 +60,17 @@ def test_format_round_trips(per_block):
 
 
 @given(st.integers(1, 300), st.integers(1, 300), st.integers(1, 64))
-def test_patch_grid_covers_the_map_exactly_once(h, w, s):
+def test_patch_grid_is_the_official_floor_grid(h, w, s):
+    if s > min(h, w):
+        with pytest.raises(ValueError, match=f"S={s} does not fit a {h}x{w} output map"):
+            patch_grid(h, w, s)
+        return
     gh, gw = patch_grid(h, w, s)
-    assert (gh - 1) * s < h <= gh * s and (gw - 1) * s < w <= gw * s
+    assert gh * s <= h < (gh + 1) * s and gw * s <= w < (gw + 1) * s
 
 
 def test_fit_check_names_layer_and_valid_values():
     check_granularity_fits(7, 7, 7, "layer4.0")
-    check_granularity_fits(7, 12, 16, "layer3.0")  # partial border patches are fine
+    check_granularity_fits(7, 12, 16, "layer3.0")  # S need not divide the map
     with pytest.raises(ValueError, match=r"S=8 does not fit layer4.0.*7x7.*1\.\.7.*\[1, 7\]"):
         check_granularity_fits(8, 7, 7, "layer4.0")

@@ -10,13 +10,16 @@ from las_compiler.models import Masker
 from las_compiler.models.masker import dilate_mask, upsample_mask
 
 
-def official_mask(masker, x, mask_size, feature_size):
-    """The official dyn_resnet.Masker eval path (mask_channel_group=1, square maps)."""
-    pooled = F.adaptive_avg_pool2d(x, mask_size) if mask_size < x.shape[2] else x
+def official_mask(masker, x, s, stride):
+    """The official masker's eval path (``resnet_sd.Masker``; ``dyn_resnet.Masker`` is the same
+    on the square maps it takes), mask_channel_group=1."""
+    mask_size = (x.shape[2] // stride // s, x.shape[3] // stride // s)
+    feature_size = (x.shape[2] // stride, x.shape[3] // stride)
+    pooled = F.adaptive_avg_pool2d(x, mask_size) if mask_size[0] < x.shape[2] else x
     logits = masker.conv2(pooled)
     mask = (logits[:, 0:1] >= logits[:, 1:2]).float()
-    if mask.shape[2] < feature_size:
-        mask = F.interpolate(mask, size=(feature_size, feature_size))
+    if mask.shape[2] < feature_size[0]:
+        mask = F.interpolate(mask, size=feature_size)
     return mask
 
 
@@ -37,17 +40,23 @@ def random_masker(channels, seed):
     return m
 
 
-@pytest.mark.parametrize("size, stride, s", [(56, 1, 1), (56, 1, 4), (56, 1, 8), (28, 1, 7),
-                                             (56, 2, 4), (28, 2, 2), (14, 2, 7), (14, 2, 1)])
-def test_eval_mask_matches_official(size, stride, s):
-    masker = random_masker(16, seed=size + s)
-    x = torch.randn(2, 16, size, size)
-    out_size = size // stride
-    ours = upsample_mask(masker(x, s, stride), s, out_size, out_size)
-    ref = official_mask(masker, x, out_size // s, out_size)
+@pytest.mark.parametrize("height, width, stride, s", [
+    (56, 56, 1, 1), (56, 56, 1, 4), (56, 56, 1, 8), (28, 28, 1, 7), (56, 56, 2, 4),
+    (28, 28, 2, 2), (14, 14, 2, 7), (14, 14, 2, 1),
+    (16, 16, 1, 7), (32, 32, 2, 7), (12, 12, 1, 7), (14, 14, 1, 3),  # S does not divide
+    (50, 84, 1, 7), (100, 168, 2, 7), (25, 42, 1, 4), (200, 334, 1, 4),  # detection maps
+    (82, 41, 1, 41),  # float nearest: row 41 belongs to cell 0
+])
+def test_eval_mask_matches_official(height, width, stride, s):
+    masker = random_masker(16, seed=height + s)
+    x = torch.randn(2, 16, height, width)
+    out_h, out_w = height // stride, width // stride
+    ours = upsample_mask(masker(x, s, stride), out_h, out_w)
+    ref = official_mask(masker, x, s, stride)
+    assert 0 < ref.mean() < 1
     assert torch.equal(ours, ref)
     official_dil = official_dilated(ref, stride)
-    assert torch.equal(dilate_mask(ours, stride, size, size).bool(), official_dil)
+    assert torch.equal(dilate_mask(ours, stride, height, width).bool(), official_dil)
 
 
 def test_threshold_is_greater_or_equal():
@@ -72,15 +81,17 @@ def test_grouped_masks_are_rejected():
 
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 9), st.sampled_from([1, 2]))
 def test_pooling_averages_each_cells_input_window(h, w, s, stride):
+    """adaptive_avg_pool2d windows: cell i averages rows floor(i*H/g) .. ceil((i+1)*H/g)-1."""
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    if s > min(ho, wo):
+        return
     x = torch.randn(1, 3, h, w, dtype=torch.float64)
-    masker = Masker(3).double()
-    pooled = masker.pool(x, s, stride)
-    window = s * stride
-    gh, gw = -(-((h - 1) // stride + 1) // s), -(-((w - 1) // stride + 1) // s)
+    pooled = Masker(3).double().pool(x, s, stride)
+    gh, gw = ho // s, wo // s
     assert pooled.shape[2:] == (gh, gw)
     for i in range(gh):
         for j in range(gw):
-            cell = x[0, :, i * window:(i + 1) * window, j * window:(j + 1) * window]
+            cell = x[0, :, i * h // gh:-(-(i + 1) * h // gh), j * w // gw:-(-(j + 1) * w // gw)]
             torch.testing.assert_close(pooled[0, :, i, j], cell.mean(dim=(1, 2)))
 
 

@@ -5,6 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from las_compiler.geometry import patch_grid
 from las_compiler.models import las_resnet50, sparse_block_forward, sparse_forward
 
 from .helpers import force_mask, make_block, random_masker, randomise_bn
@@ -47,13 +48,14 @@ def test_every_dividing_s_of_each_stage(stage, in_c, planes, size, stride):
     seed=st.integers(0, 2**16),
 )
 def test_any_size_any_s_any_mask(h, w, stride, batch, s_frac, rate, seed):
-    """Odd and non-square maps, partial border patches, arbitrary patch patterns, batches."""
+    """Odd and non-square maps, S that does not divide them (cells of unequal sizes),
+    arbitrary patch patterns, batches."""
     h_out, w_out = (h - 1) // stride + 1, (w - 1) // stride + 1
     s = 1 + int(s_frac * (min(h_out, w_out) - 1))
     in_c = 16 if stride == 1 else 8
     block = make_block(in_c, 4, stride, s, seed=seed)
     gen = torch.Generator().manual_seed(seed)
-    gh, gw = -(-h_out // s), -(-w_out // s)
+    gh, gw = patch_grid(h_out, w_out, s)
     force_mask(block, (torch.rand(batch, gh, gw, generator=gen) < rate).float())
     assert_block_equal(block, torch.randn(batch, in_c, h, w, generator=gen))
 
