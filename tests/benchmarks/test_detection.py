@@ -1,0 +1,25 @@
+"""The detection benchmark's pure-Python parts: plan, predictor rows, report (the run itself
+is ``python -m benchmarks.detection [--quick]``)."""
+
+from benchmarks import detection
+
+
+def test_plan_is_the_backbone_of_every_system():
+    configs = detection.plan("las_resnet101", (800, 1333))
+    assert [c["system"] for c in configs] == list(detection.SYSTEMS)
+    assert all(c["backbone"] and (c["height"], c["width"]) == (800, 1333) for c in configs)
+    assert [c["rate"] for c in configs] == [None, None, None, 0.5]
+
+
+def test_predictions_and_report():
+    predicted = detection.predictions("las_resnet50", (400, 667))
+    assert [p["hardware"] for p in predicted] == ["host", "tx2", "gtx1080", "v100"]
+    for p in predicted:  # a dynamic backbone at r = 0.5 is predicted cheaper than dense
+        assert 0 < p["dynamic_ms"] < p["dense_ms"]
+        assert abs(p["ratio"] - p["dynamic_ms"] / p["dense_ms"]) < 1e-9
+    rows = [{**c, "median_ms": ms, "actual_rate": 0.49 if c["rate"] else None}
+            for c, ms in zip(detection.plan("las_resnet50", (400, 667)), (100, 150, 120, 80),
+                             strict=True)]
+    text = detection.summarise(rows, predicted, {"repeats": 5, "rounds": 1})
+    assert "| las | 0.5 | 0.490 | 80.0 | 0.80 | 0.80 |" in text
+    assert "| tx2 |" in text and "400x667" in text
