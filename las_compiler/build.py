@@ -8,25 +8,44 @@ compiled as Relax modules by :mod:`las_compiler.compiler`.)
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import tvm
 
 from .op.registry import get_kernel
 from .schedules import schedule
 
-_TARGETS: dict[str, tvm.target.Target] = {}
+
+@dataclass(frozen=True)
+class EmulatedGPU:
+    """Build for ``gpu`` (a CUDA target): schedule with its rules, then run the scheduled
+    kernel serially on this CPU (``transform.serialize_gpu``), to check its numbers here."""
+
+    gpu: tvm.target.Target
+
+    def __str__(self) -> str:
+        return f"emulated {self.gpu}"
+
+
+_TARGETS: dict[str, tvm.target.Target | EmulatedGPU] = {}
 
 
 @functools.lru_cache(maxsize=512)
 def _build(kernel: str, args: tuple, key: str):
     target = _TARGETS[key]
+    if isinstance(target, EmulatedGPU):
+        from .target import host_target
+        from .transform.serialize_gpu import serialize
+
+        func = serialize(schedule(get_kernel(kernel)(*args), target.gpu))
+        return tvm.compile(tvm.IRModule({"main": func}), target=host_target())
     func = schedule(get_kernel(kernel)(*args), target)
     return tvm.compile(tvm.IRModule({"main": func}), target=target)
 
 
-def build_kernel(kernel: str, *args, target: tvm.target.Target):
+def build_kernel(kernel: str, *args, target: tvm.target.Target | EmulatedGPU):
     """Compiled executable of the registered kernel ``kernel(*args)`` scheduled for
-    ``target`` (memoised)."""
+    ``target`` (memoised); an :class:`EmulatedGPU` target runs its GPU schedule on the CPU."""
     key = str(target)  # the target's full JSON description
     _TARGETS.setdefault(key, target)
     return _build(kernel, args, key)

@@ -59,9 +59,13 @@ def _open_tuning_log(tuning_logs, target):
 
 def _checked_target(target):
     """The resolved target; an unsupported family fails here, before any work."""
+    from .build import EmulatedGPU
     from .schedules import check_target
     from .target import resolve_target
 
+    if isinstance(target, EmulatedGPU):
+        check_target(target.gpu)
+        return target
     tvm_target = resolve_target(target)
     check_target(tvm_target)
     return tvm_target
@@ -158,22 +162,34 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
     """
     import tvm
 
+    from .build import EmulatedGPU
     from .frontend import model_info
     from .las_ops import las_blocks
     from .pipeline import relax_pipeline
     from .transform import ChooseBlockPipelines
 
-    tvm_target = _checked_target(target)
+    emulated = target if isinstance(target, EmulatedGPU) else None
+    tvm_target = _checked_target(emulated.gpu if emulated else target)
     start = time.perf_counter() if started is None else started
     info = model_info(mod)
-    tuning_log, schedules = _open_tuning_log(tuning_logs, tvm_target)
+    tuning_log, schedules = _open_tuning_log(False if emulated else tuning_logs, tvm_target)
     with tvm.transform.PassContext(opt_level=3):
         mod = ChooseBlockPipelines(tvm_target, expected_rate)(mod)
         chosen = {op.name: op.pipeline for op in las_blocks(mod)}
-        passes = relax_pipeline(tvm_target, tuning_log,
-                                Path(dump_ir) if dump_ir is not None else None,
-                                expected_rate, donate_input, progress)
-        executable = tvm.compile(mod, tvm_target, relax_pipeline=passes)
+        if emulated:  # the GPU's schedules run serially on this CPU (tests, the fuzzer)
+            from .pipeline import emulation_pipeline
+            from .target import host_target
+
+            host = host_target()
+            passes = emulation_pipeline(tvm_target, host, expected_rate, donate_input)
+            executable = tvm.compile(mod, host, relax_pipeline=passes)
+            tvm_target = host
+            schedules = f"{emulated} (serial emulation of its GPU schedules)"
+        else:
+            passes = relax_pipeline(tvm_target, tuning_log,
+                                    Path(dump_ir) if dump_ir is not None else None,
+                                    expected_rate, donate_input, progress)
+            executable = tvm.compile(mod, tvm_target, relax_pipeline=passes)
     if tuning_log is not None:
         schedules += (f": {len(tuning_log.tuned)} kernels tuned, {len(tuning_log.untuned)} "
                       f"on untuned rules")

@@ -42,9 +42,29 @@ def _cpu_backend():
     return pipeline
 
 
+class _CUDABackend:
+    """TVM's Relax CUDA backend, without the dlight scheduling its legalisation ends with:
+    our phase 5 schedules every kernel (our rules first, then the same dlight GPU rules)."""
+
+    def __init__(self):
+        from tvm.relax.backend.cuda import pipeline
+
+        self.pipeline = pipeline
+
+    def legalize_passes(self, target):
+        return [p for p in self.pipeline.legalize_passes(target)
+                if p.info.name != "ApplyDefaultSchedule"]
+
+    def dataflow_lower_passes(self, target):
+        return self.pipeline.dataflow_lower_passes(target)
+
+    def finalize_passes(self, target):
+        return self.pipeline.finalize_passes(target)
+
+
 # family -> the module of TVM's Relax backend whose legalize / dataflow-lower / finalize
 # passes build for it
-BACKENDS = {"cpu": _cpu_backend}
+BACKENDS = {"cpu": _cpu_backend, "cuda": _CUDABackend}
 
 
 @tvm.transform.module_pass(opt_level=0, name="DumpIR")
@@ -119,6 +139,24 @@ def lowering_passes(target: tvm.target.Target, expected_rate: float = 0.5,
     passes = [p for name, group in phases(target, None, expected_rate, donate_params)
               if name not in ("schedule", "vm") for p in group]
     return _in_target(target, tvm.transform.Sequential(passes), "LASLowering")
+
+
+def emulation_pipeline(gpu: tvm.target.Target, host: tvm.target.Target,
+                       expected_rate: float = 0.5,
+                       donate_params: bool = False) -> tvm.transform.Pass:
+    """Phases 1-5 for the GPU target ``gpu`` (its rules schedule every kernel), then each
+    scheduled kernel as a serial CPU program (``SerializeGPUSchedule``), then phase 6 for
+    ``host``: a whole network with the GPU's schedules, run on this CPU to check numbers."""
+    from .transform.serialize_gpu import SerializeGPUSchedule
+
+    gpu_passes = [p for name, group in phases(gpu, None, expected_rate, donate_params)
+                  if name != "vm" for p in group]
+    host_build = dict(phases(host, None, expected_rate, donate_params))["vm"]
+    return tvm.transform.Sequential([
+        _in_target(gpu, tvm.transform.Sequential(gpu_passes), "LASGPUPhases"),
+        SerializeGPUSchedule(),
+        _in_target(host, tvm.transform.Sequential(host_build), "LASHostBuild"),
+    ], name="las_emulate_gpu")
 
 
 def relax_pipeline(target: tvm.target.Target, tuning_log=None, dump_dir: Path | None = None,

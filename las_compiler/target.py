@@ -224,9 +224,9 @@ def resolve_target(spec):
     import tvm
 
     if isinstance(spec, tvm.target.Target):
-        return spec
+        return _gpu_checked(spec)
     if isinstance(spec, dict):
-        return _checked(dict(spec))
+        return _gpu_checked(_checked(dict(spec)))
     text = str(spec).strip()
     if text in ("host", "llvm"):
         return host_target()
@@ -237,17 +237,49 @@ def resolve_target(spec):
             raise ValueError(f"invalid target JSON {text!r}: {err}") from None
         if not isinstance(fields, dict):
             raise ValueError(f"invalid target JSON {text!r}: not an object")
-        return _checked(fields)
+        return _gpu_checked(_checked(fields))
     if text in tvm.target.list_tags():
-        return tvm.target.Target(text)
+        return _gpu_checked(tvm.target.Target(text))
     if text in _PLAIN_KINDS:
-        return _checked({"kind": text})
+        return _gpu_checked(_checked({"kind": text}))
     raise ValueError(f"unknown target {text!r}: use 'host' (or 'llvm'), 'cuda', a TVM target tag "
                      "such as 'nvidia/jetson-tx2' (see tvm.target.list_tags()), or a target JSON "
                      "object such as '{\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\"}'")
 
 
 _PLAIN_KINDS = ("cuda", "nvptx", "c")
+MIN_CUDA_ARCH = 61  # Pascal (GTX 1080, TX2 is sm_62): what the CUDA rules are written for
+# host CPUs of the Jetson tags TVM ships without one (the Orin and Thor tags carry theirs)
+_JETSON_HOSTS = {
+    "sm_53": {"mcpu": "cortex-a57", "num-cores": 4},  # Nano, TX1
+    "sm_62": {"mcpu": "cortex-a57", "num-cores": 4},  # TX2: 4 A57 (+2 Denver, not used)
+    "sm_72": {"mcpu": "carmel", "num-cores": 8},  # AGX Xavier
+}
+
+
+def _gpu_checked(target):
+    """A CUDA target with the host its code runs beside: the board's aarch64 CPU for Jetson
+    tags (TVM leaves it out for some), this machine otherwise; an arch the CUDA rules do not
+    serve, or a bare ``cuda`` whose arch TVM guessed without a GPU, is one clear error."""
+    import tvm
+
+    if target.kind.name != "cuda":
+        return target
+    arch = str(target.attrs.get("arch", ""))
+    number = int(arch[3:].rstrip("a")) if arch.startswith("sm_") else 0
+    if number < MIN_CUDA_ARCH:
+        raise ValueError(f"CUDA arch {arch or '?'} is not supported (sm_{MIN_CUDA_ARCH} and "
+                         "newer); name the GPU, e.g. 'nvidia/jetson-tx2', "
+                         "'nvidia/nvidia-h100' or {\"kind\": \"cuda\", \"arch\": \"sm_90\"} "
+                         "(a bare 'cuda' on a machine without a GPU means sm_50)")
+    if target.host is not None:
+        return target
+    tag = str(target.attrs.get("tag", "") or "")
+    if "jetson" in tag or (arch in _JETSON_HOSTS and not tag):
+        host = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", **_JETSON_HOSTS.get(arch, {})}
+    else:
+        host = host_target_dict()
+    return tvm.target.Target(target, host=tvm.target.Target(host))
 
 
 def _checked(fields: dict):

@@ -5,8 +5,8 @@ Each target family has one ordered rule list, most specific first: our rules for
 Relax operators around them (pooling, classifier, reshapes), then a generic fallback. Every
 rule follows dlight's ``ScheduleRule`` protocol, so ``dl.ApplyDefaultSchedule(*rules_for(t))``
 runs them as it runs dlight's own. Rules live one per file under ``cpu/`` (x86 AVX2 / AVX-512
-and aarch64 NEON share them; knobs differ by vector width); a new target family is a folder of
-rules and an entry in :data:`FAMILIES`.
+and aarch64 NEON share them; knobs differ by vector width) and ``cuda/`` (sm_61 to sm_90; limits
+from the target); a new target family is a folder of rules and an entry in :data:`FAMILIES`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,18 @@ from .cpu.patch_chain import PatchChain
 from .cpu.serial_scan import SerialScan
 from .cpu.tiled_conv import Config as TiledConvConfig
 from .cpu.tiled_conv import TiledConv
+from .cuda.elementwise import ElementwiseGPU
+from .cuda.patch_chain import PatchChainGPU
+from .cuda.scan import ScanGPU
+from .cuda.tiled_conv import TiledConvGPU
 
 # family (a target key) -> our rules, most specific first; what each family compiles for
 FAMILIES: dict[str, tuple[LASRule, ...]] = {
     "cpu": (TiledConv(), PatchChain(), MaskerRule(), SerialScan(), Elementwise()),
+    "cuda": (TiledConvGPU(), PatchChainGPU(), ScanGPU(), ElementwiseGPU()),
 }
-DESCRIPTIONS = {"cpu": "llvm CPU targets (x86_64 AVX2/AVX-512, aarch64 NEON)"}
+DESCRIPTIONS = {"cpu": "llvm CPU targets (x86_64 AVX2/AVX-512, aarch64 NEON)",
+                "cuda": "NVIDIA GPUs and Jetsons (cuda targets and nvidia/* tags, sm_61 and up)"}
 
 
 def family(target: tvm.target.Target) -> str | None:
@@ -51,6 +57,9 @@ def _foreign_rules(name: str) -> list:
 
     if name == "cpu":
         return [dlight.cpu.GEMV(), dlight.cpu.Reduction(), Generic()]
+    if name == "cuda":  # what TVM's own CUDA pipeline applies to legalised operators
+        return [dlight.gpu.Matmul(), dlight.gpu.GEMV(), dlight.gpu.Reduction(),
+                dlight.gpu.GeneralReduction(), dlight.gpu.Fallback()]
     return []
 
 
@@ -88,6 +97,25 @@ def schedule(func: tvm.tirx.PrimFunc, target: tvm.target.Target,
     return func
 
 
+def pipeline_fits(pipeline, block, target: tvm.target.Target) -> bool:
+    """Every kernel of ``pipeline`` (a ``block_pipelines.Pipeline``) for ``block`` (a
+    ``BlockGeometry``) within the target's limits. Only per-patch chains can exceed them
+    (their intermediates live in a GPU's shared memory), so only those are scheduled here."""
+    from ..op.registry import get_kernel
+
+    if not pipeline.applies(block):
+        return False
+    for step in pipeline.steps_for(block):
+        func = get_kernel(step.kernel)(*step.args(block))
+        if func.attrs is None or "las.chain" not in func.attrs:
+            continue
+        try:
+            schedule(func, target)
+        except ScheduleError:
+            return False
+    return True
+
+
 __all__ = [
     "DESCRIPTIONS",
     "FAMILIES",
@@ -100,6 +128,7 @@ __all__ = [
     "family",
     "las_rules",
     "new_schedule",
+    "pipeline_fits",
     "rule_for",
     "rules_for",
     "schedule",

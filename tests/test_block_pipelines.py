@@ -9,13 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from las_compiler.block_pipelines import PIPELINES, Scan, get_pipeline
+from las_compiler.build import EmulatedGPU
 from las_compiler.calibrate import kernel_times
 from las_compiler.compiler import compile_block
 from las_compiler.frontend import import_block
 from las_compiler.geometry import BlockGeometry, PatchGeometry, patch_grid
 from las_compiler.models import calibrate_block, pin_mask, sparse_block_forward
 from las_compiler.pipeline import lowering_passes
-from las_compiler.target import host_target
+from las_compiler.target import host_target, resolve_target
 
 from .models.helpers import make_block
 
@@ -34,21 +35,24 @@ def geometry_of(in_c, planes, stride, size, s, batch) -> BlockGeometry:
 
 CASES = [(geometry, name) for geometry in GEOMETRIES for name, pipeline in PIPELINES.items()
          if pipeline.applies(geometry_of(*geometry))]
+# every case twice: the CPU rules on this CPU, and the CUDA rules' schedules run serially on
+# this CPU (``build.EmulatedGPU``): a GPU schedule's numbers, checked without a GPU
+TARGETS = {"host": "host", "cuda-emulated": EmulatedGPU(resolve_target("nvidia/nvidia-h100"))}
 _COMPILED: dict = {}
 
 
-def compiled_case(geometry, name):
-    """(block, compiled module) for a geometry and pipeline, compiled once per session; the
-    block's masker reads the channel ``pin_mask`` sets."""
-    key = (geometry, name)
+def compiled_case(geometry, name, target="host"):
+    """(block, compiled module) for a geometry, pipeline and target, compiled once per
+    session; the block's masker reads the channel ``pin_mask`` sets."""
+    key = (geometry, name, target)
     if key not in _COMPILED:
         in_c, planes, stride, size, s, batch = geometry
         block = make_block(in_c, planes, stride, s, seed=3)
         x = torch.zeros(batch, in_c, size, size)
         h_out = (size - 1) // stride + 1
         template = pin_mask(block, x, torch.zeros(batch, *patch_grid(h_out, h_out, s)))
-        _COMPILED[key] = block, compile_block(block, template.permute(0, 2, 3, 1), "host", name,
-                                              tuning_logs=False)
+        _COMPILED[key] = block, compile_block(block, template.permute(0, 2, 3, 1),
+                                              TARGETS[target], name, tuning_logs=False)
     return _COMPILED[key]
 
 
@@ -56,12 +60,13 @@ def nhwc(x):
     return x.permute(0, 2, 3, 1).contiguous().numpy()
 
 
+@pytest.mark.parametrize("target", list(TARGETS))
 @pytest.mark.parametrize("geometry, name", CASES)
 @settings(max_examples=6)
 @given(rate=st.sampled_from([0.0, 0.4, 1.0]), seed=st.integers(0, 50))
-def test_every_pipeline_equals_the_reference_for_any_mask(geometry, name, rate, seed):
+def test_every_pipeline_equals_the_reference_for_any_mask(geometry, name, target, rate, seed):
     in_c, planes, stride, size, s, batch = geometry
-    block, compiled = compiled_case(geometry, name)
+    block, compiled = compiled_case(geometry, name, target)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, in_c, size, size, generator=gen).relu()  # post-ReLU, as in networks
     h_out = (size - 1) // stride + 1

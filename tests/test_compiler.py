@@ -42,9 +42,9 @@ def avoid_mask_ties(model, x):
         h = block(h)
 
 
-def _check(model, x, **options):
+def _check(model, x, target="host", **options):
     avoid_mask_ties(model, x)
-    compiled = las_compiler.compile(model, x, "host", **options)
+    compiled = las_compiler.compile(model, x, target, **options)
     static = set(options.get("static_blocks", ()))
     with torch.no_grad():
         reference = ExportableLASResNet(model, static)(x)
@@ -109,6 +109,20 @@ def test_plain_blocks_after_static_blocks(pipelines):
     _, masks = _check(model, torch.randn(2, 3, 64, 64), static_blocks=[0, 2, 4, 6],
                       pipelines=pipelines)
     assert [float(m.mean()) for m in masks] == [1.0] * 4
+
+
+@pytest.mark.parametrize("tag, pipelines", [
+    ("nvidia/nvidia-h100", "auto"), ("nvidia/jetson-tx2", ["fused", "halo", "whole", "dense",
+                                                           "unfused"])])
+def test_gpu_compiled_network_emulated_on_the_cpu(tag, pipelines):
+    """A whole network with every kernel on the CUDA rules' schedules (each run serially on
+    this CPU, ``build.EmulatedGPU``), S = 1 and S that does not divide the maps included,
+    equals PyTorch: logits and every mask."""
+    from las_compiler.build import EmulatedGPU
+
+    model = _small("4-2-1-2", depths=(2, 1, 1, 1), size=(48, 56))
+    _check(model, torch.randn(1, 3, 48, 56), EmulatedGPU(las_compiler.target.resolve_target(
+        tag)), pipelines=pipelines)
 
 
 def test_full_width_las_resnet50():

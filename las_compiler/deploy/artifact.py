@@ -40,14 +40,17 @@ class ArtifactError(ValueError):
 
 
 def cross_linker(target_json: str):
-    """``fcompile`` for ``export_library`` when the target's triple is not this machine's:
+    """``fcompile`` for ``export_library`` when the target's (or a GPU target's host's) triple
+    is not this machine's:
     TVM's cross compiler driver around ``<triple>-gcc``; None for native targets."""
     import platform
 
     try:
-        triple = str(json.loads(target_json).get("mtriple", ""))
+        fields = json.loads(target_json)
     except json.JSONDecodeError:
         return None
+    # a GPU target's host code runs on its host (a Jetson's aarch64 CPU)
+    triple = str(fields.get("mtriple", "") or (fields.get("host") or {}).get("mtriple", ""))
     if not triple or triple.split("-")[0] == platform.machine():
         return None
     gcc = shutil.which(f"{triple}-gcc")
@@ -238,6 +241,13 @@ def load_artifact(directory: str | os.PathLike):
 
     metadata = read_metadata(directory)
     library = check_library(directory, metadata)
+    kind = metadata.get("target_kind", "llvm")
+    if kind in ("cuda", "nvptx") and not tvm.cuda(0).exist:
+        from ..target import describe_target
+
+        raise ArtifactError(f"{library}: compiled for {describe_target(metadata['target'])}, "
+                            "but this machine has no CUDA GPU (or no CUDA driver): run it on "
+                            "the device it was compiled for")
     try:
         module = tvm.runtime.load_module(str(library))
     except Exception as err:  # noqa: BLE001 - the loader raises several FFI error types

@@ -15,6 +15,7 @@ from ..geometry import PatchGeometry
 from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
+from .scan import CHUNKS, chunk_size, chunked_offsets
 
 
 @kernel("masker")
@@ -72,38 +73,47 @@ def masker(geometry: PatchGeometry, in_channels: int):
 
 @kernel("compact")
 def compact(num_cells: int):
-    """PrimFunc ``(mask[cells] int32, idx[cells] int32, count[1] int32)``: a serial scan.
+    """PrimFunc ``(mask[cells] int32, idx[cells] int32, count[1] int32)``: a stable partition,
+    active cell ids first (in order), then the inactive ones; ``count`` = active cells.
 
-    Runs single-threaded: the grid has at most a few thousand cells (56x56 at S=1), microseconds
-    of work, and a parallel prefix sum would cost more in synchronisation.
+    Chunked (:mod:`.scan`): per chunk, the actives go to their offset among all actives, the
+    inactives after all actives at their offset among the inactives.
     """
+    L = num_cells  # noqa: N806
+    size = chunk_size(L)
+    offsets = chunked_offsets(L)
 
     @T.prim_func(s_tir=True)
     def func(
-        mask: T.Buffer((num_cells,), "int32"),
-        idx: T.Buffer((num_cells,), "int32"),
+        mask: T.Buffer((L,), "int32"),
+        idx: T.Buffer((L,), "int32"),
         count: T.Buffer((1,), "int32"),
     ):
         T.func_attr({"tirx.noalias": True})
-        with T.sblock("compact"):
-            T.reads(mask[0:num_cells])
-            T.writes(idx[0:num_cells], count[0:1])
-            active = T.sblock_alloc_buffer((1,), "int32", scope="local")
-            inactive = T.sblock_alloc_buffer((1,), "int32", scope="local")
-            active[0] = 0
-            for q in range(num_cells):
-                if mask[q] != 0:
-                    active[0] = active[0] + 1
-            inactive[0] = active[0]
-            active[0] = 0
-            for q in range(num_cells):
-                if mask[q] != 0:
-                    idx[active[0]] = q
-                    active[0] = active[0] + 1
-                else:
-                    idx[inactive[0]] = q
-                    inactive[0] = inactive[0] + 1
-            count[0] = active[0]
+        counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        for block in range(1):  # noqa: B007 - the GPU thread block
+            offsets(mask, counts, inclusive, swap)
+            for t in range(CHUNKS):
+                with T.sblock("write"):
+                    vt = T.axis.spatial(CHUNKS, t)
+                    T.reads(mask[0:L], counts[vt], inclusive[0:CHUNKS])
+                    T.writes(idx[0:L], count[0:1])
+                    active = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                    inactive = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                    active[0] = inclusive[vt] - counts[vt]
+                    inactive[0] = inclusive[CHUNKS - 1] + T.min(vt * size, L) - active[0]
+                    for i in range(size):
+                        if vt * size + i < L:
+                            if mask[vt * size + i] != 0:
+                                idx[active[0]] = vt * size + i
+                                active[0] = active[0] + 1
+                            else:
+                                idx[inactive[0]] = vt * size + i
+                                inactive[0] = inactive[0] + 1
+                    if vt == CHUNKS - 1:
+                        count[0] = inclusive[CHUNKS - 1]
 
     return func
 

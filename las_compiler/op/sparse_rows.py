@@ -20,6 +20,7 @@ from ..geometry import PatchGeometry
 from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
+from .scan import CHUNKS, chunk_size, chunked_offsets
 
 ROW_GROUP = 12  # a multiple of every rule's register tile: 6 (AVX2, NEON) and 12 (AVX-512)
 # the kernels that work on groups of ROW_GROUP listed pixels or cells
@@ -36,8 +37,8 @@ def dilated_rows(geometry: PatchGeometry):
 
     Input pixel (b, r, c) (flat index ``(b*H + r)*W + c``) is listed when an active cell's conv
     window (the ``span_h x span_w`` window of its tile, :class:`PatchGeometry`) contains it:
-    what the gathering conv2 reads. A serial scan: mark the windows of the active cells, then
-    list the marked pixels in order (a few thousand pixels and cells, microseconds).
+    what the gathering conv2 reads: mark the windows of the active cells, then list the
+    marked pixels in order (a chunked compaction, :mod:`.scan`).
     """
     g = geometry
     ix = PatchIndex(g)
@@ -46,6 +47,9 @@ def dilated_rows(geometry: PatchGeometry):
     sh, sw = g.span_h, g.span_w
     groups_max, G = max_row_groups(g), ROW_GROUP  # noqa: N806
 
+    size = chunk_size(M)
+    offsets = chunked_offsets(M)
+
     @T.prim_func(s_tir=True)
     def func(
         flags: T.Buffer((total,), "int32"),
@@ -53,28 +57,46 @@ def dilated_rows(geometry: PatchGeometry):
         groups: T.Buffer((1,), "int32"),
     ):
         T.func_attr({"tirx.noalias": True})
-        with T.sblock("dilate"):
-            T.reads(flags[0:total])
-            T.writes(rows[0:groups_max, 0:G], groups[0:1])
-            marked = T.sblock_alloc_buffer((M,), "int32")
-            count = T.sblock_alloc_buffer((1,), "int32", scope="local")
-            for p in range(M):
-                marked[p] = 0
-            for q in range(total):
-                if flags[q] != 0:
-                    for a, b in T.grid(sh, sw):
-                        if ix.window_inside(q, a, b):
-                            marked[(ix.window_pixel(q, a, b)[0] * H + ix.window_pixel(q, a, b)[1])
-                                   * W + ix.window_pixel(q, a, b)[2]] = 1
-            count[0] = 0
-            for p in range(M):
-                if marked[p] != 0:
-                    rows[count[0] // G, count[0] % G] = p
-                    count[0] = count[0] + 1
-            for u in range(G):  # pad the last group with its last pixel
-                if count[0] % G != 0 and u >= count[0] % G:
-                    rows[count[0] // G, u] = rows[count[0] // G, count[0] % G - 1]
-            groups[0] = (count[0] + G - 1) // G
+        marked = T.sblock_alloc_buffer((M,), "int32")
+        counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        for p in range(M):
+            with T.sblock("clear"):
+                vp = T.axis.spatial(M, p)
+                marked[vp] = 0
+        for q, a, b in T.grid(total, sh, sw):
+            with T.sblock("mark"):
+                vq, va, vb = T.axis.remap("SSS", [q, a, b])
+                T.reads(flags[vq])
+                T.writes(marked[0:M])
+                # windows overlap: several cells may store the same 1 (a benign race on GPUs)
+                if flags[vq] != 0 and ix.window_inside(vq, va, vb):
+                    marked[(ix.window_pixel(vq, va, vb)[0] * H + ix.window_pixel(vq, va, vb)[1])
+                           * W + ix.window_pixel(vq, va, vb)[2]] = 1
+        for block in range(1):  # noqa: B007 - the GPU thread block
+            offsets(marked, counts, inclusive, swap)
+            for t in range(CHUNKS):
+                with T.sblock("write"):
+                    vt = T.axis.spatial(CHUNKS, t)
+                    T.reads(marked[0:M], counts[vt], inclusive[0:CHUNKS])
+                    T.writes(rows[0:groups_max, 0:G], groups[0:1])
+                    at = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                    last = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                    at[0] = inclusive[vt] - counts[vt]
+                    last[0] = inclusive[CHUNKS - 1] - 1  # (GPU: shared reads stay out of ifs)
+                    for i in range(size):
+                        if vt * size + i < M:
+                            if marked[vt * size + i] != 0:
+                                rows[at[0] // G, at[0] % G] = vt * size + i
+                                if at[0] == last[0]:
+                                    # the last pixel pads the rest of its group
+                                    for u in range(G):
+                                        if u > at[0] % G:
+                                            rows[at[0] // G, u] = vt * size + i
+                                at[0] = at[0] + 1
+                    if vt == CHUNKS - 1:
+                        groups[0] = (last[0] + G) // G
 
     return func
 
@@ -142,26 +164,42 @@ def active_rows(geometry: PatchGeometry):
     g, G = geometry, ROW_GROUP  # noqa: N806
     groups_max = -(-g.num_cells // G)
 
+    L = g.num_cells  # noqa: N806
+    size = chunk_size(L)
+    offsets = chunked_offsets(L)
+
     @T.prim_func(s_tir=True)
     def func(
-        flags: T.Buffer((g.num_cells,), "int32"),
+        flags: T.Buffer((L,), "int32"),
         rows: T.Buffer((groups_max, G), "int32"),
         groups: T.Buffer((1,), "int32"),
     ):
         T.func_attr({"tirx.noalias": True})
-        with T.sblock("compact"):
-            T.reads(flags[0:g.num_cells])
-            T.writes(rows[0:groups_max, 0:G], groups[0:1])
-            count = T.sblock_alloc_buffer((1,), "int32", scope="local")
-            count[0] = 0
-            for q in range(g.num_cells):
-                if flags[q] != 0:
-                    rows[count[0] // G, count[0] % G] = q
-                    count[0] = count[0] + 1
-            for u in range(G):
-                if count[0] % G != 0 and u >= count[0] % G:
-                    rows[count[0] // G, u] = -1
-            groups[0] = (count[0] + G - 1) // G
+        counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        for block in range(1):  # noqa: B007 - the GPU thread block
+            offsets(flags, counts, inclusive, swap)
+            for t in range(CHUNKS):
+                with T.sblock("write"):
+                    vt = T.axis.spatial(CHUNKS, t)
+                    T.reads(flags[0:L], counts[vt], inclusive[0:CHUNKS])
+                    T.writes(rows[0:groups_max, 0:G], groups[0:1])
+                    at = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                    last = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                    at[0] = inclusive[vt] - counts[vt]
+                    last[0] = inclusive[CHUNKS - 1] - 1  # (GPU: shared reads stay out of ifs)
+                    for i in range(size):
+                        if vt * size + i < L:
+                            if flags[vt * size + i] != 0:
+                                rows[at[0] // G, at[0] % G] = vt * size + i
+                                if at[0] == last[0]:
+                                    for u in range(G):  # pad the last group with -1
+                                        if u > at[0] % G:
+                                            rows[at[0] // G, u] = -1
+                                at[0] = at[0] + 1
+                    if vt == CHUNKS - 1:
+                        groups[0] = (last[0] + G) // G
 
     return func
 

@@ -75,6 +75,14 @@ def _builtin() -> dict[str, Hardware]:
                         "128 FP32 cores, 1695 MHz boost, 35.6 TFLOPS",
              "memory": "same: GDDR6X 936 GB/s, 6 MB L2, up to 100 KB shared memory per SM",
              "L2 bandwidth": "estimate: 12 L2 slices x 64 B/clock x 1.695 GHz"}),
+        "orin": _gpu(
+            "orin", 16, 128, 1.3, 204.8, 4 * MB, 650.0, 164 * KB,
+            {"compute": "NVIDIA Jetson AGX Orin 64GB data sheet: 2048-core Ampere GPU "
+                        "(16 SMs x 128), 1.3 GHz, 5.3 TFLOPS FP32",
+             "memory": "same: 256-bit LPDDR5 204.8 GB/s (shared with the CPU); GA10B: 4 MB "
+                       "L2, up to 164 KB shared memory per SM",
+             "L2 bandwidth": "estimate: 8 L2 slices x 64 B/clock x 1.3 GHz"},
+            launch=_LAUNCH_JETSON_US, sync=20.0),
         "h100": _gpu(
             "h100", 132, 128, 1.98, 3350.0, 50 * MB, 5500.0, 228 * KB,
             {"compute": "NVIDIA H100 Tensor Core GPU datasheet / Hopper architecture "
@@ -225,7 +233,7 @@ def get_hardware(spec: str) -> Hardware:
 
 # CUDA compute capability -> the built-in profile of that device family
 GPU_PROFILES = {"sm_53": "nano", "sm_61": "gtx1080", "sm_62": "tx2", "sm_70": "v100",
-                "sm_86": "rtx3090", "sm_90": "h100"}
+                "sm_86": "rtx3090", "sm_87": "orin", "sm_90": "h100"}
 
 
 def hardware_for_target(target) -> Hardware:
@@ -244,6 +252,7 @@ def hardware_for_target(target) -> Hardware:
                             f"explicitly (built in: {', '.join(BUILTIN_NAMES)})")
     if kind == "cuda":
         arch = str(target.attrs.get("arch", "") or "")
+        arch = arch[:-1] if arch.endswith("a") else arch  # sm_90a: sm_90 plus Hopper extras
         if arch in GPU_PROFILES:
             return get_hardware(GPU_PROFILES[arch])
         raise HardwareError(f"no hardware profile for CUDA arch {arch or '(none)'}; known: "

@@ -4,7 +4,8 @@ The one place ``"auto"`` is resolved: for each block the latency predictor's fas
 among those that apply (``block_pipelines.AUTO_CANDIDATES``), on the target's hardware profile
 (``predictor.profiles.hardware_for_target``), at the activation rate the caller expects, with
 every kernel's weights arriving cold as they do inside a network (the module's blocks give the
-footprint). Pipelines the caller named are checked against the block (S, stride) with an error
+footprint); on GPUs only among those whose kernels fit the target's limits. Pipelines the
+caller named are checked against the block (S, stride) with an error
 naming the block. The choice travels in the call's ``pipeline`` argument.
 """
 
@@ -52,6 +53,16 @@ class ChooseBlockPipelines:
         self.target, self.rate, self.hardware = target, expected_rate, hardware
         self.candidates = tuple(candidates)
 
+    def _check_fits(self, op: SparseBottleneck) -> None:
+        from ..schedules import family, pipeline_fits
+
+        if family(self.target) == "cuda" and not pipeline_fits(
+                get_pipeline(op.pipeline), block_geometry(op), self.target):
+            raise ValueError(f"{op.name or 'block'}: block pipeline {op.pipeline!r} does not fit "
+                             f"{self.target.attrs.get('arch', 'this GPU')} (a patch's "
+                             "intermediates exceed its shared memory per block); choose "
+                             "another pipeline or 'auto'")
+
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         blocks = las_blocks(mod)
         for op in blocks:  # explicit choices first: a wrong one fails before any prediction
@@ -60,6 +71,7 @@ class ChooseBlockPipelines:
                     get_pipeline(op.pipeline).steps_for(block_geometry(op))
                 except ValueError as err:
                     raise ValueError(f"{op.name or 'block'}: {err}") from None
+                self._check_fits(op)
         if not any(op.pipeline == AUTO for op in blocks):
             return mod
         from ..predictor.block import best_pipeline
@@ -69,9 +81,16 @@ class ChooseBlockPipelines:
         hw = self.hardware or hardware_for_target(self.target)
         footprint = network_footprint_bytes([block_layer(op) for op in blocks])
 
+        from ..schedules import family, pipeline_fits
+
         def choose(op: SparseBottleneck) -> str:
+            candidates = self.candidates
+            if family(self.target) == "cuda":  # per-patch chains may exceed shared memory
+                geometry = block_geometry(op)
+                candidates = tuple(c for c in candidates
+                                   if pipeline_fits(get_pipeline(c), geometry, self.target))
             return best_pipeline(hw, block_layer(op), op.granularity, self.rate,
-                                 self.candidates, footprint).pipeline
+                                 candidates, footprint).pipeline
 
         rewriter = _Rewriter(mod, choose)
         for gvar, func in list(mod.functions_items()):

@@ -1,0 +1,98 @@
+"""Resource checks of a GPU-scheduled kernel against its target (TVM's own verifier).
+
+``tvm.s_tir.meta_schedule.postproc.VerifyGPUCode`` lowers a schedule as a build would and
+checks threads per block, shared and local memory per block and vector widths against the
+target. It needs every launch extent constant, and our sparse kernels launch one thread block
+per active patch tile (a symbolic count), so the check runs on a copy whose symbolic sizes
+are fixed: per-block resources do not depend on how many blocks are launched.
+"""
+
+from __future__ import annotations
+
+import tvm
+import tvm_ffi
+from tvm import s_tir, tirx
+
+from ..base import ScheduleError
+from .base import Limits
+
+LAUNCH_SIZE = 64  # the value symbolic sizes (active patches, row groups) take in the check
+
+
+def symbolic_sizes(func: tirx.PrimFunc) -> list:
+    """The size variables of a kernel's parameters (e.g. the active patch count n)."""
+    out = []
+    for param in func.params:
+        for dim in getattr(param, "shape", None) or ():
+            if isinstance(dim, tirx.Var) and not any(dim.same_as(v) for v in out):
+                out.append(dim)
+    return out
+
+
+def with_fixed_sizes(func: tirx.PrimFunc, value: int = LAUNCH_SIZE) -> tirx.PrimFunc:
+    sizes = symbolic_sizes(func)
+    if not sizes:
+        return func
+
+    def fix(var):
+        return tirx.const(value, "int32") if any(var.same_as(v) for v in sizes) else var
+
+    return func.with_body(tvm_ffi.structural_map(func.body, [(tirx.Var, fix)], order="post"))
+
+
+def block_resources(func: tirx.PrimFunc) -> dict:
+    """Threads per block and shared bytes per block of a scheduled kernel (for messages)."""
+    mod = tvm.transform.Sequential([
+        s_tir.transform.LowerInitBlock(),
+        s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
+        s_tir.transform.ConvertBlocksToOpaque(),
+        s_tir.transform.CompactBufferAllocation(),
+    ])(tvm.IRModule({"main": with_fixed_sizes(func)}))
+    threads, shared = {}, [0]
+
+    def visit(node):
+        if isinstance(node, tirx.For) and node.kind == tirx.ForKind.THREAD_BINDING:
+            tag = str(node.thread_binding.thread_tag)
+            if tag.startswith("threadIdx") and isinstance(node.extent, tirx.IntImm):
+                threads[tag] = max(threads.get(tag, 1), int(node.extent))
+        if isinstance(node, s_tir.SBlock):
+            for buffer in node.alloc_buffers:
+                if buffer.scope().startswith("shared"):
+                    count = 1
+                    for dim in buffer.shape:
+                        count *= int(dim) if isinstance(dim, tirx.IntImm) else 1
+                    shared[0] += count * tvm.runtime.DataType(buffer.dtype).bits // 8
+        return node
+
+    tvm_ffi.structural_map(mod["main"].body, [(tirx.For, visit), (s_tir.SBlock, visit)],
+                           order="post")
+    total = 1
+    for extent in threads.values():
+        total *= extent
+    return {"threads": total, "shared_bytes": shared[0]}
+
+
+def fits(func: tirx.PrimFunc, target: tvm.target.Target) -> bool:
+    """TVM's VerifyGPUCode on ``func`` (scheduled, not lowered) for ``target``."""
+    from tvm.s_tir import meta_schedule as ms
+
+    fixed = with_fixed_sizes(func)
+    mod = tvm.IRModule({"main": fixed})
+    context = ms.TuneContext(mod=mod, target=target, space_generator="post-order-apply",
+                             search_strategy="evolutionary")
+    verifier = ms.postproc.VerifyGPUCode()
+    verifier._initialize_with_tune_context(context)  # noqa: SLF001 - TVM's own entry point
+    return bool(verifier.apply(s_tir.Schedule(mod)))
+
+
+def check_fits(func: tirx.PrimFunc, target: tvm.target.Target, name: str) -> None:
+    """:class:`ScheduleError` naming the kernel and its needs when it exceeds the target."""
+    if fits(func, target):
+        return
+    limits = Limits.of(target)
+    used = block_resources(func)
+    raise ScheduleError(
+        f"{name}: over the limits of {target.attrs.get('arch', target.kind.name)} "
+        f"(needs {used['threads']} threads and {used['shared_bytes']} bytes of shared memory "
+        f"per block; the target allows {limits.threads} threads and {limits.shared_bytes} "
+        "bytes)")

@@ -1,0 +1,199 @@
+"""The CUDA rules without a GPU: loop structure, TVM's GPU verification at every LAS layer
+shape of LAS-ResNet-50/101 (224x224 and an 800x1333 detection input), ptxas (registers,
+no spills), and the serial emulation the numeric tests rely on (its own test: a planted
+schedule bug must show up as wrong numbers).
+
+The numbers of every GPU-scheduled kernel and block pipeline are checked against PyTorch in
+``tests/op/test_kernels.py`` and ``tests/test_block_pipelines.py`` (their ``cuda-emulated``
+cases); a network in ``tests/test_compiler.py``.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+import tvm
+from tvm import tirx
+
+from las_compiler import cuda_toolchain
+from las_compiler.block_pipelines import PIPELINES
+from las_compiler.geometry import BlockGeometry, PatchGeometry
+from las_compiler.op import get_kernel
+from las_compiler.predictor.layers import network_blocks
+from las_compiler.schedules import pipeline_fits, schedule
+from las_compiler.schedules.base import ScheduleError
+from las_compiler.schedules.cuda.limits import block_resources, fits
+from las_compiler.schedules.cuda.tiled_conv import TiledConvGPU
+from las_compiler.target import host_target, resolve_target
+from las_compiler.transform.serialize_gpu import serialize
+
+TX2 = "nvidia/jetson-tx2"
+H100 = "nvidia/nvidia-h100"
+SNETS = {"las_resnet50": (4, 4, 2, 1), "las_resnet101": (4, 4, 7, 1)}
+
+
+@functools.cache
+def gpu(tag):
+    return resolve_target(tag)
+
+
+def thread_loops(func):
+    """{thread tag: extent} of every thread-bound loop (static extents only)."""
+    found = {}
+
+    def visit(node):
+        if isinstance(node, tirx.For) and node.kind == tirx.ForKind.THREAD_BINDING:
+            extent = node.extent
+            found[str(node.thread_binding.thread_tag)] = int(extent) if isinstance(
+                extent, tirx.IntImm) else "symbolic"
+        return node
+
+    import tvm_ffi
+
+    tvm_ffi.structural_map(func.body, [(tirx.For, visit)], order="post")
+    return found
+
+
+def test_tiled_conv_structure_on_a_patch_kernel():
+    """One thread block per active patch (symbolic), 8 x 16 threads, channel tiles of 64 on
+    blockIdx.y, the gathered window and the weights staged in shared memory."""
+    g = PatchGeometry(1, 28, 28, 4, 1)
+    func = TiledConvGPU().apply(get_kernel("gather_conv3x3")(g, 64, 128), gpu(H100)).mod["main"]
+    assert thread_loops(func) == {"blockIdx.x": "symbolic", "blockIdx.y": 2, "threadIdx.y": 8,
+                                  "threadIdx.x": 16}
+    text = func.script()
+    assert 'scope="shared"' in text and 'scope="local"' in text
+    # window (6 x 6 pixels x 16-channel chunk) + weights (64 channels x 3 x 3 x 16)
+    assert block_resources(func)["shared_bytes"] == (36 * 16 + 64 * 9 * 16) * 4
+
+
+def test_limits_come_from_the_target():
+    """A target with less shared memory gets smaller chunks, not an over-limit kernel."""
+    g = PatchGeometry(1, 28, 28, 4, 1)
+    small = tvm.target.Target({"kind": "cuda", "arch": "sm_62", "max_shared_memory_per_block":
+                               16384, "max_threads_per_block": 1024, "thread_warp_size": 32})
+    func = schedule(get_kernel("gather_conv3x3")(g, 64, 128), small)
+    assert block_resources(func)["shared_bytes"] <= 16384 and fits(func, small)
+    # a chain whose intermediates cannot fit is refused with the numbers
+    wide = BlockGeometry(PatchGeometry(1, 14, 14, 7, 1), 1024, 256, 1024, False)
+    with pytest.raises(ScheduleError, match="shared memory"):
+        schedule(get_kernel("halo_conv3x3")(wide.patches, 1024, 256), small)
+    assert not pipeline_fits(PIPELINES["halo"], wide, small)
+
+
+def layer_geometries(model, height, width):
+    out = []
+    for layer, s in zip(network_blocks(model, height, width), _per_block(model), strict=True):
+        patches = PatchGeometry(1, layer.height, layer.width, s, layer.stride)
+        out.append(BlockGeometry(patches, layer.in_channels, layer.planes, layer.out_channels,
+                                 layer.downsample))
+    return sorted(set(out), key=str)
+
+
+def _per_block(model):
+    depths = {"las_resnet50": (3, 4, 6, 3), "las_resnet101": (3, 4, 23, 3)}[model]
+    return [s for s, d in zip(SNETS[model], depths, strict=True) for _ in range(d)]
+
+
+def shape_cases():
+    cases = []
+    for model, size in [("las_resnet50", (224, 224)), ("las_resnet101", (224, 224)),
+                        ("las_resnet101", (800, 1333))]:
+        for geometry in layer_geometries(model, *size):
+            cases.append(pytest.param(geometry, id=f"{model}-{size[0]}x{size[1]}-"
+                                                   f"{geometry.patches.height}x"
+                                                   f"{geometry.patches.width}-"
+                                                   f"c{geometry.in_channels}"))
+    return cases
+
+
+@pytest.mark.parametrize("tag", [TX2, H100])
+@pytest.mark.parametrize("geometry", shape_cases())
+def test_gpu_verification_at_every_layer_shape(geometry, tag):
+    """Every kernel of every pipeline that fits this GPU passes TVM's VerifyGPUCode (threads,
+    shared and local memory per block); the default pipeline (fused) always fits."""
+    target = gpu(tag)
+    assert pipeline_fits(PIPELINES["fused"], geometry, target)
+    seen = set()
+    for name in ("fused", "halo", "whole", "dense"):
+        pipeline = PIPELINES[name]
+        if not pipeline_fits(pipeline, geometry, target):
+            continue
+        for step in pipeline.steps_for(geometry):
+            key = (step.kernel, step.args(geometry))
+            if key in seen:
+                continue
+            seen.add(key)
+            func = schedule(get_kernel(step.kernel)(*step.args(geometry)), target)
+            assert fits(func, target), f"{name}/{step.kernel} over {tag}'s limits"
+
+
+CONV_KERNELS = ("conv1x1", "conv1x1_rows", "gather_conv3x3", "gather_conv3x3_rows",
+                "conv1x1_scatter_add", "conv1x1_scatter_add_rows", "halo_conv3x3", "conv2d")
+
+
+@pytest.mark.parametrize("tag", [TX2, H100])
+def test_device_code_assembles_without_spills(tag):
+    """Device code of every kernel of the fused and halo pipelines at the four stages of
+    LAS-ResNet-50 assembles with ptxas for the arch (nvcc for sm_90, LLVM's NVPTX + CUDA 12's
+    ptxas for the TX2's sm_62); the conv kernels spill no registers at the default knobs."""
+    target = gpu(tag)
+    missing = cuda_toolchain.toolchain_available(target)
+    if missing:
+        pytest.skip(missing)
+    funcs, seen = {}, set()
+    for geometry in layer_geometries("las_resnet50", 224, 224):
+        for name in ("fused", "halo"):
+            if not pipeline_fits(PIPELINES[name], geometry, target):
+                continue
+            for step in PIPELINES[name].steps_for(geometry):
+                if (step.kernel, step.args(geometry)) in seen:
+                    continue
+                seen.add((step.kernel, step.args(geometry)))
+                func = schedule(get_kernel(step.kernel)(*step.args(geometry)), target)
+                funcs[f"{step.kernel}_{len(funcs)}"] = func
+    text, fmt = cuda_toolchain.device_code(funcs, target)
+    report = cuda_toolchain.assemble(text, fmt, target)
+    assert len(report) >= len(funcs)  # every kernel is an entry (some launch several)
+    convs = [k for k in report if k.name.startswith(CONV_KERNELS)]
+    assert convs
+    for kernel in report:
+        assert kernel.registers <= 255
+    for kernel in convs:
+        assert kernel.spill_stores == 0 and kernel.spill_loads == 0, kernel
+
+
+def test_serialized_schedule_is_the_gpu_program_in_order():
+    """The emulation pass: no thread binding, no shared/local scope and no barrier is left,
+    the result equals the unscheduled kernel, and a planted bug (the cooperative fetch of
+    the window misses its last chunk of elements) shows up as wrong numbers."""
+    g = PatchGeometry(1, 12, 12, 4, 1)
+    func = get_kernel("gather_conv3x3")(g, 16, 32)
+    scheduled = schedule(func, gpu(H100))
+    emulated = serialize(scheduled)
+    text = emulated.script()
+    assert "thread_binding" not in text and '"shared"' not in text
+    assert "tvm_storage_sync" not in text
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 12, 12, 16)).astype("float32")
+    idx = np.array([0, 4, 8], "int32")
+    w = rng.standard_normal((2, 3, 3, 16, 16)).astype("float32")
+    b = rng.standard_normal(32).astype("float32")
+
+    def run(f):
+        ex = tvm.compile(tvm.IRModule({"main": f}), target=host_target())
+        out = tvm.runtime.tensor(np.full((3, 16, 32), np.nan, "float32"))
+        ex["main"](*[tvm.runtime.tensor(a) for a in (x, idx, w, b)], out)
+        return out.numpy()
+
+    expected = run(func)
+    np.testing.assert_allclose(run(emulated), expected, rtol=1e-5, atol=1e-5)
+    # the window's fetch: T.grid(chunks, threadIdx.y, threadIdx.x), serialized
+    fetch = [line for line in text.splitlines() if "for ax0_ax1_ax2_fused_0," in line]
+    assert fetch, "the window fetch loop moved: update the planted bug"
+    chunks = int(fetch[0].split("T.grid(")[1].split(",")[0])
+    planted = text.replace(fetch[0], fetch[0].replace(f"T.grid({chunks},",
+                                                      f"T.grid({chunks - 1},"), 1)
+    got = run(tvm.script.from_source(planted))
+    assert not np.allclose(got, expected, atol=1e-3, equal_nan=False)
