@@ -213,7 +213,8 @@ def summarise(result: dict, gpu: dict) -> str:
     for r in held[:6]:
         lines.append(f"| {r['block']} | {r['S']} | {r['r']} | {r['median_ms']:.3f} | "
                      f"{r['predicted_ms']:.3f} | {100 * (r['predicted_ms'] / r['median_ms'] - 1):+.0f} % |")  # noqa: E501
-    lines += ["", "### GPU profiles (model only: no CUDA kernels exist yet)", "",
+    lines += ["", "### GPU profiles (predicted with the CUDA rules' tiles; not measured on a "
+              "GPU)", "",
               "Predicted latency / dense block at r = 0.5, stride-1 block of each stage "
               "(best pipeline per S):", "",
               "| profile | stage | " + " | ".join(f"S={s}" for s in GRANULARITIES)

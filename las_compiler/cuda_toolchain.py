@@ -186,3 +186,22 @@ def toolchain_available(target) -> str | None:
     except RuntimeError as err:
         return str(err)
     return None
+
+
+def summarise_device_code(source: str, target) -> str:
+    """One line on a GPU build's device code: its kernels assembled for the arch with their
+    registers and spills (sm_75+, nvcc here), or why the artifact's CUDA C is left to the
+    device (older archs: CUDA 13 no longer compiles for them)."""
+    arch = f"sm_{arch_number(target)}"
+    if route(target) != "nvcc":
+        return (f"device code: CUDA C, compiled for {arch} when the artifact is loaded there "
+                "(CUDA 13 here builds sm_75+ only; the kernels' NVPTX device code for this "
+                "arch assembles in the test suite)")
+    missing = toolchain_available(target)
+    if missing:
+        return f"device code not assembled here: {missing}"
+    report = assemble(source, "cu", target)
+    spills = [k.name for k in report if k.spill_stores or k.spill_loads]
+    return (f"device code: {len(report)} kernels assemble for {arch} (nvcc -Xptxas -v), at "
+            f"most {max(k.registers for k in report)} registers per thread, "
+            + (f"spills in {', '.join(spills)}" if spills else "no register spills"))

@@ -121,6 +121,31 @@ def test_compile_and_run_errors(argv, message, artifact, tmp_path):
     assert not (tmp_path / "art").exists()
 
 
+def test_compile_for_a_gpu_here(tmp_path):
+    """`las compile --target nvidia/nvidia-h100` on a machine without a GPU: an artifact with
+    the CUDA kernels and host code for this CPU, its device code assembled by nvcc for sm_90
+    (no spills), not run; loading it here is one clear error."""
+    from las_compiler import cuda_toolchain
+    from las_compiler.target import resolve_target
+
+    out = tmp_path / "gpu"
+    proc = subprocess.run([sys.executable, "-m", "las_compiler", "compile", "--target",
+                           "nvidia/nvidia-h100", "--input-size", "64", "-o", str(out), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["target_kind"] == "cuda" and report["las_ms"] is None
+    notes = " ".join(report["notes"])
+    assert "not run here" in notes
+    if cuda_toolchain.toolchain_available(resolve_target("nvidia/nvidia-h100")) is None:
+        assert "assemble for sm_90" in notes and "no register spills" in notes, notes
+    proc = subprocess.run([sys.executable, "-m", "las_compiler", "run", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.skipif(__import__("shutil").which("aarch64-linux-gnu-gcc") is not None,
                     reason="a cross linker is installed")
 @pytest.mark.parametrize("target", [

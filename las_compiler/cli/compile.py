@@ -172,6 +172,12 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
     else:
         report.notes.append(f"cross-compiled for {compiled.metadata['target_kind']}: not run "
                             "here (deploy the artifact and use `las run` / `las bench` there)")
+        source = compiled.device_source()
+        if source is not None:
+            from ..cuda_toolchain import summarise_device_code
+
+            progress("assembling the device code")
+            report.notes.append(summarise_device_code(source, target))
     stage_values: dict[str, list[float]] = {}
     for meta, stat, active in zip(compiled.metadata["blocks"], stats.blocks, activation,
                                   strict=True):

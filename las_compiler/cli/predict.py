@@ -19,8 +19,8 @@ def _hardware(spec: str):
         note = ("host profile is nominal (uncalibrated): run `las predict --calibrate` for "
                 "measured numbers")
     if hw.kind == "gpu":
-        note = ("GPU kernels are modelled with the tiles a CUDA rule would use; no CUDA rule "
-                "exists yet, so these are not our kernels' measured behaviour")
+        note = ("GPU kernels are modelled with the tiles of our CUDA rules; no GPU has timed "
+                "them yet, so these figures are unvalidated")
     return hw, note
 
 

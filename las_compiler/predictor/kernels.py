@@ -29,10 +29,12 @@ The model must know the schedule, not an ideal kernel. On CPUs (``schedules/cpu`
 * the outer parallel loop has ``tasks`` iterations over ``compute_units`` cores: with fewer
   tasks than cores, or a ragged last round, cores idle.
 
-GPU profiles use the same kernels with the tile a CUDA rule would run (thread blocks of 64
-pixels x 64 output channels; patches smaller than 64 pixels share a block, S = 1 runs on
-groups of 32 pixels; every block loads its weight slice) until the CUDA rules exist; that
-part is a model of kernels not yet written and is labelled so in reports.
+GPU profiles use the same kernels with the tiles the CUDA rules run
+(``schedules/cuda/tiled_conv``; a test keeps the numbers equal): dense kernels in thread
+blocks of 16 pixels x 64 output channels, sparse kernels one thread block per active patch
+(its pixels split over the threads) and S = 1 one per group of :data:`ROW_GROUP` cells;
+every block loads its weight slice. No GPU has timed these kernels yet: GPU predictions are
+unvalidated.
 
 Latency of one kernel: ``launch + max(inner, far) + (1 - overlap) * min(inner, far) +
 serial`` with ``inner = max(compute, near)``: the paper's ``l_compute + l_data``, split by
@@ -53,6 +55,9 @@ from .layers import BlockLayer
 
 F32 = 4
 L1_WAY_BYTES, L1_ROWS_HELD_4K = 4096, 7  # = schedules.cpu.tiled_conv (tests check they agree)
+# = schedules.cuda.tiled_conv.Config (a test checks they agree)
+GPU_PIXEL_THREADS, GPU_THREAD_PIXELS, GPU_BLOCK_CHANNELS = 8, 2, 64
+GPU_BLOCK_PIXELS = GPU_PIXEL_THREADS * GPU_THREAD_PIXELS
 ROW_GROUP = 12  # = las_compiler.op.sparse_rows.ROW_GROUP (tests check they agree)
 CHANNEL_BLOCK = 16  # = las_compiler.op.params.CHANNEL_BLOCK
 
@@ -66,12 +71,13 @@ class TileModel:
     row_group: int = ROW_GROUP
     min_pixels: int = 1  # a partial tile costs at least this many pixels
     per_patch_s1: bool = False  # S = 1 as one-pixel patches instead of row groups
-    group_patches: bool = False  # small patches share a tile (GPU thread block)
+    per_patch_gpu: bool = False  # a GPU thread block per patch: one tile, however small
 
     @classmethod
     def for_hardware(cls, hw: Hardware) -> TileModel:
         if hw.kind == "gpu":
-            return cls(pixels=64, channels=64, row_group=32, group_patches=True)
+            # = schedules.cuda.tiled_conv.Config: (8 x 2) pixels x (16 x 4) channels per block
+            return cls(pixels=GPU_BLOCK_PIXELS, channels=GPU_BLOCK_CHANNELS, per_patch_gpu=True)
         return cls(pixels=12 if hw.vector_bits >= 512 else 6, channels=CHANNEL_BLOCK,
                    min_pixels=max(1, round(hw.fma_latency * hw.fma_per_cycle)))
 
@@ -228,8 +234,9 @@ def conv_work(hw: Hardware, tile: TileModel, kind: str, *, tiles: float, pixels:
 
 def _per_patch(tile: TileModel, pixels: int) -> tuple[int, int]:
     """(tiles, executed pixel slots) for one patch of ``pixels`` pixels."""
-    if tile.group_patches and pixels < tile.pixels:
-        return pixels / tile.pixels, pixels  # several patches per thread block
+    if tile.per_patch_gpu:  # the block's pixel threads split the patch in contiguous runs
+        threads = min(GPU_PIXEL_THREADS, math.ceil(pixels / GPU_THREAD_PIXELS))
+        return 1, threads * math.ceil(pixels / threads)
     full, rest = divmod(pixels, tile.pixels)
     return full + (rest > 0), full * tile.pixels + (max(rest, tile.min_pixels) if rest else 0)
 

@@ -14,7 +14,7 @@ def test_predict_json_per_block_and_network(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["S_net"] == "4-4-2-1" and len(report["blocks"]) == 33
     assert report["dynamic_ms"] > 0 and report["dense_ms"] > 0
-    assert "no CUDA rule exists yet" in report["note"]
+    assert "tiles of our CUDA rules" in report["note"] and "unvalidated" in report["note"]
     assert {b["S"] for b in report["blocks"]} == {4, 2, 1}
 
 

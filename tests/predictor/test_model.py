@@ -32,6 +32,13 @@ def test_schedule_constants_match_the_kernels_and_rules():
 
     assert (K.L1_WAY_BYTES, K.L1_ROWS_HELD_4K) == (tiled_conv.L1_WAY_BYTES,
                                                     tiled_conv.L1_ROWS_HELD_4K)
+    from las_compiler.schedules.cuda.tiled_conv import Config as GPUConfig
+
+    gpu = GPUConfig()
+    assert (K.GPU_PIXEL_THREADS, K.GPU_THREAD_PIXELS) == (gpu.pixel_threads, gpu.thread_pixels)
+    assert K.GPU_BLOCK_CHANNELS == gpu.channel_threads * gpu.thread_channels
+    gpu_tile = K.TileModel.for_hardware(get_hardware("v100"))
+    assert (gpu_tile.pixels, gpu_tile.channels) == (K.GPU_BLOCK_PIXELS, K.GPU_BLOCK_CHANNELS)
 
 
 def _avx512(hw):
@@ -156,7 +163,9 @@ def test_partial_cpu_tiles_cost_their_fma_latency():
     assert K._per_patch(tile, 16) == (2, 16)  # 12 + a partial tile of 4
     assert K._per_patch(tile, 49) == (5, 52)  # 4 x 12 + max(1, 4)
     gpu = K.TileModel.for_hardware(get_hardware("v100"))
-    assert K._per_patch(gpu, 4) == (4 / 64, 4)  # small patches share a thread block
+    # a thread block per patch: 2 threads x 2 pixels for S = 2; 8 x 7 slots for S = 7
+    assert K._per_patch(gpu, 4) == (1, 4)
+    assert K._per_patch(gpu, 49) == (1, 56)
 
 
 def test_bad_requests_are_clear_errors():

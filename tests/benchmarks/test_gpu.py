@@ -1,0 +1,15 @@
+"""The GPU benchmark's predicted table (pure Python: the predictor and its profiles)."""
+
+from benchmarks import gpu
+
+
+def test_predicted_goals_table():
+    rows = gpu.predictions(("tx2", "v100"))
+    assert [(r["case"][:14], r["hardware"]) for r in rows] == [
+        ("LAS-ResNet-101", "tx2"), ("LAS-ResNet-101", "v100"),
+        ("LAS-ResNet-50 ", "tx2"), ("LAS-ResNet-50 ", "v100")]
+    for r in rows:
+        assert 0 < r["dynamic_ms"] < r["dense_ms"] and abs(r["ratio"] - r["dynamic_ms"]
+                                                            / r["dense_ms"]) < 1e-9
+    text = gpu.summarise(rows)
+    assert text.count("| tx2 |") == 2 and "not measured" in text
