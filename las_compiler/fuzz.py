@@ -2,6 +2,10 @@
 configurations.
 
     python -m las_compiler.fuzz --cases 10000 --json results/fuzz.json [--seed 0]
+    python -m las_compiler.fuzz --cases 1000 --emulate-gpu nvidia/jetson-tx2
+
+``--emulate-gpu TAG`` checks that GPU's schedules instead of the host's: every kernel on the
+CUDA rules, run serially on this CPU (``transform.serialize_gpu``).
 
 A *configuration* is one compile; each serves many *cases* (inputs and masks):
 
@@ -74,6 +78,7 @@ class Summary:
     cases_by_pipeline: dict[str, int] = field(default_factory=dict)
     exact_rates: dict[str, int] = field(default_factory=lambda: {"0": 0, "1": 0})
     seconds: float = 0.0
+    schedules: str = "host"  # or the GPU tag whose schedules were emulated
 
 
 # -- drawing configurations ------------------------------------------------------------------
@@ -151,8 +156,19 @@ def _grid(config: BlockConfig) -> tuple[int, int]:
     return patch_grid(ho, wo, config.granularity)
 
 
+def compile_target(emulate_gpu: str | None):
+    """``"host"``, or a GPU tag's schedules emulated serially on this CPU
+    (``build.EmulatedGPU``): the fuzzer then checks the CUDA rules' numbers."""
+    if emulate_gpu is None:
+        return "host"
+    from .build import EmulatedGPU
+    from .target import resolve_target
+
+    return EmulatedGPU(resolve_target(emulate_gpu))
+
+
 def run_block_config(config: BlockConfig, cases: int, summary: Summary,
-                     report=print) -> None:
+                     report=print, emulate_gpu: str | None = None) -> None:
     """Compile one block configuration and check ``cases`` inputs and masks on it."""
     import torch
 
@@ -163,8 +179,8 @@ def run_block_config(config: BlockConfig, cases: int, summary: Summary,
     gh, gw = _grid(config)
     zeros = torch.zeros(config.batch, config.in_channels, config.height, config.width)
     template = pin_mask(block, zeros, torch.zeros(config.batch, gh, gw))
-    compiled = compile_block(block, template.permute(0, 2, 3, 1), "host", config.pipeline,
-                             tuning_logs=False)
+    compiled = compile_block(block, template.permute(0, 2, 3, 1), compile_target(emulate_gpu),
+                             config.pipeline, tuning_logs=False)
     summary.compiles += 1
     for case in range(cases):
         _block_case(config, block, compiled, case, summary, report)
@@ -226,14 +242,14 @@ def _network(config: NetworkConfig):
 
 
 def run_network_config(config: NetworkConfig, cases: int, summary: Summary,
-                       report=print) -> None:
+                       report=print, emulate_gpu: str | None = None) -> None:
     import torch
 
     import las_compiler
 
     model = _network(config)
     x = torch.zeros(config.batch, 3, config.height, config.width)
-    compiled = las_compiler.compile(model, x, "host", tuning_logs=False,
+    compiled = las_compiler.compile(model, x, compile_target(emulate_gpu), tuning_logs=False,
                                     pipelines=list(config.pipelines),
                                     static_blocks=config.static)
     summary.compiles += 1
@@ -289,16 +305,18 @@ def _network_case(config, model, compiled, case: int, summary: Summary, report) 
 def _mismatch(summary: Summary, config, case: int, problem: str, report) -> None:
     record = {"config": asdict(config), "case": case, "problem": problem}
     summary.mismatches.append(record)
+    gpu = f" --emulate-gpu {summary.schedules}" if summary.schedules != "host" else ""
     report(f"MISMATCH {problem}\n  reproduce: python -m las_compiler.fuzz --reproduce "
-           f"'{json.dumps({'config': asdict(config), 'case': case})}'")
+           f"'{json.dumps({'config': asdict(config), 'case': case})}'{gpu}")
 
 
 def run(cases: int, seed: int = 0, per_compile: int = 20, network_share: float = 0.15,
-        report=print, progress=None) -> Summary:
+        report=print, progress=None, emulate_gpu: str | None = None) -> Summary:
     """``cases`` cases in all, ``per_compile`` per configuration; about ``network_share`` of
-    the configurations are whole networks."""
+    the configurations are whole networks. ``emulate_gpu``: a GPU tag whose schedules are
+    checked instead of the host's (run serially on this CPU)."""
     rng = np.random.default_rng(seed)
-    summary = Summary()
+    summary = Summary(schedules=emulate_gpu or "host")
     start = time.perf_counter()
     index = 0
     while summary.cases < cases:
@@ -306,9 +324,11 @@ def run(cases: int, seed: int = 0, per_compile: int = 20, network_share: float =
         index += 1
         count = min(per_compile, cases - summary.cases)
         if rng.random() < network_share:
-            run_network_config(_network_config(rng, config_seed), count, summary, report)
+            run_network_config(_network_config(rng, config_seed), count, summary, report,
+                               emulate_gpu)
         else:
-            run_block_config(_block_config(rng, config_seed), count, summary, report)
+            run_block_config(_block_config(rng, config_seed), count, summary, report,
+                             emulate_gpu)
         if progress is not None:
             progress(summary)
     summary.seconds = round(time.perf_counter() - start, 1)
@@ -331,7 +351,8 @@ def reproduce(spec: dict, report=print) -> Summary:
         gh, gw = _grid(config)
         template = pin_mask(block, torch.zeros(config.batch, config.in_channels, config.height,
                                                config.width), torch.zeros(config.batch, gh, gw))
-        compiled = compile_block(block, template.permute(0, 2, 3, 1), "host", config.pipeline,
+        compiled = compile_block(block, template.permute(0, 2, 3, 1),
+                                 compile_target(spec.get("emulate_gpu")), config.pipeline,
                                  tuning_logs=False)
         _block_case(config, block, compiled, spec["case"], summary, report)
     else:
@@ -343,7 +364,8 @@ def reproduce(spec: dict, report=print) -> Summary:
 
         model = _network(config)
         compiled = las_compiler.compile(model, torch.zeros(config.batch, 3, config.height,
-                                                           config.width), "host",
+                                                           config.width),
+                                        compile_target(spec.get("emulate_gpu")),
                                         tuning_logs=False, pipelines=list(config.pipelines),
                                         static_blocks=config.static)
         _network_case(config, model, compiled, spec["case"], summary, report)
@@ -360,16 +382,21 @@ def main(argv=None) -> int:
                         help="cases per compiled configuration")
     parser.add_argument("--json", default=None, help="write the summary here")
     parser.add_argument("--reproduce", default=None, help="one case, as a mismatch printed it")
+    parser.add_argument("--emulate-gpu", default=None, metavar="TAG",
+                        help="check a GPU's schedules instead (e.g. nvidia/jetson-tx2), run "
+                             "serially on this CPU")
     args = parser.parse_args(argv)
     if args.reproduce:
-        return 1 if reproduce(json.loads(args.reproduce)).mismatches else 0
+        spec = {**json.loads(args.reproduce), "emulate_gpu": args.emulate_gpu}
+        return 1 if reproduce(spec).mismatches else 0
 
     def progress(summary: Summary) -> None:
         print(f"\r{summary.cases}/{args.cases} cases, {summary.compiles} compiles, "
               f"{len(summary.mismatches)} mismatches, {summary.tie_flips} tie flips",
               end="", file=sys.stderr, flush=True)
 
-    summary = run(args.cases, args.seed, args.per_compile, progress=progress)
+    summary = run(args.cases, args.seed, args.per_compile, progress=progress,
+                  emulate_gpu=args.emulate_gpu)
     print(file=sys.stderr)
     result = {**asdict(summary), "seed": args.seed, "per_compile": args.per_compile}
     text = json.dumps(result, indent=1)

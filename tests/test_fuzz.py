@@ -24,3 +24,12 @@ def test_a_mismatch_prints_a_reproducer(monkeypatch):
     assert len(summary.mismatches) == 2
     assert "python -m las_compiler.fuzz --reproduce" in reports[0]
     assert '"pipeline": "fused"' in reports[0] and '"case": 0' in reports[0]
+
+
+def test_gpu_schedules_emulated_on_random_cases():
+    """The same fuzzing on the CUDA rules' schedules (a Jetson TX2's), run serially here."""
+    reports = []
+    summary = fuzz.run(80, seed=7, per_compile=20, network_share=0.25, report=reports.append,
+                       emulate_gpu="nvidia/jetson-tx2")
+    assert summary.cases == 80 and not summary.mismatches, reports
+    assert summary.schedules == "nvidia/jetson-tx2"
