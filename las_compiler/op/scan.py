@@ -62,3 +62,38 @@ def chunked_offsets(length: int):
                     inclusive[vt] = swap[vt]
 
     return offsets
+
+
+def listed_in_groups(length: int, group: int, max_groups: int, pad_with_last: bool):
+    """A TVMScript macro ``(src, counts, inclusive, rows, groups)``: phase 3 for the row-group
+    lists - the non-zero positions of ``src`` in order, as ``rows[max_groups, group]``, the
+    last group padded with its last entry (``pad_with_last``) or with -1; ``groups[0]`` = the
+    groups used. Call it after :func:`chunked_offsets` in the same ``block`` loop."""
+    size = chunk_size(length)
+    G = group  # noqa: N806
+
+    @T.macro
+    def write(src, counts, inclusive, rows, groups):
+        for t in range(CHUNKS):
+            with T.sblock("write"):
+                vt = T.axis.spatial(CHUNKS, t)
+                T.reads(src[0:length], counts[vt], inclusive[0:CHUNKS])
+                T.writes(rows[0:max_groups, 0:G], groups[0:1])
+                at = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                last = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                at[0] = inclusive[vt] - counts[vt]
+                last[0] = inclusive[CHUNKS - 1] - 1  # (GPU: shared reads stay out of ifs)
+                for i in range(size):
+                    if vt * size + i < length:
+                        if src[vt * size + i] != 0:
+                            rows[at[0] // G, at[0] % G] = vt * size + i
+                            if at[0] == last[0]:  # the last entry pads the rest of its group
+                                for u in range(G):
+                                    if u > at[0] % G:
+                                        rows[at[0] // G, u] = T.if_then_else(
+                                            pad_with_last, vt * size + i, -1)
+                            at[0] = at[0] + 1
+                if vt == CHUNKS - 1:
+                    groups[0] = (last[0] + G) // G
+
+    return write

@@ -20,7 +20,7 @@ from ..geometry import PatchGeometry
 from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
-from .scan import CHUNKS, chunk_size, chunked_offsets
+from .scan import CHUNKS, chunked_offsets, listed_in_groups
 
 ROW_GROUP = 12  # a multiple of every rule's register tile: 6 (AVX2, NEON) and 12 (AVX-512)
 # the kernels that work on groups of ROW_GROUP listed pixels or cells
@@ -47,8 +47,8 @@ def dilated_rows(geometry: PatchGeometry):
     sh, sw = g.span_h, g.span_w
     groups_max, G = max_row_groups(g), ROW_GROUP  # noqa: N806
 
-    size = chunk_size(M)
     offsets = chunked_offsets(M)
+    write = listed_in_groups(M, G, groups_max, pad_with_last=True)
 
     @T.prim_func(s_tir=True)
     def func(
@@ -76,27 +76,7 @@ def dilated_rows(geometry: PatchGeometry):
                            * W + ix.window_pixel(vq, va, vb)[2]] = 1
         for block in range(1):  # noqa: B007 - the GPU thread block
             offsets(marked, counts, inclusive, swap)
-            for t in range(CHUNKS):
-                with T.sblock("write"):
-                    vt = T.axis.spatial(CHUNKS, t)
-                    T.reads(marked[0:M], counts[vt], inclusive[0:CHUNKS])
-                    T.writes(rows[0:groups_max, 0:G], groups[0:1])
-                    at = T.sblock_alloc_buffer((1,), "int32", scope="local")
-                    last = T.sblock_alloc_buffer((1,), "int32", scope="local")
-                    at[0] = inclusive[vt] - counts[vt]
-                    last[0] = inclusive[CHUNKS - 1] - 1  # (GPU: shared reads stay out of ifs)
-                    for i in range(size):
-                        if vt * size + i < M:
-                            if marked[vt * size + i] != 0:
-                                rows[at[0] // G, at[0] % G] = vt * size + i
-                                if at[0] == last[0]:
-                                    # the last pixel pads the rest of its group
-                                    for u in range(G):
-                                        if u > at[0] % G:
-                                            rows[at[0] // G, u] = vt * size + i
-                                at[0] = at[0] + 1
-                    if vt == CHUNKS - 1:
-                        groups[0] = (last[0] + G) // G
+            write(marked, counts, inclusive, rows, groups)
 
     return func
 
@@ -165,8 +145,8 @@ def active_rows(geometry: PatchGeometry):
     groups_max = -(-g.num_cells // G)
 
     L = g.num_cells  # noqa: N806
-    size = chunk_size(L)
     offsets = chunked_offsets(L)
+    write = listed_in_groups(L, G, groups_max, pad_with_last=False)
 
     @T.prim_func(s_tir=True)
     def func(
@@ -180,26 +160,7 @@ def active_rows(geometry: PatchGeometry):
         swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
         for block in range(1):  # noqa: B007 - the GPU thread block
             offsets(flags, counts, inclusive, swap)
-            for t in range(CHUNKS):
-                with T.sblock("write"):
-                    vt = T.axis.spatial(CHUNKS, t)
-                    T.reads(flags[0:L], counts[vt], inclusive[0:CHUNKS])
-                    T.writes(rows[0:groups_max, 0:G], groups[0:1])
-                    at = T.sblock_alloc_buffer((1,), "int32", scope="local")
-                    last = T.sblock_alloc_buffer((1,), "int32", scope="local")
-                    at[0] = inclusive[vt] - counts[vt]
-                    last[0] = inclusive[CHUNKS - 1] - 1  # (GPU: shared reads stay out of ifs)
-                    for i in range(size):
-                        if vt * size + i < L:
-                            if flags[vt * size + i] != 0:
-                                rows[at[0] // G, at[0] % G] = vt * size + i
-                                if at[0] == last[0]:
-                                    for u in range(G):  # pad the last group with -1
-                                        if u > at[0] % G:
-                                            rows[at[0] // G, u] = -1
-                                at[0] = at[0] + 1
-                    if vt == CHUNKS - 1:
-                        groups[0] = (last[0] + G) // G
+            write(flags, counts, inclusive, rows, groups)
 
     return func
 

@@ -197,3 +197,14 @@ def test_serialized_schedule_is_the_gpu_program_in_order():
                                                       f"T.grid({chunks - 1},"), 1)
     got = run(tvm.script.from_source(planted))
     assert not np.allclose(got, expected, atol=1e-3, equal_nan=False)
+
+
+def test_the_two_verified_targets_cover_every_tag():
+    """The layer-shape verification runs for the TX2 and the H100; the other GPUs' tags have
+    the same per-block limits (threads, shared memory), so the same schedules fit them."""
+    from las_compiler.schedules.cuda.base import Limits
+
+    checked = {(Limits.of(gpu(t)).threads, Limits.of(gpu(t)).shared_bytes) for t in (TX2, H100)}
+    for tag in ("nvidia/geforce-gtx-1080", "nvidia/nvidia-v100", "nvidia/jetson-agx-orin-64gb"):
+        limits = Limits.of(gpu(tag))
+        assert (limits.threads, limits.shared_bytes) in checked, tag
