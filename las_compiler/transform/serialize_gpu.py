@@ -30,6 +30,8 @@ import tvm
 import tvm_ffi
 from tvm import s_tir, tirx
 
+from ..schedules.cuda.limits import with_allocations_placed
+
 PRIVATE_SCOPES = ("shared", "shared.dyn", "local", "warp")
 
 
@@ -68,13 +70,7 @@ def _as_global(buffer):
 
 def serialize(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """``func`` (scheduled for a GPU, not lowered) as a serial program (module docstring)."""
-    mod = tvm.transform.Sequential([
-        s_tir.transform.LowerInitBlock(),
-        s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
-        s_tir.transform.ConvertBlocksToOpaque(),
-        s_tir.transform.CompactBufferAllocation(),
-    ])(tvm.IRModule({"main": func}))
-    func = mod["main"]
+    func = with_allocations_placed(func)  # step 1
     body = _serial_loops(func.body)
     replace = {b: _as_global(b) for b in _private_buffers(body)}
     if replace:

@@ -40,14 +40,20 @@ def with_fixed_sizes(func: tirx.PrimFunc, value: int = LAUNCH_SIZE) -> tirx.Prim
     return func.with_body(tvm_ffi.structural_map(func.body, [(tirx.Var, fix)], order="post"))
 
 
-def block_resources(func: tirx.PrimFunc) -> dict:
-    """Threads per block and shared bytes per block of a scheduled kernel (for messages)."""
-    mod = tvm.transform.Sequential([
+def with_allocations_placed(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """TVM's own passes put each buffer where it lives (a shared buffer in its thread block,
+    a local one in its thread) at the size one block or thread uses."""
+    return tvm.transform.Sequential([
         s_tir.transform.LowerInitBlock(),
         s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
         s_tir.transform.ConvertBlocksToOpaque(),
         s_tir.transform.CompactBufferAllocation(),
-    ])(tvm.IRModule({"main": with_fixed_sizes(func)}))
+    ])(tvm.IRModule({"main": func}))["main"]
+
+
+def block_resources(func: tirx.PrimFunc) -> dict:
+    """Threads per block and shared bytes per block of a scheduled kernel (for messages)."""
+    placed = with_allocations_placed(with_fixed_sizes(func))
     threads, shared = {}, [0]
 
     def visit(node):
@@ -64,7 +70,7 @@ def block_resources(func: tirx.PrimFunc) -> dict:
                     shared[0] += count * tvm.runtime.DataType(buffer.dtype).bits // 8
         return node
 
-    tvm_ffi.structural_map(mod["main"].body, [(tirx.For, visit), (s_tir.SBlock, visit)],
+    tvm_ffi.structural_map(placed.body, [(tirx.For, visit), (s_tir.SBlock, visit)],
                            order="post")
     total = 1
     for extent in threads.values():
