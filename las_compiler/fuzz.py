@@ -79,6 +79,7 @@ class Summary:
     exact_rates: dict[str, int] = field(default_factory=lambda: {"0": 0, "1": 0})
     seconds: float = 0.0
     schedules: str = "host"  # or the GPU tag whose schedules were emulated
+    unfit_configs: int = 0  # drawn configurations whose pipeline the GPU cannot hold (redrawn)
 
 
 # -- drawing configurations ------------------------------------------------------------------
@@ -323,12 +324,18 @@ def run(cases: int, seed: int = 0, per_compile: int = 20, network_share: float =
         config_seed = seed * 1_000_003 + index
         index += 1
         count = min(per_compile, cases - summary.cases)
-        if rng.random() < network_share:
-            run_network_config(_network_config(rng, config_seed), count, summary, report,
-                               emulate_gpu)
-        else:
-            run_block_config(_block_config(rng, config_seed), count, summary, report,
-                             emulate_gpu)
+        network = rng.random() < network_share
+        try:
+            if network:
+                run_network_config(_network_config(rng, config_seed), count, summary, report,
+                                   emulate_gpu)
+            else:
+                run_block_config(_block_config(rng, config_seed), count, summary, report,
+                                 emulate_gpu)
+        except ValueError as err:  # a per-patch chain over the GPU's shared memory
+            if emulate_gpu is None or "does not fit" not in str(err):
+                raise
+            summary.unfit_configs += 1
         if progress is not None:
             progress(summary)
     summary.seconds = round(time.perf_counter() - start, 1)
