@@ -15,7 +15,6 @@ import pytest
 import tvm
 from tvm import tirx
 
-from las_compiler import cuda_toolchain
 from las_compiler.block_pipelines import PIPELINES
 from las_compiler.geometry import BlockGeometry, PatchGeometry
 from las_compiler.op import get_kernel
@@ -96,10 +95,14 @@ def _per_block(model):
 
 
 def shape_cases():
-    cases = []
+    """Every distinct block geometry (a shape LAS-ResNet-50 and -101 share is checked once)."""
+    cases, seen = [], set()
     for model, size in [("las_resnet50", (224, 224)), ("las_resnet101", (224, 224)),
                         ("las_resnet101", (800, 1333))]:
         for geometry in layer_geometries(model, *size):
+            if geometry in seen:
+                continue
+            seen.add(geometry)
             cases.append(pytest.param(geometry, id=f"{model}-{size[0]}x{size[1]}-"
                                                    f"{geometry.patches.height}x"
                                                    f"{geometry.patches.width}-"
@@ -107,11 +110,13 @@ def shape_cases():
     return cases
 
 
-@pytest.mark.parametrize("tag", [TX2, H100])
 @pytest.mark.parametrize("geometry", shape_cases())
-def test_gpu_verification_at_every_layer_shape(geometry, tag):
-    """Every kernel of every pipeline that fits this GPU passes TVM's VerifyGPUCode (threads,
-    shared and local memory per block); the default pipeline (fused) always fits."""
+def test_gpu_verification_at_every_layer_shape(geometry):
+    """Every kernel of every pipeline that fits passes TVM's VerifyGPUCode (threads, shared
+    and local memory per block); the default pipeline (fused) always fits. Checked for the
+    TX2: every other tag has the same per-block limits (the next test), and no rule reads
+    anything else from the target."""
+    tag = TX2
     target = gpu(tag)
     assert pipeline_fits(PIPELINES["fused"], geometry, target)
     seen = set()
@@ -126,41 +131,6 @@ def test_gpu_verification_at_every_layer_shape(geometry, tag):
             seen.add(key)
             func = schedule(get_kernel(step.kernel)(*step.args(geometry)), target)
             assert fits(func, target), f"{name}/{step.kernel} over {tag}'s limits"
-
-
-CONV_KERNELS = ("conv1x1", "conv1x1_rows", "gather_conv3x3", "gather_conv3x3_rows",
-                "conv1x1_scatter_add", "conv1x1_scatter_add_rows", "halo_conv3x3", "conv2d")
-
-
-@pytest.mark.parametrize("tag", [TX2, H100])
-def test_device_code_assembles_without_spills(tag):
-    """Device code of every kernel of the fused and halo pipelines at the four stages of
-    LAS-ResNet-50 assembles with ptxas for the arch (nvcc for sm_90, LLVM's NVPTX + CUDA 12's
-    ptxas for the TX2's sm_62); the conv kernels spill no registers at the default knobs."""
-    target = gpu(tag)
-    missing = cuda_toolchain.toolchain_available(target)
-    if missing:
-        pytest.skip(missing)
-    funcs, seen = {}, set()
-    for geometry in layer_geometries("las_resnet50", 224, 224):
-        for name in ("fused", "halo"):
-            if not pipeline_fits(PIPELINES[name], geometry, target):
-                continue
-            for step in PIPELINES[name].steps_for(geometry):
-                if (step.kernel, step.args(geometry)) in seen:
-                    continue
-                seen.add((step.kernel, step.args(geometry)))
-                func = schedule(get_kernel(step.kernel)(*step.args(geometry)), target)
-                funcs[f"{step.kernel}_{len(funcs)}"] = func
-    text, fmt = cuda_toolchain.device_code(funcs, target)
-    report = cuda_toolchain.assemble(text, fmt, target)
-    assert len(report) >= len(funcs)  # every kernel is an entry (some launch several)
-    convs = [k for k in report if k.name.startswith(CONV_KERNELS)]
-    assert convs
-    for kernel in report:
-        assert kernel.registers <= 255
-    for kernel in convs:
-        assert kernel.spill_stores == 0 and kernel.spill_loads == 0, kernel
 
 
 def test_serialized_schedule_is_the_gpu_program_in_order():
@@ -199,12 +169,13 @@ def test_serialized_schedule_is_the_gpu_program_in_order():
     assert not np.allclose(got, expected, atol=1e-3, equal_nan=False)
 
 
-def test_the_two_verified_targets_cover_every_tag():
-    """The layer-shape verification runs for the TX2 and the H100; the other GPUs' tags have
-    the same per-block limits (threads, shared memory), so the same schedules fit them."""
+def test_the_verified_target_covers_every_tag():
+    """The layer-shape verification runs for the TX2; the other GPUs' tags have the same
+    per-block limits (threads, shared memory), so the same schedules fit them."""
     from las_compiler.schedules.cuda.base import Limits
 
-    checked = {(Limits.of(gpu(t)).threads, Limits.of(gpu(t)).shared_bytes) for t in (TX2, H100)}
-    for tag in ("nvidia/geforce-gtx-1080", "nvidia/nvidia-v100", "nvidia/jetson-agx-orin-64gb"):
+    checked = {(Limits.of(gpu(TX2)).threads, Limits.of(gpu(TX2)).shared_bytes)}
+    for tag in (H100, "nvidia/geforce-gtx-1080", "nvidia/nvidia-v100",
+                "nvidia/jetson-agx-orin-64gb"):
         limits = Limits.of(gpu(tag))
         assert (limits.threads, limits.shared_bytes) in checked, tag
