@@ -6,13 +6,12 @@ producers (gathered windows, padding) -> one reduction block ``[outer..., pixel,
 reductions...]`` -> one epilogue block (bias, ReLU, residual, scattered stores).
 
 Schedule strategy:
-1. the patch (or row-group) loops and the pixel loop fuse into one pixel axis over every
-   active pixel (symbolic for sparse kernels), split into ``blockIdx.x`` x ``threadIdx.y`` x
-   ``thread_pixels``; output channels into ``blockIdx.y`` x ``threadIdx.x`` x
-   ``thread_channels``. A thread block covers a (pixels x channels) tile, a thread a small
-   register tile of it; neighbouring threads take neighbouring channel groups, so weight loads
-   and output stores coalesce, and the ``thread_channels`` innermost channels are one
-   vector store;
+1. sparse kernels: one thread block (``blockIdx.x``) per active patch or row group, its pixels
+   split over ``threadIdx.y`` in contiguous runs; dense kernels: the pixel axis split into
+   ``blockIdx.x`` x ``threadIdx.y`` x ``thread_pixels``. Output channels go to ``blockIdx.y``
+   x ``threadIdx.x`` x ``thread_channels``. A thread block covers a (pixels x channels)
+   tile, a thread a small register tile of it; neighbouring threads take neighbouring
+   channel groups, so weight loads and output stores coalesce;
 2. the input channels split into chunks of ``chunk``; per chunk the pixel operand (the
    gathered patch windows with their halo, the padded map, or the patch rows) and the
    weights are copied into shared memory by all threads of the block together (TVM inserts
@@ -20,7 +19,9 @@ Schedule strategy:
 3. the accumulator is ``local`` (registers) and the epilogue runs on it per thread, so bias,
    ReLU, the residual add and the scattered stores happen once per output element.
 Limits come from the target: a chunk whose shared tiles exceed the block's shared memory is
-halved until they fit; a tile with more threads than the target allows is an error.
+halved until they fit, and where even one channel does not (a strided map whose tile spans
+whole rows) only the weights are staged; a tile with more threads than the target allows is
+an error.
 Deliberately not done yet: double buffering of the shared tiles, tensor cores (fp32 only).
 """
 
@@ -131,7 +132,7 @@ def tile_for_gpu(sch: s_tir.Schedule, func, limits: Limits, knobs: dict,
     thread_pixels = int(knobs["thread_pixels"])
     pixel_threads = max(1, min(int(knobs["pixel_threads"]), limits.threads // channel_threads))
     by, tx, tc = sch.split(channel, [None, channel_threads, thread_channels])
-    p_o = ty = tp = None
+    ty = tp = None
     if outer:
         # one thread block per patch (row group): its staged window is one patch's, of a
         # constant size; the block's threads split the patch's pixels
@@ -157,7 +158,7 @@ def tile_for_gpu(sch: s_tir.Schedule, func, limits: Limits, knobs: dict,
     chunk = math.gcd(rc_extent, chunk)
     rc_o, rc_i = sch.split(rc, [None, chunk])
     threads = [loop for loop in (ty, tx) if loop is not None]
-    tile = [loop for loop in (p_o, tp, tc) if loop is not None]
+    tile = [loop for loop in (tp, tc) if loop is not None]
     sch.reorder(bx, by, *threads, rc_o, *reductions[:-1], rc_i, *tile)
     sch.bind(bx, "blockIdx.x")
     sch.bind(by, "blockIdx.y")
