@@ -157,21 +157,13 @@ def make_block(shape: BlockShape | dict | str, seed: int = 0):
     """
     import torch
 
-    from las_compiler.models import Bottleneck
+    from las_compiler.models import Bottleneck, randomise_bn
 
     shape = as_shape(shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         block = Bottleneck(shape.in_channels, shape.planes, shape.stride, granularity=1)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for m in block.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
+    randomise_bn(block, seed + 1)
     return block.eval()
 
 

@@ -132,20 +132,12 @@ def _network_config(rng: np.random.Generator, seed: int) -> NetworkConfig:
 def _random_block(config: BlockConfig):
     import torch
 
-    from .models import Bottleneck
+    from .models import Bottleneck, randomise_bn
 
-    gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     block = Bottleneck(config.in_channels, config.planes, config.stride,
                        config.granularity).eval()
-    with torch.no_grad():
-        for m in block.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
+    randomise_bn(block, config.seed)
     block.block_name = "fuzz"
     return block
 

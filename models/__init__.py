@@ -3,7 +3,7 @@
 Plain PyTorch: nothing here imports TVM. Installed as ``las_compiler.models``.
 """
 
-from .blocks import BlockStats, Bottleneck, DynamicBlock
+from .blocks import BlockStats, Bottleneck, DynamicBlock, randomise_bn
 from .calibrate import calibrate, calibrate_block, pin_mask
 from .checkpoint import (
     CheckpointInfo,
@@ -54,6 +54,7 @@ __all__ = [
     "calibrate_block",
     "pin_mask",
     "prepare_model",
+    "randomise_bn",
     "check_granularity_fits",
     "conv_output_size",
     "finetune",

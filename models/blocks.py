@@ -191,3 +191,17 @@ class Bottleneck(DynamicBlock):
         if self.downsample is not None:
             flops["downsample"] = (self.in_channels * self.out_channels * out_px, "dense")
         return flops
+
+
+@torch.no_grad()
+def randomise_bn(module: nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics and affine terms drawn from ``seed``: random-weight models
+    (tests, the fuzzer, benchmarks) then exercise BN folding instead of an identity BN."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.bias.copy_(torch.randn(c, generator=gen) * 0.1)

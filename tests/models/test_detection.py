@@ -12,12 +12,12 @@ the backbone returns the four stages' maps. Checkpoints are made in the mmdetect
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import las_compiler
 from las_compiler.models import load_checkpoint, parse_granularity, prepare_model
 from las_compiler.models.las_resnet import STAGE_DEPTHS, build_model
 
+from .helpers import official_bottleneck, official_stem
 from .test_official import official_state_dict
 
 CONFIG = """model = dict(
@@ -49,35 +49,17 @@ def mmdet_checkpoint(path, depth, per_block, seed=0):
 
 
 def official_backbone_forward(sd, depths, per_block, x):
-    """(C2..C5, masks) of the official ``ResNet_sd`` eval forward (mask_channel_group=1)."""
-
-    def bn(h, name):
-        return F.batch_norm(h, sd[f"{name}.running_mean"], sd[f"{name}.running_var"],
-                            sd[f"{name}.weight"], sd[f"{name}.bias"], False, 0.0, 1e-5)
-
-    h = F.max_pool2d(F.relu(bn(F.conv2d(x, sd["conv1.weight"], stride=2, padding=3), "bn1")),
-                     3, 2, 1)
-    outs, masks, index = [], [], 0
+    """(C2..C5, masks) of the official ``ResNet_sd`` eval forward (mask_channel_group=1): the
+    mask grid is the block *input* size // stride // S, per axis (``resnet_sd.Masker``)."""
+    h, outs, masks, index = official_stem(sd, x), [], [], 0
     for stage, depth in enumerate(depths):
         for j in range(depth):
-            p, stride, s = f"layer{stage + 1}.{j}", 2 if stage > 0 and j == 0 else 1, \
-                per_block[index]
-            mask_size = (h.shape[2] // stride // s, h.shape[3] // stride // s)
+            stride, s = 2 if stage > 0 and j == 0 else 1, per_block[index]
             feature_size = (h.shape[2] // stride, h.shape[3] // stride)
-            pooled = F.adaptive_avg_pool2d(h, mask_size) if mask_size[0] < h.shape[2] else h
-            m = F.conv2d(pooled, sd[f"{p}.masker.conv2.weight"], sd[f"{p}.masker.conv2.bias"])
-            mask = (m[:, 0:1] >= m[:, 1:2]).float()
-            masks.append(mask[:, 0].bool())
-            if mask.shape[2] < feature_size[0]:
-                mask = F.interpolate(mask, size=feature_size)
-            out = F.relu(bn(F.conv2d(h, sd[f"{p}.conv1.weight"]), f"{p}.bn1"))
-            out = F.relu(bn(F.conv2d(out, sd[f"{p}.conv2.weight"], stride=stride, padding=1),
-                            f"{p}.bn2"))
-            out = bn(F.conv2d(out, sd[f"{p}.conv3.weight"]), f"{p}.bn3") * mask
-            if j == 0:
-                h = bn(F.conv2d(h, sd[f"{p}.downsample.0.weight"], stride=stride),
-                       f"{p}.downsample.1")
-            h = F.relu(out + h)
+            mask_size = (feature_size[0] // s, feature_size[1] // s)
+            h, mask = official_bottleneck(sd, h, f"layer{stage + 1}.{j}", j == 0, stride,
+                                          mask_size, feature_size)
+            masks.append(mask)
             index += 1
         outs.append(h)
     return outs, masks

@@ -16,6 +16,7 @@ import las_compiler
 from las_compiler.models import parse_granularity, prepare_model
 from las_compiler.models.las_resnet import STAGE_DEPTHS
 
+from .helpers import official_bottleneck, official_stem
 from .test_checkpoint import torchvision_resnet_state_dict
 
 
@@ -48,34 +49,17 @@ def official_checkpoint(path, arch, depths, per_block, image_size, seed=0):
 
 
 def official_forward(sd, depths, per_block, input_size, x):
-    """(logits, masks) of the official ``dyn_resnet`` eval forward (mask_channel_group=1)."""
-
-    def bn(h, name):
-        return F.batch_norm(h, sd[f"{name}.running_mean"], sd[f"{name}.running_var"],
-                            sd[f"{name}.weight"], sd[f"{name}.bias"], False, 0.0, 1e-5)
-
-    h = F.max_pool2d(F.relu(bn(F.conv2d(x, sd["conv1.weight"], stride=2, padding=3), "bn1")),
-                     3, 2, 1)
-    masks, index = [], 0
+    """(logits, masks) of the official ``dyn_resnet`` eval forward (mask_channel_group=1):
+    the mask grid is the block's *output* size (input size / 2^(stage+2)) floor-divided by S."""
+    h, masks, index = official_stem(sd, x), [], 0
     for stage, depth in enumerate(depths):
         output_size = input_size // 2 ** (stage + 2)
         for j in range(depth):
-            p, stride = f"layer{stage + 1}.{j}", 2 if stage > 0 and j == 0 else 1
-            mask_size = output_size // per_block[index]
-            pooled = F.adaptive_avg_pool2d(h, mask_size) if mask_size < h.shape[2] else h
-            m = F.conv2d(pooled, sd[f"{p}.masker.conv2.weight"], sd[f"{p}.masker.conv2.bias"])
-            mask = (m[:, 0:1] >= m[:, 1:2]).float()
-            masks.append(mask[:, 0].bool())
-            if mask.shape[2] < output_size:
-                mask = F.interpolate(mask, size=(output_size, output_size))
-            out = F.relu(bn(F.conv2d(h, sd[f"{p}.conv1.weight"]), f"{p}.bn1"))
-            out = F.relu(bn(F.conv2d(out, sd[f"{p}.conv2.weight"], stride=stride, padding=1),
-                            f"{p}.bn2"))
-            out = bn(F.conv2d(out, sd[f"{p}.conv3.weight"]), f"{p}.bn3") * mask
-            if j == 0:
-                h = bn(F.conv2d(h, sd[f"{p}.downsample.0.weight"], stride=stride),
-                       f"{p}.downsample.1")
-            h = F.relu(out + h)
+            stride = 2 if stage > 0 and j == 0 else 1
+            grid = output_size // per_block[index]
+            h, mask = official_bottleneck(sd, h, f"layer{stage + 1}.{j}", j == 0, stride,
+                                          (grid, grid), (output_size, output_size))
+            masks.append(mask)
             index += 1
     return F.linear(h.mean(dim=(2, 3)), sd["fc.weight"], sd["fc.bias"]), masks
 
