@@ -163,6 +163,7 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
     import tvm
 
     from .build import EmulatedGPU
+    from .cuda_toolchain import tir_pipeline
     from .frontend import model_info
     from .las_ops import las_blocks
     from .pipeline import relax_pipeline
@@ -189,7 +190,8 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
             passes = relax_pipeline(tvm_target, tuning_log,
                                     Path(dump_ir) if dump_ir is not None else None,
                                     expected_rate, donate_input, progress)
-            executable = tvm.compile(mod, tvm_target, relax_pipeline=passes)
+            executable = tvm.compile(mod, tvm_target, relax_pipeline=passes,
+                                     tir_pipeline=tir_pipeline(tvm_target))
     if tuning_log is not None:
         schedules += (f": {len(tuning_log.tuned)} kernels tuned, {len(tuning_log.untuned)} "
                       f"on untuned rules")

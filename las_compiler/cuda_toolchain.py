@@ -88,16 +88,25 @@ def legacy_ptxas_path() -> Path:
 _NVPTX_FIXED = False
 
 
-def _fix_nvptx_barrier() -> None:
-    """Register the one-operand ``llvm.nvvm.barrier.cta.sync.aligned.all`` lowering for TVM's
-    barrier on nvptx (the wheel's own emits the intrinsic without its operand)."""
+def _fix_nvptx_lowering() -> None:
+    """Intrinsic lowerings of our own for nvptx device code, where the wheel's are wrong:
+
+    * the barrier: the wheel emits ``llvm.nvvm.barrier.cta.sync.aligned.all`` without its
+      operand (invalid IR); we register the one-operand form;
+    * warp reductions (dlight's pooling/GEMV rules): the wheel reads the active mask with an
+      inline ``activemask`` that lacks its ``;`` and needs PTX ISA 6.2, while LLVM writes ISA 5.0
+      for sm_61/62 and 6.0 for sm_70, and its shuffles are the non-``.sync`` forms that sm_70
+      no longer has. The mask becomes the full warp: on sm_6x the codegen's shuffles ignore it
+      (Pascal warps run in lock step); on sm_70 :func:`_sync_shuffles` makes them ``shfl.sync``
+      over the full warp (TVM's warp reductions run on whole warps of threads).
+    """
     global _NVPTX_FIXED
     if _NVPTX_FIXED:
         return
     import tvm
     from tvm import tirx
 
-    def lower(call):
+    def barrier(call):
         scope = getattr(call.args[0], "value", str(call.args[0]))
         if scope == "warp":
             return tirx.call_llvm_intrin("void", "llvm.nvvm.bar.warp.sync",
@@ -105,29 +114,126 @@ def _fix_nvptx_barrier() -> None:
         return tirx.call_llvm_intrin("void", "llvm.nvvm.barrier.cta.sync.aligned.all",
                                      tirx.const(0, "int32"))
 
-    tvm.tirx.op.register_intrin_lowering("tirx.tvm_storage_sync", target="nvptx", f=lower,
-                                         level=99)
+    def full_warp(call):
+        return tirx.const(0xFFFFFFFF if "uint" in str(call.ty) else -1, call.ty)
+
+    lowerings = {"tirx.tvm_storage_sync": barrier, "tirx.tvm_warp_activemask": full_warp}
+    for name, lower in lowerings.items():
+        tvm.tirx.op.register_intrin_lowering(name, target="nvptx", f=lower, level=99)
     _NVPTX_FIXED = True
+
+
+NVPTX_TIR_PIPELINE = "las-nvptx"
+
+# TVM's warp shuffle -> (nvvm shfl.sync kind, whether lanes past the width clamp)
+_SYNC_SHUFFLES = {"tirx.tvm_warp_shuffle": ("idx", True), "tirx.tvm_warp_shuffle_up": ("up", False),
+                  "tirx.tvm_warp_shuffle_down": ("down", True)}
+
+
+def _sync_shuffles(stmt):
+    """TVM's warp shuffles as ``llvm.nvvm.shfl.sync.*`` over the full warp (sm_70 and up, which
+    lost the non-sync forms the NVPTX codegen writes). ``c`` packs the segment mask and clamp
+    as CUDA's ``__shfl_*_sync`` do."""
+    import tvm
+    import tvm_ffi
+    from tvm import tirx
+
+    ops = {tvm.ir.Op.get(name): spec for name, spec in _SYNC_SHUFFLES.items()}
+
+    def visit(call):
+        spec = next((s for op, s in ops.items() if call.op.same_as(op)), None)
+        if spec is None:
+            return call
+        kind, clamp_low_lanes = spec
+        _mask, value, lane, width, warp = call.args
+        c = ((warp - width) << 8) | (0x1F if clamp_low_lanes else 0)
+        suffix = "f32" if "float" in str(value.ty) else "i32"
+        return tirx.call_llvm_pure_intrin(value.ty, f"llvm.nvvm.shfl.sync.{kind}.{suffix}",
+                                          tirx.const(-1, "int32"), value, lane, c)
+
+    return tvm_ffi.structural_map(stmt, [(tvm.ir.Call, visit)], order="post")
+
+
+def _nvptx_tir_pipeline():
+    """TVM's TIR pipeline, then the device kernels of CUDA targets retargeted to ``nvptx`` of
+    the same arch (before the device finalisation, so intrinsics lower for NVPTX): the host
+    code stays the same, the device code comes from LLVM instead of CUDA C."""
+    import tvm
+    from tvm.tirx.compilation_pipeline import get_tir_pipeline
+
+    main, finalize_host, finalize_device = get_tir_pipeline("default")
+
+    @tvm.transform.module_pass(opt_level=0, name="RetargetDeviceToNVPTX")
+    def retarget(mod, _ctx):
+        funcs = {}
+        for gvar, func in mod.functions.items():
+            target = func.attrs.get("target") if func.attrs else None
+            if target is not None and target.kind.name == "cuda":
+                func = func.with_attr("target", nvptx_target(target))
+                if arch_number(target) >= 70:
+                    func = func.with_body(_sync_shuffles(func.body))
+            funcs[gvar] = func
+        return tvm.IRModule(funcs, attrs=mod.attrs)
+
+    return tvm.transform.Sequential([main, retarget]), finalize_host, finalize_device
+
+
+def nvptx_target(target):
+    """The ``nvptx`` target of a CUDA target's arch (its host kept)."""
+    import tvm
+
+    return tvm.target.Target({"kind": "nvptx", "mcpu": f"sm_{arch_number(target)}"},
+                             host=target.host)
+
+
+def tir_pipeline(target) -> str:
+    """Name of the TIR pipeline ``tvm.compile`` takes for ``target``: TVM's own, or for CUDA
+    targets on the NVPTX route (sm_61/62/70) ours, registered here, whose device code is PTX."""
+    if target.kind.name != "cuda" or route(target) == "nvcc":
+        return "default"
+    from tvm.tirx.compilation_pipeline import PIPELINE_MAP, register_tir_pipeline
+
+    _fix_nvptx_lowering()
+    os.environ.setdefault("CUDA_PATH", str(_libdevice_home() or ""))
+    import tvm.support.nvcc  # noqa: F401 - registers the libdevice lookup NVPTX builds use
+
+    if NVPTX_TIR_PIPELINE not in PIPELINE_MAP:
+        register_tir_pipeline(NVPTX_TIR_PIPELINE, _nvptx_tir_pipeline)
+    return NVPTX_TIR_PIPELINE
+
+
+def _libdevice_home() -> Path | None:
+    """A CUDA home with ``nvvm/libdevice`` (the toolkit's, else the PyPI package's)."""
+    home = _cuda_home()
+    if home is not None and (home / "nvvm" / "libdevice").is_dir():
+        return home
+    try:
+        import nvidia.cuda_nvcc as package
+    except ImportError:
+        return home
+    for base in package.__path__:
+        if (Path(base) / "nvvm" / "libdevice").is_dir():
+            return Path(base)
+    return home
+
+
+def entry_points(ptx: str) -> str:
+    """LLVM's PTX with its kernels declared ``.entry`` (this wheel writes ``.visible .func``
+    for them: its kernel annotation is one that this LLVM no longer reads)."""
+    return re.sub(r"^\.visible \.func (\w+)\(", r".visible .entry \1(", ptx, flags=re.M)
 
 
 def device_code(funcs: dict, target) -> tuple[str, str]:
     """``(text, "cu" | "ptx")``: the device code of scheduled PrimFuncs ``{name: func}`` for
-    the CUDA ``target`` by its route."""
+    the CUDA ``target`` by its route (what the compiler ships for them)."""
     import tvm
 
     mod = tvm.IRModule({name: f.with_attr("global_symbol", name) for name, f in funcs.items()})
+    executable = tvm.compile(mod, target=target, tir_pipeline=tir_pipeline(target))
+    module = _device_module(executable)
     if route(target) == "nvcc":
-        executable = tvm.compile(mod, target=target)
-        return _device_module(executable).inspect_source(), "cu"
-    os.environ.setdefault("CUDA_PATH", str(_cuda_home() or ""))  # libdevice lookup
-    import tvm.support.nvcc  # noqa: F401 - registers the libdevice path callback
-
-    _fix_nvptx_barrier()
-    nvptx = tvm.target.Target({"kind": "nvptx", "mcpu": f"sm_{arch_number(target)}"},
-                              host={"kind": "llvm"})
-    executable = tvm.compile(mod, target=nvptx)
-    ptx = _device_module(executable).inspect_source("ptx")
-    return re.sub(r"^\.visible \.func (\w+)\(", r".visible .entry \1(", ptx, flags=re.M), "ptx"
+        return module.inspect_source(), "cu"
+    return entry_points(module.inspect_source("ptx")), "ptx"
 
 
 def _device_module(executable):
@@ -142,21 +248,41 @@ def _device_module(executable):
 
 def assemble(text: str, fmt: str, target) -> list[KernelResources]:
     """Assemble device code for the target's arch; ``ptxas -v``'s report per kernel."""
+    return device_binary(text, fmt, target)[2]
+
+
+def device_binary(text: str, fmt: str, target) -> tuple[bytes, str, list[KernelResources]]:
+    """``(binary, its format, ptxas -v report)``: what a GPU of the target's arch loads.
+
+    * CUDA C (``"cu"``, the nvcc route): a fatbin of the arch's cubin and its PTX (which the
+      drivers of newer GPUs compile), by nvcc at ``-O3`` without fast math (the numbers the
+      CPU emulation checks are IEEE ones);
+    * PTX (``"ptx"``, the NVPTX route): shipped as it is, to be compiled by the device's
+      driver (a TX2's CUDA 10.2 driver loads PTX ISA <= 6.5, not cubins of CUDA 12), after
+      assembling here with CUDA 12's ``ptxas`` for the arch as the check that it is valid.
+    """
     arch = f"sm_{arch_number(target)}"
-    with tempfile.TemporaryDirectory(prefix="las-ptxas-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="las-device-code-") as tmp:
         source = Path(tmp) / f"kernels.{fmt}"
         source.write_text(text)
         if fmt == "cu":
-            command = [str(nvcc_path()), "-cubin", f"-arch={arch}", "-Xptxas", "-v",
-                       "-w", str(source), "-o", str(Path(tmp) / "k.cubin")]
+            number = arch_number(target)
+            output = Path(tmp) / "kernels.fatbin"
+            command = [str(nvcc_path()), "--fatbin", "-O3", "-w", "-Xptxas", "-v",
+                       "-gencode", f"arch=compute_{number},code=sm_{number}",
+                       "-gencode", f"arch=compute_{number},code=compute_{number}",
+                       str(source), "-o", str(output)]
         else:
+            output = Path(tmp) / "kernels.cubin"
             command = [str(legacy_ptxas_path()), "-v", f"-arch={arch}", str(source), "-o",
-                       str(Path(tmp) / "k.cubin")]
+                       str(output)]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{Path(command[0]).name} failed for {arch}:\n"
-                           f"{result.stderr.strip()[-2000:]}")
-    return parse_ptxas_report(result.stderr)
+        if result.returncode != 0:
+            raise RuntimeError(f"{Path(command[0]).name} failed for {arch}:\n"
+                               f"{result.stderr.strip()[-2000:]}")
+        if fmt == "cu":
+            return output.read_bytes(), "fatbin", parse_ptxas_report(result.stderr)
+    return text.encode(), "ptx", parse_ptxas_report(result.stderr)
 
 
 _ENTRY = re.compile(r"Compiling entry function '(\w+)' for")
@@ -188,20 +314,15 @@ def toolchain_available(target) -> str | None:
     return None
 
 
-def summarise_device_code(source: str, target) -> str:
-    """One line on a GPU build's device code: its kernels assembled for the arch with their
-    registers and spills (sm_75+, nvcc here), or why the artifact's CUDA C is left to the
-    device (older archs: CUDA 13 no longer compiles for them)."""
-    arch = f"sm_{arch_number(target)}"
-    if route(target) != "nvcc":
-        return (f"device code: CUDA C, compiled for {arch} when the artifact is loaded there "
-                "(CUDA 13 here builds sm_75+ only; the kernels' NVPTX device code for this "
-                "arch assembles in the test suite)")
-    missing = toolchain_available(target)
-    if missing:
-        return f"device code not assembled here: {missing}"
-    report = assemble(source, "cu", target)
-    spills = [k.name for k in report if k.spill_stores or k.spill_loads]
-    return (f"device code: {len(report)} kernels assemble for {arch} (nvcc -Xptxas -v), at "
-            f"most {max(k.registers for k in report)} registers per thread, "
-            + (f"spills in {', '.join(spills)}" if spills else "no register spills"))
+def describe_device_code(summary: dict) -> str:
+    """One line on the device code an artifact ships (its metadata's ``device_code``)."""
+    if summary.get("format") == "fatbin":
+        what = f"fatbin ({summary['arch']} cubin + PTX, nvcc)"
+    else:
+        what = (f"PTX for {summary['arch']} (LLVM NVPTX; the device's driver compiles it; "
+                "checked here with CUDA 12's ptxas)")
+    spills = summary.get("spilling_kernels") or []
+    return (f"device code in the library: {what}, {summary['kernels']} kernels, "
+            f"{summary['bytes'] / 1024:.0f} KiB, at most {summary['max_registers']} registers "
+            "per thread, " + (f"spills in {', '.join(spills)}" if spills
+                              else "no register spills"))

@@ -123,8 +123,8 @@ def test_compile_and_run_errors(argv, message, artifact, tmp_path):
 
 def test_compile_for_a_gpu_here(tmp_path):
     """`las compile --target nvidia/nvidia-h100` on a machine without a GPU: an artifact with
-    the CUDA kernels and host code for this CPU, its device code assembled by nvcc for sm_90
-    (no spills), not run; loading it here is one clear error."""
+    host code for this CPU and the kernels' device binary (a fatbin nvcc built for sm_90, no
+    spills), not run; loading it here is one clear error."""
     from las_compiler import cuda_toolchain
     from las_compiler.target import resolve_target
 
@@ -139,7 +139,8 @@ def test_compile_for_a_gpu_here(tmp_path):
     notes = " ".join(report["notes"])
     assert "not run here" in notes
     if cuda_toolchain.toolchain_available(resolve_target("nvidia/nvidia-h100")) is None:
-        assert "assemble for sm_90" in notes and "no register spills" in notes, notes
+        assert "device code in the library: fatbin (sm_90 cubin + PTX" in notes, notes
+        assert "no register spills" in notes and metadata["device_code"]["format"] == "fatbin"
     proc = subprocess.run([sys.executable, "-m", "las_compiler", "run", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr

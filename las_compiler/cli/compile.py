@@ -120,6 +120,13 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
     if args.output:
         check_writable(Path(args.output))
     cross_linker(str(target))  # a cross target needs its linker for the export
+    if target.kind.name == "cuda":  # ... and a GPU target its device toolchain
+        from ..cuda_toolchain import toolchain_available
+
+        missing = toolchain_available(target)
+        if missing:
+            raise RuntimeError(f"cannot build the device code for {describe_target(target)}: "
+                               f"{missing}")
     progress("building the model" + (f" from {Path(args.checkpoint).name}" if args.checkpoint
                                      else ""))
     prepared = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch,
@@ -172,12 +179,10 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
     else:
         report.notes.append(f"cross-compiled for {compiled.metadata['target_kind']}: not run "
                             "here (deploy the artifact and use `las run` / `las bench` there)")
-        source = compiled.device_source()
-        if source is not None:
-            from ..cuda_toolchain import summarise_device_code
+        if "device_code" in compiled.metadata:
+            from ..cuda_toolchain import describe_device_code
 
-            progress("assembling the device code")
-            report.notes.append(summarise_device_code(source, target))
+            report.notes.append(describe_device_code(compiled.metadata["device_code"]))
     stage_values: dict[str, list[float]] = {}
     for meta, stat, active in zip(compiled.metadata["blocks"], stats.blocks, activation,
                                   strict=True):

@@ -4,7 +4,8 @@ Layout::
 
     out/
       model.so        TVM ``export_library`` of the Relax VM executable: kernels, VM bytecode
-                      and the BN-folded, packed weights (embedded constants)
+                      and the BN-folded, packed weights (embedded constants); for GPUs the
+                      device binaries (``device_binary``: a fatbin or PTX, not CUDA C)
       metadata.json   model name, S per block, block pipelines, target, input spec, versions
 
 The directory is built under a temporary name beside the destination and renamed into place,
@@ -97,10 +98,12 @@ def _alive(pid: int) -> bool:
 
 
 def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
-                   fcompile=None) -> Path:
+                   fcompile=None, device_code=None) -> Path:
     """Export ``executable`` and ``metadata`` to ``directory`` atomically; returns the path.
 
-    ``fcompile``: the linker for ``export_library`` (see :func:`cross_linker`)."""
+    ``fcompile``: the linker for ``export_library`` (see :func:`cross_linker`);
+    ``device_code``: a :class:`~.device_binary.DeviceCodePacker` for GPU builds (their device
+    binaries go into the library; its summary into the metadata's ``device_code``)."""
     dest = Path(directory).resolve()
     parent = dest.parent
     if dest.exists() and not dest.is_dir():
@@ -114,10 +117,12 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
         raise ArtifactError(f"cannot write the artifact to {dest}: {err.strerror}") from None
     try:
         library = staging / LIBRARY_FILE
-        if fcompile is None:
-            executable.export_library(str(library))
-        else:
-            executable.export_library(str(library), fcompile=fcompile)
+        options = {"fcompile": fcompile} if fcompile is not None else {}
+        if device_code is not None:
+            options["fpack_imports"] = device_code
+        executable.export_library(str(library), **options)
+        if device_code is not None:
+            metadata = {**metadata, "device_code": device_code.summary}
         record = {**metadata, "format": FORMAT,
                   "library": {"file": LIBRARY_FILE, "bytes": library.stat().st_size,
                               "sha256": _sha256(library)}}

@@ -220,7 +220,17 @@ class CompiledModel:
             metadata = {k: v for k, v in self.metadata.items() if k not in ("format", "library")}
             return artifact.write_artifact(path, library, metadata)
         linker = artifact.cross_linker(self.metadata["target"])
-        return artifact.write_artifact(path, self._module, self.metadata, linker)
+        packer = None
+        if self.metadata["target_kind"] == "cuda":
+            import tvm
+
+            from .device_binary import DeviceCodePacker
+
+            packer = DeviceCodePacker(tvm.target.Target(self.metadata["target"]))
+        written = artifact.write_artifact(path, self._module, self.metadata, linker, packer)
+        if packer is not None:
+            self.metadata["device_code"] = packer.summary
+        return written
 
 
 class _CopiedLibrary:
