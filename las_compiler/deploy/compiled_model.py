@@ -73,7 +73,7 @@ class CompiledModel:
             if not self.runnable:
                 raise RuntimeError(f"this module was compiled for {self.metadata['target']}; "
                                    "it cannot run on this machine (deploy it to the device)")
-            import tvm
+            import tvm.runtime.vm
 
             self._local.threads = use_threads(self.threads)
             vm = self._local.vm = tvm.runtime.vm.VirtualMachine(self._module, self.device)
@@ -160,9 +160,11 @@ class CompiledModel:
             main, runs = vm["main"], []
             for _ in range(repeat):
                 data.copyfrom(host)
+                self.device.sync()  # a GPU runs kernels asynchronously: time them finished
                 start = time.perf_counter()
                 for _ in range(number):
                     main(data)
+                self.device.sync()
                 runs.append((time.perf_counter() - start) / number * 1e3)
             runs = np.array(runs)
         else:
@@ -222,7 +224,7 @@ class CompiledModel:
         linker = artifact.cross_linker(self.metadata["target"])
         packer = None
         if self.metadata["target_kind"] == "cuda":
-            import tvm
+            import tvm.runtime.vm
 
             from .device_binary import DeviceCodePacker
 
