@@ -7,7 +7,7 @@ Why two steps: the GPU machine has PyTorch but not TVM's compiler library (248 M
 carry), so everything is compiled here and that machine needs only the TVM runtime.
 
 ``build`` compiles LAS-ResNet-50 bottlenecks (``benchmarks.peers`` shapes: stages 1-3, the
-projected first block and a plain one, S = 4, 2 and 1, batch 1 and 128; :func:`cases`) with the
+projected first block and a plain one, S = 4, 2 and 1; :func:`cases`) with the
 block pipelines that fit the GPU, as one-block modules (``compile_block``: the kernels the
 compiler emits for a network's blocks, masker and scans included), exports each as an
 artifact with its device binary, and writes ``manifest.json`` with how to rebuild each
@@ -22,8 +22,11 @@ on the CPU, then times it against the same block dense in PyTorch on that GPU (c
 channels_last, fp32) and prints one table. The same ``run`` works on the CPU with a host
 build: the test suite checks it that way, runtime-only, without a GPU.
 
-Whole networks are not in this check: a LAS-ResNet-50 artifact carries ~100 MB of weights,
-over what reaches the GPU machine, until artifacts can take their weights as inputs.
+Whole networks too: LAS-ResNet-50 4-4-2-1 at 224x224 (batch 1 and 128) and the LAS-ResNet-101
+4-4-7-1 detection backbone at 800x1333, compiled code-only (``weights_as_inputs``: a weight-
+carrying LAS-ResNet-50 artifact is ~100 MB, the code 1.5 MB). There the network is rebuilt from
+its seed with PyTorch, the calibrated maskers (shipped, a few KB) loaded, the weights' hash
+checked, and the compiled module prepares the weights on the GPU (``set_weights``).
 """
 
 from __future__ import annotations
@@ -64,8 +67,9 @@ class Case:
 def cases(quick: bool = False) -> list[Case]:
     """The blocks to check: every pipeline on stage 1 at S = 4, fused, halo and dense on
     stage 2 (S = 4) and the row kernels at S = 1 (fused, masker_conv1, halo), fused and halo on
-    stage 3 (S = 2), the predictor's choice at batch 128: every kernel of every pipeline, in
-    about 31 MiB of artifacts for a GPU (48 MiB with the runtime: under what may travel)."""
+    stage 3 (S = 2): every kernel of every pipeline (batch 128 runs in the networks), in
+    about 29 MiB of artifacts for a GPU (48 MiB with the networks and the runtime: under what
+    may travel)."""
     from las_compiler.block_pipelines import PIPELINES
 
     if quick:
@@ -75,12 +79,74 @@ def cases(quick: bool = False) -> list[Case]:
             for pipeline in ("fused", "halo", "dense")]
     out += [Case("s2b1", 1, pipeline) for pipeline in ("fused", "masker_conv1", "halo")]
     out += [Case("s3b1", 2, pipeline) for pipeline in ("fused", "halo")]
-    out += [Case(shape, s, "auto", 128) for shape, s in (("s1b1", 4), ("s2b1", 4),
-                                                          ("s3b1", 2))]
     return out
 
 
+@dataclass(frozen=True)
+class NetworkCase:
+    """One compiled network: a ``build_model`` name (or ``"tiny"``, a narrow 4-block network
+    for the suite's dry run), S_net, input size, batch, detection backbone or classifier."""
+
+    model: str
+    snet: str
+    height: int
+    width: int
+    batch: int = 1
+    backbone: bool = False
+
+    @property
+    def name(self) -> str:
+        return (f"{self.model}-{self.snet}-{self.height}x{self.width}-b{self.batch}"
+                + ("-backbone" if self.backbone else ""))
+
+
+def networks(quick: bool = False) -> list[NetworkCase]:
+    """The issue's networks: LAS-ResNet-50 (batch 1 and the batch-128 goal) and the
+    LAS-ResNet-101 backbone at detection size (the 800x1333 goal)."""
+    if quick:
+        return [NetworkCase("tiny", "4-2-1-2", 48, 56)]
+    return [NetworkCase("las_resnet50", "4-4-2-1", 224, 224),
+            NetworkCase("las_resnet50", "4-4-2-1", 224, 224, 128),
+            NetworkCase("las_resnet101", "4-4-7-1", 800, 1333, 1, True)]
+
+
+MASKERS = "maskers.npz"
+
+
 # -- the blocks, the same on both machines ------------------------------------------------------
+
+
+def _digest(module) -> str:
+    digest = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def make_network(case: NetworkCase):
+    """The network of ``case`` from its seed, BN randomised (so folding is exercised), masker
+    at its init: calibrate it (here) or load the calibrated maskers (there)."""
+    import torch
+
+    from las_compiler.models import LASResNet, build_model, randomise_bn
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        if case.model == "tiny":
+            net = LASResNet((1, 1, 1, 1), case.snet, num_classes=10, base_channels=16)
+        else:
+            options = {"out_stages": (1, 2, 3, 4)} if case.backbone else {}
+            net = build_model(case.model, case.snet, **options)
+    randomise_bn(net, SEED + 1)
+    return net.eval()
+
+
+def network_input(case: NetworkCase, count: int | None = None):
+    import torch
+
+    gen = torch.Generator().manual_seed(SEED + 3)
+    return torch.randn(count or case.batch, 3, case.height, case.width, generator=gen)
 
 
 def make_case_block(case: Case):
@@ -99,11 +165,7 @@ def make_case_block(case: Case):
     grid = patch_grid(shape.out_size, shape.out_size, case.granularity)
     template = torch.zeros(case.batch, shape.in_channels, shape.in_size, shape.in_size)
     pin_mask(block, template, torch.zeros(case.batch, *grid))
-    digest = hashlib.sha256()
-    for key, value in sorted(block.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().contiguous().numpy().tobytes())
-    return block, digest.hexdigest()
+    return block, _digest(block)
 
 
 def make_case_input(case: Case, block):
@@ -165,17 +227,40 @@ def build(target: str, out: Path, quick: bool = False, log=print) -> dict:
         log(f"{case.name}: {chosen}, {time.perf_counter() - started:.1f} s")
         entries.append({**asdict(case), "name": case.name, "chosen": chosen,
                         "weights_sha256": weights})
+    network_entries = [build_network(case, tvm_target, out, log) for case in networks(quick)]
     runtime_note = bundle_runtime(out)
     manifest = {"target": str(tvm_target), "rate": RATE, "seed": SEED, "cases": entries,
-                "skipped": skipped, "runtime": runtime_note}
+                "networks": network_entries, "skipped": skipped, "runtime": runtime_note}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    log(f"{len(entries)} cases ({len(skipped)} pipelines that do not fit skipped), "
+    log(f"{len(entries)} blocks ({len(skipped)} pipelines that do not fit skipped), "
+        f"{len(network_entries)} networks, "
         f"{size / 2**20:.1f} MiB in {out}")
     if size > SIZE_LIMIT:
         raise RuntimeError(f"{out} holds {size / 2**20:.0f} MiB, over the "
                            f"{SIZE_LIMIT >> 20} MiB that may travel to the GPU machine")
     return manifest
+
+
+def build_network(case: NetworkCase, target, out: Path, log=print) -> dict:
+    """Calibrate, compile code-only and export one network; its maskers beside it."""
+    import numpy as np
+    import torch
+
+    import las_compiler
+    from las_compiler.models import calibrate
+
+    net = make_network(case)
+    calibrate(net, RATE, network_input(case, 2))
+    started = time.perf_counter()
+    compiled = las_compiler.compile(net, network_input(case), target, tuning_logs=False,
+                                    weights_as_inputs=True)
+    directory = compiled.export(out / "cases" / case.name)
+    with torch.no_grad():
+        maskers = {k: v.numpy() for k, v in net.state_dict().items() if ".masker." in k}
+    np.savez(directory / MASKERS, **maskers)
+    log(f"{case.name}: {time.perf_counter() - started:.1f} s, code only")
+    return {**asdict(case), "name": case.name, "weights_sha256": _digest(net)}
 
 
 def bundle_runtime(out: Path) -> str:
@@ -247,7 +332,43 @@ def run(directory: Path, repeats: int = 50, log=print) -> list[dict]:
         log(f"{case.name}: error {row['max_rel_error']:.1e}, LAS {row['las_ms']:.3f} ms, "
             f"dense {row['dense_torch_ms']:.3f} ms")
         rows.append(row)
+    for entry in manifest.get("networks", []):
+        rows.append(run_network(directory, entry, repeats, log))
     return rows
+
+
+def run_network(directory: Path, entry: dict, repeats: int, log=print) -> dict:
+    """Rebuild, check and time one compiled network (see the module docstring)."""
+    import numpy as np
+    import torch
+
+    import las_compiler
+    from las_compiler.peers import dense_network
+    from las_compiler.verify import compare_with_pytorch
+
+    fields = {k: entry[k] for k in ("model", "snet", "height", "width", "batch", "backbone")}
+    case = NetworkCase(**fields)
+    row = {"case": case.name, "pipeline": "auto", "batch": case.batch}
+    net = make_network(case)
+    with np.load(directory / "cases" / case.name / MASKERS) as maskers:
+        net.load_state_dict({k: torch.from_numpy(maskers[k]) for k in maskers.files},
+                            strict=False)
+    if _digest(net) != entry["weights_sha256"]:
+        log(f"{case.name}: weights differ from the build's; skipped")
+        return {**row, "error": "this torch rebuilt other weights from the seed"}
+    x = network_input(case)
+    compiled = las_compiler.load(directory / "cases" / case.name)
+    compiled.set_weights(net.state_dict())
+    agreement = compare_with_pytorch(compiled, net, x.numpy())
+    row["max_rel_error"] = agreement.max_abs_error / (agreement.output_scale or 1.0)
+    row["masks_equal"] = agreement.masks_equal
+    row["active"] = float(np.mean(agreement.activation))
+    row["las_ms"] = compiled.benchmark(x.numpy(), repeat=repeats)["median_ms"]
+    row["dense_torch_ms"] = time_dense_torch(dense_network(net), x, compiled.device, repeats)
+    row["ratio"] = row["las_ms"] / row["dense_torch_ms"]
+    log(f"{case.name}: error {row['max_rel_error']:.1e}, LAS {row['las_ms']:.3f} ms, "
+        f"dense {row['dense_torch_ms']:.3f} ms")
+    return row
 
 
 def time_dense_torch(model, x, device, repeats: int) -> float:
@@ -290,8 +411,9 @@ def runtime_only() -> bool:
 
 
 def table(rows: list[dict], device: str) -> str:
-    lines = [f"Blocks on {device}, r = {RATE} (pinned), fp32; dense = PyTorch (cuDNN on GPUs, "
-             f"channels_last); medians. TVM runtime only: {'yes' if runtime_only() else 'no'}.",
+    lines = [f"LAS blocks (r = {RATE}, pinned) and networks (maskers calibrated to r = {RATE}) on "
+             f"{device}, fp32; dense = the same in PyTorch (cuDNN on GPUs, channels_last); "
+             f"medians. TVM runtime only: {'yes' if runtime_only() else 'no'}.",
              "",
              "| case | pipeline | batch | active | max error / max abs | masks equal | "
              "LAS ms | dense ms | LAS / dense |", "|---|---|---|---|---|---|---|---|---|"]

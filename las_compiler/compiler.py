@@ -84,6 +84,7 @@ def compile(  # noqa: A001 - the public name the design asks for
     metadata: dict | None = None,
     threads: int | None = None,
     progress=None,
+    weights_as_inputs: bool = False,
 ) -> CompiledModel:
     """Compile an eval-mode LAS-ResNet for ``target``.
 
@@ -114,6 +115,10 @@ def compile(  # noqa: A001 - the public name the design asks for
         TVM threads the compiled module runs with (default: see ``deploy.threads``).
     progress
         Called with the name of each step as it starts (export, each compile phase).
+    weights_as_inputs
+        Compile code only: the module takes its weights at run time (``CompiledModel.
+        set_weights(state_dict)`` prepares them on the device with the module's own
+        ``main_transform_params``); the artifact then carries no weights.
     """
     from .block_pipelines import check_pipelines
     from .frontend import import_torch
@@ -123,7 +128,7 @@ def compile(  # noqa: A001 - the public name the design asks for
     start = time.perf_counter()
     if progress is not None:
         progress("exporting the model (torch.export)")
-    mod = import_torch(model, example_input, static_blocks, pipelines)
+    mod = import_torch(model, example_input, static_blocks, pipelines, weights_as_inputs)
     return build(mod, tvm_target, tuning_logs, expected_rate=expected_rate, dump_ir=dump_ir,
                  metadata=metadata, started=start, threads=threads, progress=progress)
 

@@ -28,6 +28,7 @@ from .transform import (
     ApplyScheduleRules,
     CancelTransposePairs,
     ChooseBlockPipelines,
+    FoldBatchNorm,
     LowerDenseConv,
     LowerLASOps,
     UniformNoAlias,
@@ -107,7 +108,7 @@ def phases(target: tvm.target.Target, tuning_log=None, expected_rate: float = 0.
                     relax.transform.CanonicalizeBindings(),
                     ChooseBlockPipelines(target, expected_rate)]),
         # Phase 2. BN folding and layout
-        ("layout", [relax.transform.FoldBatchnormToConv2D(), relax.transform.FoldConstant(),
+        ("layout", [FoldBatchNorm(), relax.transform.FoldConstant(),
                     relax.transform.ConvertLayout(NHWC_LAYOUTS), relax.transform.FoldConstant()]),
         # Phase 3. LAS op lowering
         ("las-ops", [LowerLASOps(target, donate_params)]),
@@ -115,6 +116,8 @@ def phases(target: tvm.target.Target, tuning_log=None, expected_rate: float = 0.
         ("dense", [LowerDenseConv(target), CancelTransposePairs(),
                    relax.transform.CanonicalizeBindings(), relax.transform.RemoveRedundantReshape(),
                    relax.transform.DeadCodeElimination(),
+                   # weights as inputs: their preparation into main_transform_params
+                   relax.transform.LiftTransformParams(),
                    *backend.legalize_passes(target), relax.transform.DeadCodeElimination()]),
         # Phase 5. schedules: rules, with tuned knobs where the tuning log has them
         ("schedule", [ApplyScheduleRules(target, tuning_log)]),

@@ -23,8 +23,8 @@ fi
 # the source tree as the installed package lays it out (models/ and schedules/ inside)
 mkdir -p "$SITE/las_compiler"
 for entry in "$PWD"/las_compiler/*; do ln -s "$entry" "$SITE/las_compiler/"; done
-ln -s "$PWD/models" "$SITE/las_compiler/models"
-ln -s "$PWD/schedules" "$SITE/las_compiler/schedules"
+ln -sfn "$PWD/models" "$SITE/las_compiler/models"
+ln -sfn "$PWD/schedules" "$SITE/las_compiler/schedules"
 # TVM's CUDA runtime library links libcudart.so.13: the toolkit's, or the one PyTorch's wheels
 # carry (nvidia-cuda-runtime), which is not on the loader's path
 CUDART=$("$PYTHON" - <<'PY'

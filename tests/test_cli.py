@@ -234,3 +234,33 @@ def test_viz_draws_each_stage_over_the_image(artifact, tmp_path):
         assert panel.coverage.shape == (64, 64)
         assert 0.0 <= panel.coverage.min() <= panel.coverage.max() <= 1.0
         assert abs(panel.activation - float(np.mean(panel.coverage))) < 0.02
+
+
+def test_code_only_artifact_runs_with_its_weights(artifact, tmp_path, capsys):
+    """`las compile --weights-as-inputs`: an artifact without weights; `las run` needs
+    `--weights` (the state_dict it was compiled from) and then gives the weight-carrying
+    artifact's classes; without them, or with them for a weight-carrying artifact, one
+    clear error."""
+    import torch
+
+    from las_compiler.models import prepare_model
+
+    out = tmp_path / "code"
+    assert main(["compile", "--input-size", "64", "--weights-as-inputs", "--no-dense",
+                 "--repeats", "2", "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["masks_equal"] and any("code only" in n for n in report["notes"])
+    assert (out / "model.so").stat().st_size < (artifact / "model.so").stat().st_size / 4
+    weights = tmp_path / "weights.pt"
+    torch.save(prepare_model(input_size=(64, 64)).model.state_dict(), weights)  # as `compile`
+    assert main(["run", str(out), "--weights", str(weights), "--json"]) == 0
+    code_only = json.loads(capsys.readouterr().out)
+    assert main(["run", str(artifact), "--json"]) == 0
+    baked = json.loads(capsys.readouterr().out)
+    assert [t["class"] for t in code_only["top"][0]] == [t["class"] for t in baked["top"][0]]
+    for argv, message in [(["run", str(out)], "give its weights with --weights"),
+                          (["run", str(artifact), "--weights", str(weights)],
+                           "carries its weights")]:
+        proc = subprocess.run([sys.executable, "-m", "las_compiler", *argv],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -5,15 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import Progress, add_json, add_threads, positive_int, subcommand
+from .common import (
+    Progress,
+    add_json,
+    add_threads,
+    add_weights,
+    load_with_weights,
+    positive_int,
+    subcommand,
+)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy import load, read_input
+    from ..deploy import read_input
     from ..peers import PEERS, measure_dense_peer
 
     progress = Progress(not args.json)
-    compiled = load(args.artifact, args.threads)
+    compiled = load_with_weights(args)
     x = read_input(None, compiled.metadata["input"]["shape"], args.seed)
     progress(f"timing the artifact ({args.repeats} runs)")
     rows = {"las": compiled.benchmark(x, repeat=args.repeats)["median_ms"]}
@@ -38,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     parser = subcommand(sub, "bench", "time an exported artifact (and dense peers)")
     parser.add_argument("artifact", help="directory written by `las compile`")
+    add_weights(parser)
     parser.add_argument("--vs", choices=("none", "dense"), default="none",
                         help="'dense': also time the dense network in ONNX Runtime and PyTorch")
     parser.add_argument("--repeats", type=positive_int, default=20, help="timed runs")

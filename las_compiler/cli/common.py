@@ -131,3 +131,31 @@ class Progress:
             import sys
 
             print(f"[{self._clock() - self.start:6.1f} s] {step}", file=sys.stderr, flush=True)
+
+
+def add_weights(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default=None, metavar="FILE",
+                        help="weights of a code-only artifact (`las compile "
+                             "--weights-as-inputs`): a PyTorch state_dict or checkpoint file")
+
+
+def load_with_weights(args: argparse.Namespace):
+    """The artifact of ``args.artifact``; a code-only one gets ``args.weights`` (an error
+    naming the option when it is missing)."""
+    from ..deploy import load
+
+    compiled = load(args.artifact, args.threads)
+    if compiled.takes_weights:
+        if args.weights is None:
+            raise ValueError(f"{args.artifact} is code only (compiled with --weights-as-inputs): "
+                             "give its weights with --weights FILE (a PyTorch state_dict)")
+        import torch
+
+        state = torch.load(args.weights, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        compiled.set_weights(state)
+    elif args.weights is not None:
+        raise ValueError(f"{args.artifact} carries its weights; --weights is for code-only "
+                         "artifacts")
+    return compiled

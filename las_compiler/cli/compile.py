@@ -144,7 +144,8 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
     compiled = las_compiler.compile(
         model, x, target, args.tuning_logs, pipelines=args.pipeline, expected_rate=rate,
         dump_ir=args.dump_ir, threads=args.threads, progress=progress,
-        metadata={"rate": prepared.rate, "seed": args.seed, "checkpoint": args.checkpoint})
+        metadata={"rate": prepared.rate, "seed": args.seed, "checkpoint": args.checkpoint},
+        weights_as_inputs=args.weights_as_inputs)
     progress(f"exporting to {output}")
     path = compiled.export(output)
     with torch.no_grad():
@@ -158,6 +159,12 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
         schedules=compiled.metadata["schedules"], notes=list(prepared.notes),
         warnings=list(prepared.warnings), outputs=model.output_names)
     activation = [float(s.activation) for s in stats.blocks]
+    if compiled.takes_weights:
+        report.notes.append(f"code only: {len(compiled.metadata['weights'])} weights are inputs "
+                            "(`las run --weights FILE`, or CompiledModel.set_weights("
+                            "state_dict)), prepared on the device by the module")
+        if compiled.runnable:
+            compiled.set_weights(model.state_dict())
     if compiled.runnable:
         progress("checking against PyTorch (every output and every mask)")
         agreement = compare_with_pytorch(compiled, model, x)
@@ -218,6 +225,9 @@ def register(sub) -> None:
     parser.add_argument("--no-dense", action="store_true",
                         help="skip compiling and timing the dense network for comparison")
     parser.add_argument("--repeats", type=positive_int, default=30, help="timed runs per latency")
+    parser.add_argument("--weights-as-inputs", action="store_true",
+                        help="compile code only: the artifact carries no weights; they are "
+                             "given when it is loaded (a PyTorch state_dict)")
     parser.add_argument("--dump-ir", default=None, metavar="DIR",
                         help="write the IR after every pipeline phase to DIR")
     add_threads(parser)

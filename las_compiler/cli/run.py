@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 
-from .common import add_json, add_threads, positive_int, subcommand
+from .common import add_json, add_threads, add_weights, load_with_weights, positive_int, subcommand
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy import load, read_input
+    from ..deploy import read_input
 
-    compiled = load(args.artifact, args.threads)
+    compiled = load_with_weights(args)
     x = read_input(args.image, compiled.metadata["input"]["shape"], args.seed)
     out, masks = compiled.run_with_masks(x, check_finite=not args.no_check_finite)
     dynamic = [b for b in compiled.metadata["blocks"] if b["pipeline"] != "static"]
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     parser = subcommand(sub, "run", "run an exported artifact on an image or .npy input")
     parser.add_argument("artifact", help="directory written by `las compile`")
+    add_weights(parser)
     parser.add_argument("--image", default=None, help=".npy array or image file (random if absent)")
     parser.add_argument("--top", type=positive_int, default=5, help="classes to print per image")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input")

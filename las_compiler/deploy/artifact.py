@@ -4,9 +4,12 @@ Layout::
 
     out/
       model.so        TVM ``export_library`` of the Relax VM executable: kernels, VM bytecode
-                      and the BN-folded, packed weights (embedded constants); for GPUs the
-                      device binaries (``device_binary``: a fatbin or PTX, not CUDA C)
-      metadata.json   model name, S per block, block pipelines, target, input spec, versions
+                      and the BN-folded, packed weights (embedded constants; none in a
+                      code-only build, whose ``main_transform_params`` prepares weights given
+                      at load time); for GPUs the device binaries (``device_binary``: a
+                      fatbin or PTX, not CUDA C)
+      metadata.json   model name, S per block, block pipelines, target, input spec, versions;
+                      a code-only build's weight names and shapes (``weights``)
 
 The directory is built under a temporary name beside the destination and renamed into place,
 so a failed or interrupted export never leaves a half-written artifact; an existing artifact

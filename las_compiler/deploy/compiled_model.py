@@ -43,6 +43,7 @@ class CompiledModel:
         self._module = module
         self._artifact_dir = artifact_dir
         self._local = threading.local()
+        self._prepared = None  # a code-only module's weights, prepared (set_weights)
         self.threads = threads if threads is not None else default_threads(
             metadata.get("target"))
         if self.threads < 1:
@@ -119,6 +120,49 @@ class CompiledModel:
                 self.metadata["input"]["shape"]).astype(np.float32)
         return self._host_input(x, check_finite)
 
+    # -- weights given at run time --------------------------------------------------------
+    @property
+    def takes_weights(self) -> bool:
+        """Whether the module was compiled code-only (``weights_as_inputs``): it runs after
+        :meth:`set_weights`."""
+        return "weights" in self.metadata
+
+    def set_weights(self, state_dict) -> None:
+        """Prepare the weights of a code-only module on its device: ``state_dict`` maps the
+        names in ``metadata["weights"]`` (a PyTorch ``state_dict``, tensors or arrays) to
+        values; BN folding and packing run once, in the module's ``main_transform_params``."""
+        import tvm
+
+        if not self.takes_weights:
+            raise ValueError("this module carries its weights (compiled without "
+                             "weights_as_inputs); there are none to set")
+        names, shapes = self.metadata["weights"], self.metadata.get("weight_shapes")
+        missing = [n for n in names if n not in state_dict]
+        if missing:
+            raise ValueError(f"state_dict lacks {len(missing)} of the module's weights, e.g. "
+                             f"{', '.join(missing[:3])}")
+        arrays = []
+        for index, name in enumerate(names):
+            value = state_dict[name]
+            array = np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach")
+                                         else np.asarray(value), dtype=np.float32)
+            if shapes is not None and list(array.shape) != list(shapes[index]):
+                raise ValueError(f"weight {name} has shape {tuple(array.shape)}, the module "
+                                 f"was compiled for {tuple(shapes[index])}")
+            if not np.isfinite(array).all():
+                raise ValueError(f"weight {name} holds NaN or infinite values")
+            arrays.append(tvm.runtime.tensor(array, self.device))
+        self._prepared = list(self._machine()["main_transform_params"](arrays))
+
+    def _weight_args(self) -> list:
+        if not self.takes_weights:
+            return []
+        prepared = self._prepared
+        if prepared is None:
+            raise RuntimeError("this module takes its weights at run time: call "
+                               "set_weights(state_dict) first")
+        return prepared
+
     @property
     def output_names(self) -> list[str]:
         """The network's outputs (``["logits"]``, a backbone's ``["C2", ..., "C5"]``)."""
@@ -128,7 +172,7 @@ class CompiledModel:
         """(output, each dynamic block's mask); the output is one array, or a tuple of
         arrays for a network with several (a backbone). ``check_finite=False`` skips the
         NaN/Inf check of the input (a pass over it)."""
-        outputs = self._machine()["main"](self._input(x, check_finite))
+        outputs = self._machine()["main"](self._input(x, check_finite), *self._weight_args())
         outputs = [o.numpy() for o in (list(outputs) if not hasattr(outputs, "numpy")
                                        else [outputs])]
         count = len(self.output_names)
@@ -155,7 +199,7 @@ class CompiledModel:
         for _ in range(warmup):
             if self.donates_input:
                 data.copyfrom(host)
-            vm["main"](data)
+            vm["main"](data, *self._weight_args())
         if self.donates_input:
             main, runs = vm["main"], []
             for _ in range(repeat):
@@ -169,7 +213,7 @@ class CompiledModel:
             runs = np.array(runs)
         else:
             timer = vm.time_evaluator("main", self.device, number=number, repeat=repeat)
-            runs = np.array(timer(data).results) * 1e3
+            runs = np.array(timer(data, *self._weight_args()).results) * 1e3
         return {"median_ms": float(np.median(runs)), "mean_ms": float(runs.mean()),
                 "min_ms": float(runs.min()), "max_ms": float(runs.max()), "runs": len(runs)}
 
@@ -192,13 +236,13 @@ class CompiledModel:
                 totals[name] = totals.get(name, 0.0) + time.perf_counter() - started.pop()
             return 0
 
-        vm["main"](data)  # warm-up, uninstrumented
+        vm["main"](data, *self._weight_args())  # warm-up, uninstrumented
         vm.set_instrument(instrument)
         try:
             for _ in range(runs):
                 if self.donates_input:
                     data.copyfrom(host)
-                vm["main"](data)
+                vm["main"](data, *self._weight_args())
         finally:
             vm.set_instrument(lambda *_args: 0)
         return {name: seconds * 1e3 / runs for name, seconds in

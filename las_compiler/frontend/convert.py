@@ -53,9 +53,40 @@ def _convert_sparse_bottleneck(node, importer):
 CUSTOM_CONVERT_MAP = {"sparse_bottleneck.default": _convert_sparse_bottleneck}
 
 
-def import_exported_program(program: torch.export.ExportedProgram) -> tvm.IRModule:
-    """Relax IRModule of an exported LAS network; weights become constants."""
-    return from_exported_program(program, custom_convert_map=CUSTOM_CONVERT_MAP)
+def import_exported_program(program: torch.export.ExportedProgram,
+                            weights_as_inputs: bool = False) -> tvm.IRModule:
+    """Relax IRModule of an exported LAS network; weights become constants, or with
+    ``weights_as_inputs`` parameters of ``main`` after its input (attribute ``num_input``)."""
+    if not weights_as_inputs:
+        return from_exported_program(program, custom_convert_map=CUSTOM_CONVERT_MAP)
+    mod = from_exported_program(program, custom_convert_map=CUSTOM_CONVERT_MAP,
+                                keep_params_as_input=True)
+    main = mod["main"].without_attr("params")  # the importer's copy of the weight values
+    return tvm.IRModule({**{gv: f for gv, f in mod.functions_items()
+                            if gv.name_hint != "main"}, mod.get_global_var("main"): main},
+                        attrs=mod.attrs)
+
+
+def _weight_names(program: torch.export.ExportedProgram, prefix: str = "model.") -> list[str]:
+    """The ``state_dict`` keys of the weight inputs, in ``main``'s parameter order."""
+    return [spec.target[len(prefix):] if spec.target.startswith(prefix) else spec.target
+            for spec in program.graph_signature.input_specs if spec.kind.name == "PARAMETER"]
+
+
+def _statistics_as_parameters(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose floating-point buffers (BN running statistics) are
+    parameters, so ``torch.export`` lists them with the weights: inputs too, under the same
+    ``state_dict`` keys."""
+    import copy
+
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        for name, buffer in list(module._buffers.items()):
+            if buffer is not None and buffer.is_floating_point():
+                del module._buffers[name]
+                module.register_parameter(name, torch.nn.Parameter(buffer,
+                                                                   requires_grad=False))
+    return model
 
 
 def _as_tensor(example_input) -> torch.Tensor:
@@ -87,12 +118,15 @@ def _check_parameters(module: torch.nn.Module) -> None:
 
 
 def import_torch(model: LASResNet, example_input, static_blocks: Collection[int] = (),
-                 pipelines: str | Sequence[str] = "auto") -> tvm.IRModule:
+                 pipelines: str | Sequence[str] = "auto",
+                 weights_as_inputs: bool = False) -> tvm.IRModule:
     """The frontend step: an eval-mode LAS-ResNet at the example input's shape as a Relax
     module with ``las.*`` calls (see the module docstring).
 
     ``pipelines``: one block pipeline for every dynamic block or one per dynamic block (in
-    network order); ``static_blocks``: indices of blocks compiled dense, without a masker.
+    network order); ``static_blocks``: indices of blocks compiled dense, without a masker;
+    ``weights_as_inputs``: weights (and BN statistics) become inputs of ``main`` after the
+    image, listed by ``state_dict`` key in the ``las.model`` attribute's ``weights``.
     """
     if not isinstance(model, LASResNet):
         raise TypeError(f"the torch frontend compiles a LAS-ResNet (las_compiler.models."
@@ -101,7 +135,9 @@ def import_torch(model: LASResNet, example_input, static_blocks: Collection[int]
     _check_parameters(model)
     x = _as_tensor(example_input)
     static = set(static_blocks)
-    mod = import_exported_program(export_las_resnet(model, x, static, pipelines))
+    exported = _statistics_as_parameters(model) if weights_as_inputs else model
+    program = export_las_resnet(exported, x, static, pipelines)
+    mod = import_exported_program(program, weights_as_inputs)
     blocks = list(model.dynamic_blocks())
     info = {
         "model": model_name(model),
@@ -117,6 +153,11 @@ def import_torch(model: LASResNet, example_input, static_blocks: Collection[int]
                    for i, (b, (size_in, size_out)) in
                    enumerate(zip(blocks, model.block_sizes(*x.shape[2:]), strict=True))],
     }
+    if weights_as_inputs:
+        info["weights"] = _weight_names(program)
+        info["weight_shapes"] = [list(program.state_dict[spec.target].shape)
+                                 for spec in program.graph_signature.input_specs
+                                 if spec.kind.name == "PARAMETER"]
     return mod.with_attr(MODEL_INFO, json.dumps(info))
 
 

@@ -45,11 +45,3 @@ class KernelTable:
 
 def constant(array: np.ndarray) -> tvm.ir.expr.Constant:
     return relax.const(np.ascontiguousarray(array, dtype=np.float32))
-
-
-def numpy_of(expr: relax.Expr, what: str) -> np.ndarray:
-    """The value of a constant argument (weights must be known at compile time)."""
-    if not isinstance(expr, tvm.ir.expr.Constant):
-        raise ValueError(f"{what} must be a compile-time constant (model weights), "
-                         f"got {type(expr).__name__}")
-    return expr.value.numpy()

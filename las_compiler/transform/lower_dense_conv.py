@@ -23,8 +23,9 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from ..op.params import CHANNEL_BLOCK, pack_weight
+from ..op.params import CHANNEL_BLOCK, linear_as_conv1x1, pack_weight
 from .kernel_table import KernelTable, constant
+from .weight_ops import WeightAnalysis, preparation
 
 
 def _op_name(expr) -> str | None:
@@ -65,6 +66,7 @@ class _Rewriter(PyExprMutator):
                 self.uses[used] = self.uses.get(used, 0) + 1
         for used in relax.analysis.free_vars(func.body.body):
             self.uses[used] = self.uses.get(used, 0) + 1
+        self.weights = WeightAnalysis(func, self.value_of)
         self.chains: dict[relax.Call, tuple] = {}
         absorbed: set[relax.Var] = set()
         for binding in reversed(bindings):  # tops first: a relu absorbs its add and conv
@@ -91,7 +93,7 @@ class _Rewriter(PyExprMutator):
             return None
         for conv_arg, bias in (expr.args, expr.args[::-1]):
             conv = self._value(conv_arg, "relax.nn.conv2d")
-            if conv is not None and isinstance(bias, tvm.ir.expr.Constant):
+            if conv is not None and self.weights.is_weight(bias):
                 return conv, bias, [conv_arg]
         return None
 
@@ -125,8 +127,8 @@ class _Rewriter(PyExprMutator):
             return None
         for mm_arg, bias in (value.args, value.args[::-1]):
             matmul = self._value(mm_arg, "relax.matmul")
-            if matmul is not None and isinstance(bias, tvm.ir.expr.Constant) \
-                    and isinstance(matmul.args[1], tvm.ir.expr.Constant) \
+            if matmul is not None and self.weights.is_weight(bias) \
+                    and self.weights.is_weight(matmul.args[1]) \
                     and len(matmul.args[0].ty.shape) == 2:
                 return matmul, bias, "linear", None, [mm_arg]
         return None
@@ -145,12 +147,11 @@ class _Rewriter(PyExprMutator):
             return self._lower_linear(conv, bias)
         attrs = conv.attrs
         x, weight = conv.args
-        if not isinstance(weight, tvm.ir.expr.Constant) or attrs.data_layout != "NHWC" \
+        if not self.weights.is_weight(weight) or attrs.data_layout != "NHWC" \
                 or attrs.kernel_layout != "OHWI" or int(attrs.groups) != 1 \
                 or any(int(d) != 1 for d in attrs.dilation):
             return None
-        w = weight.value.numpy().transpose(0, 3, 1, 2)  # OHWI -> OIHW
-        k, c, kh, kw = w.shape
+        k, kh, kw, c = (int(d) for d in weight.ty.shape)  # OHWI
         stride = [int(s) for s in attrs.strides]
         pad = [int(p) for p in attrs.padding]
         if k % CHANNEL_BLOCK or kh != kw or stride[0] != stride[1] or len(set(pad)) != 1:
@@ -158,10 +159,14 @@ class _Rewriter(PyExprMutator):
         n, h, wd, _ = (int(d) for d in x.ty.shape)
         out_shape = tuple(int(d) for d in conv.ty.shape)
         m = int(np.prod(out_shape[:3]))
-        if bias is not None and bias.value.numpy().size not in (1, k):
+        bias_size = int(np.prod([int(d) for d in bias.ty.shape])) if bias is not None else k
+        if bias_size not in (1, k):
             return None  # not a per-channel bias
-        b = np.zeros(k, np.float32) if bias is None else np.broadcast_to(
-            bias.value.numpy().reshape(-1), (k,))
+        xp, value, as_arg = preparation(
+            self.builder_, [weight] + ([bias] if bias is not None else []), self.visit_expr)
+        w = xp.transpose(value(weight), (0, 3, 1, 2))  # OHWI -> OIHW
+        b = xp.zeros((k,)) if bias is None else xp.broadcast(
+            xp.reshape(value(bias), (bias_size,)), (k,))
         x_new = self.visit_expr(x)
         res = constant(np.zeros((1, 1)))
         if residual is not None:
@@ -173,7 +178,7 @@ class _Rewriter(PyExprMutator):
         else:
             gvar, _ = self.kernels.get("conv2d", n, h, wd, c, k, kh, stride[0], pad[0], epilogue)
         y = self.builder_.emit(relax.call_tir(
-            gvar, [x_new, constant(pack_weight(w)), constant(b), res],
+            gvar, [x_new, as_arg(pack_weight(w, xp=xp)), as_arg(b), res],
             out_ty=relax.TensorType((m, k), "float32")))
         return relax.op.reshape(y, out_shape)
 
@@ -181,18 +186,15 @@ class _Rewriter(PyExprMutator):
         """The classifier as a 1x1 conv over N one-pixel images (the GEMM micro-kernel);
         output channels are zero-padded to a multiple of 16 and sliced off afterwards."""
         x, weight = matmul.args
-        w = weight.value.numpy()  # (C, K): x @ w
-        c, k = w.shape
-        b = np.broadcast_to(bias.value.numpy(), (1, k)).reshape(k)
+        c, k = (int(d) for d in weight.ty.shape)  # x @ w
+        xp, value, as_arg = preparation(self.builder_, [weight, bias],
+                                         self.visit_expr)
+        w_oi, b_pad = linear_as_conv1x1(value(weight), value(bias), xp=xp)
         padded = -(-k // CHANNEL_BLOCK) * CHANNEL_BLOCK
-        w_oi = np.zeros((padded, c, 1, 1), np.float32)
-        w_oi[:k, :, 0, 0] = w.T
-        b_pad = np.zeros(padded, np.float32)
-        b_pad[:k] = b
         n = int(x.ty.shape[0])
         gvar, _ = self.kernels.get("conv1x1", n, 1, 1, c, padded, 1, "none")
         y = self.builder_.emit(relax.call_tir(
-            gvar, [self.visit_expr(x), constant(pack_weight(w_oi)), constant(b_pad),
+            gvar, [self.visit_expr(x), as_arg(pack_weight(w_oi, xp=xp)), as_arg(b_pad),
                    constant(np.zeros((1, 1)))],
             out_ty=relax.TensorType((n, padded), "float32")))
         if padded == k:

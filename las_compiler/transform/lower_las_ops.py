@@ -29,8 +29,9 @@ from ..block_pipelines import get_pipeline
 from ..geometry import BlockGeometry, PatchGeometry
 from ..las_ops import SPARSE_BOTTLENECK, SparseBottleneck, las_op_name
 from ..op.params import fold_bn, pack_weight, with_masker_tile
-from .kernel_table import KernelTable, constant, numpy_of
+from .kernel_table import KernelTable, constant
 from .step_emitter import StepEmitter
+from .weight_ops import preparation
 
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -44,28 +45,32 @@ def block_geometry(op: SparseBottleneck) -> BlockGeometry:
                          projected=op.projected)
 
 
-def block_params(op: SparseBottleneck) -> dict[str, Callable[[], np.ndarray]]:
-    """The named parameters steps read (see ``block_pipelines``), computed on demand."""
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+def block_params(op: SparseBottleneck, xp, value) -> dict[str, Callable]:
+    """The named parameters steps read (see ``block_pipelines``), computed on demand with the
+    array namespace ``xp`` from the op's weights as ``value(tensor, what)`` reads them (see
+    ``weight_ops.preparation``)."""
+    cache: dict[int, tuple] = {}
 
     def folded(index: int):
         if index not in cache:
             conv = (op.conv1, op.conv2, op.conv3)[index - 1]
-            arrays = [numpy_of(t, f"{op.name or 'block'} conv{index} weight/BN")
+            arrays = [value(t, f"{op.name or 'block'} conv{index} weight/BN")
                       for t in conv.tensors()]
-            cache[index] = fold_bn(*arrays, op.eps)
+            cache[index] = fold_bn(*arrays, op.eps, xp=xp)
         return cache[index]
 
-    masker_w = lambda: numpy_of(op.masker_weight, "masker weight")[:, :, 0, 0]  # noqa: E731
-    masker_b = lambda: numpy_of(op.masker_bias, "masker bias")  # noqa: E731
+    in_c = int(op.masker_weight.ty.shape[1])
+    masker_w = lambda: xp.reshape(value(op.masker_weight, "masker weight"),  # noqa: E731
+                                  (2, in_c))
+    masker_b = lambda: value(op.masker_bias, "masker bias")  # noqa: E731
     params = {"masker_w": masker_w, "masker_b": masker_b}
     for index in (1, 2, 3):
-        params[f"w{index}"] = lambda i=index: pack_weight(folded(i)[0])
+        params[f"w{index}"] = lambda i=index: pack_weight(folded(i)[0], xp=xp)
         params[f"b{index}"] = lambda i=index: folded(i)[1]
 
     def conv1_with_masker():
-        weight, bias = with_masker_tile(*folded(1), masker_w(), masker_b())
-        return pack_weight(weight), bias
+        weight, bias = with_masker_tile(*folded(1), masker_w(), masker_b(), xp=xp)
+        return pack_weight(weight, xp=xp), bias
 
     params["w1_masker"] = lambda: conv1_with_masker()[0]
     params["b1_masker"] = lambda: conv1_with_masker()[1]
@@ -225,9 +230,12 @@ class _Rewriter(PyExprMutator):
                                         "shortcut_copy")
             shortcut = self.builder_.emit(relax.op.reshape(copied, _shape(shortcut)))
         values = {"x": x, "shortcut": shortcut, "unused": constant(np.zeros((1, 1)))}
-        params = block_params(op)
-        for name in {n for s in steps for n in s.inputs if n in params}:
-            values[name] = constant(params[name]())
+        weights = [op.masker_weight, op.masker_bias,
+                   *(t for conv in (op.conv1, op.conv2, op.conv3) for t in conv.tensors())]
+        xp, value, as_arg = preparation(self.builder_, weights, self.visit_expr)
+        params = block_params(op, xp, value)
+        for name in sorted({n for s in steps for n in s.inputs if n in params}):
+            values[name] = as_arg(params[name]())
         emitter = StepEmitter(self.builder_, self.kernels, str(self.blocks))
         values = emitter.run(steps, block, values)
         self.blocks += 1
