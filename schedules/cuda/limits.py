@@ -9,6 +9,8 @@ are fixed: per-block resources do not depend on how many blocks are launched.
 
 from __future__ import annotations
 
+import functools
+
 import tvm
 import tvm_ffi
 from tvm import s_tir, tirx
@@ -80,15 +82,26 @@ def block_resources(func: tirx.PrimFunc) -> dict:
 
 def fits(func: tirx.PrimFunc, target: tvm.target.Target) -> bool:
     """TVM's VerifyGPUCode on ``func`` (scheduled, not lowered) for ``target``."""
-    from tvm.s_tir import meta_schedule as ms
+    mod = tvm.IRModule({"main": with_fixed_sizes(func)})
+    return bool(_verifier(str(target)).apply(s_tir.Schedule(mod)))
 
-    fixed = with_fixed_sizes(func)
-    mod = tvm.IRModule({"main": fixed})
-    context = ms.TuneContext(mod=mod, target=target, space_generator="post-order-apply",
-                             search_strategy="evolutionary")
+
+@functools.lru_cache(maxsize=16)
+def _verifier(target_json: str):
+    """meta_schedule's ``VerifyGPUCode`` postproc, initialised for the target (it reads the
+    target's limits; one per target, reused). Its tune context is made through the FFI
+    constructor: ``TuneContext.__init__`` first imports ``tvm.s_tir.tensor_intrin``, which
+    takes 20 s here once per process and which a verifier does not use."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule import _ffi_api
+
+    context = ms.TuneContext.__new__(ms.TuneContext)
+    context.__init_handle_by_constructor__(_ffi_api.TuneContext, None,
+                                           tvm.target.Target(target_json), None, None, "main",
+                                           1, -1, None)
     verifier = ms.postproc.VerifyGPUCode()
     verifier._initialize_with_tune_context(context)  # noqa: SLF001 - TVM's own entry point
-    return bool(verifier.apply(s_tir.Schedule(mod)))
+    return verifier
 
 
 def check_fits(func: tirx.PrimFunc, target: tvm.target.Target, name: str) -> None:

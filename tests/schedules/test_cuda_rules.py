@@ -73,6 +73,10 @@ def test_limits_come_from_the_target():
                                16384, "max_threads_per_block": 1024, "thread_warp_size": 32})
     func = schedule(get_kernel("gather_conv3x3")(g, 64, 128), small)
     assert block_resources(func)["shared_bytes"] <= 16384 and fits(func, small)
+    # and TVM's verifier refuses the H100's schedule (more shared memory) for it
+    h100 = schedule(get_kernel("gather_conv3x3")(g, 64, 128), gpu(H100))
+    assert block_resources(h100)["shared_bytes"] > 16384
+    assert fits(h100, gpu(H100)) and not fits(h100, small)
     # a chain whose intermediates cannot fit is refused with the numbers
     wide = BlockGeometry(PatchGeometry(1, 14, 14, 7, 1), 1024, 256, 1024, False)
     with pytest.raises(ScheduleError, match="shared memory"):
