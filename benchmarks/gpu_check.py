@@ -22,11 +22,12 @@ on the CPU, then times it against the same block dense in PyTorch on that GPU (c
 channels_last, fp32) and prints one table. The same ``run`` works on the CPU with a host
 build: the test suite checks it that way, runtime-only, without a GPU.
 
-Whole networks too: LAS-ResNet-50 4-4-2-1 at 224x224 (batch 1 and 128) and the LAS-ResNet-101
-4-4-7-1 detection backbone at 800x1333, compiled code-only (``weights_as_inputs``: a weight-
-carrying LAS-ResNet-50 artifact is ~100 MB, the code 1.5 MB). There the network is rebuilt from
-its seed with PyTorch, the calibrated maskers (shipped, a few KB) loaded, the weights' hash
-checked, and the compiled module prepares the weights on the GPU (``set_weights``).
+Whole networks too: LAS-ResNet-50 4-4-2-1 at 224x224 (batch 1 and 128), LAS-ResNet-101
+4-4-2-1 at 224x224 and the LAS-ResNet-101 4-4-7-1 detection backbone at 800x1333, compiled
+code-only (``weights_as_inputs``: a weight-carrying LAS-ResNet-50 artifact is ~100 MB, the code
+1.5 MB). There the network is rebuilt from its seed with PyTorch, the calibrated maskers
+(shipped, a few KB) loaded, the weights' hash checked, and the compiled module prepares the
+weights on the GPU (``set_weights``).
 """
 
 from __future__ import annotations
@@ -101,12 +102,13 @@ class NetworkCase:
 
 
 def networks(quick: bool = False) -> list[NetworkCase]:
-    """The issue's networks: LAS-ResNet-50 (batch 1 and the batch-128 goal) and the
-    LAS-ResNet-101 backbone at detection size (the 800x1333 goal)."""
+    """The issue's networks: LAS-ResNet-50 (batch 1 and the batch-128 goal), LAS-ResNet-101
+    at 224x224, and its backbone at detection size (the 800x1333 goal)."""
     if quick:
         return [NetworkCase("tiny", "4-2-1-2", 48, 56)]
     return [NetworkCase("las_resnet50", "4-4-2-1", 224, 224),
             NetworkCase("las_resnet50", "4-4-2-1", 224, 224, 128),
+            NetworkCase("las_resnet101", "4-4-2-1", 224, 224),
             NetworkCase("las_resnet101", "4-4-7-1", 800, 1333, 1, True)]
 
 
