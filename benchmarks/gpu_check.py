@@ -69,7 +69,7 @@ def cases(quick: bool = False) -> list[Case]:
     """The blocks to check: every pipeline on stage 1 at S = 4, fused, halo and dense on
     stage 2 (S = 4) and the row kernels at S = 1 (fused, masker_conv1, halo), fused and halo on
     stage 3 (S = 2): every kernel of every pipeline (batch 128 runs in the networks), in
-    about 29 MiB of artifacts for a GPU (48 MiB with the networks and the runtime: under what
+    about 26 MiB of artifacts for a GPU (50 MiB with the networks and the runtime: under what
     may travel)."""
     from las_compiler.block_pipelines import PIPELINES
 
