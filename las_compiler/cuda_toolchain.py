@@ -236,14 +236,23 @@ def device_code(funcs: dict, target) -> tuple[str, str]:
     return entry_points(module.inspect_source("ptx")), "ptx"
 
 
-def _device_module(executable):
-    todo = [executable.mod if hasattr(executable, "mod") else executable]
+def find_module(root, kind: str):
+    """The first module of ``kind`` (``"cuda"``, ``"llvm"``) in the import tree of ``root``
+    (a runtime module, or a build's ``Executable``); None if there is none."""
+    todo = [root.mod if hasattr(root, "mod") else root]
     while todo:
         module = todo.pop()
-        if module.kind == "cuda":
+        if module.kind == kind:
             return module
         todo.extend(module.imports)
-    raise ValueError("the build has no CUDA device module")
+    return None
+
+
+def _device_module(executable):
+    module = find_module(executable, "cuda")
+    if module is None:
+        raise ValueError("the build has no CUDA device module")
+    return module
 
 
 def assemble(text: str, fmt: str, target) -> list[KernelResources]:

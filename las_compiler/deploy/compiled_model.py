@@ -249,16 +249,6 @@ class CompiledModel:
                 sorted(totals.items(), key=lambda item: -item[1])}
 
     # -- artifacts --------------------------------------------------------------------------
-    def device_source(self) -> str | None:
-        """The CUDA C of a GPU build's kernels (None for CPU builds)."""
-        todo = [self._module.mod if hasattr(self._module, "mod") else self._module]
-        while todo:
-            module = todo.pop()
-            if module.kind == "cuda":
-                return module.inspect_source()
-            todo.extend(module.imports)
-        return None
-
     def export(self, path: str | os.PathLike) -> Path:
         """Write the artifact directory (library + metadata) atomically; returns its path."""
         if self._artifact_dir is not None:  # loaded from disk: the library file as it is

@@ -182,13 +182,13 @@ class DeviceCodePacker:
 
 
 def _host_module(module):
-    todo = [module]
-    while todo:
-        current = todo.pop()
-        if current.kind == "llvm":
-            return current
-        todo.extend(current.imports)
-    raise BlobLayoutError("the module has no host (llvm) library to pack device code beside")
+    from ..cuda_toolchain import find_module
+
+    host = find_module(module, "llvm")
+    if host is None:
+        raise BlobLayoutError("the module has no host (llvm) library to pack device code "
+                              "beside")
+    return host
 
 
 def library_blob(path: str | Path) -> bytes:
