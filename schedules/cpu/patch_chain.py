@@ -35,6 +35,20 @@ def parse_chain(text: str) -> list[tuple[str, str, int]]:
     return stages
 
 
+def chain_at_patch(sch: s_tir.Schedule, chain, intermediate_scope: str | None = None):
+    """Move every conv of a per-patch chain, and its epilogue, under the patch loop of the
+    chain's last block (one patch's intermediates live only while it runs); returns that
+    loop. ``intermediate_scope``: where the intermediates are stored (a GPU's ``"shared"``)."""
+    get = sch.get_sblock
+    patch = sch.get_loops(get(chain[-1][0]))[0]
+    for conv, epilogue, _ in reversed(chain[:-1]):
+        sch.compute_at(get(epilogue), patch)
+        sch.compute_at(get(conv), patch)
+        if intermediate_scope is not None:
+            sch.set_scope(get(epilogue), 0, intermediate_scope)
+    return patch
+
+
 class PatchChain(CPURule):
     def matches(self, func) -> bool:
         return has_attr(func, "las.chain")
@@ -43,10 +57,7 @@ class PatchChain(CPURule):
         cfg = get_config(target)
         chain = parse_chain(func.attrs["las.chain"])
         get = sch.get_sblock
-        patch = sch.get_loops(get(chain[-1][0]))[0]
-        for conv, epilogue, _ in reversed(chain[:-1]):
-            sch.compute_at(get(epilogue), patch)
-            sch.compute_at(get(conv), patch)
+        patch = chain_at_patch(sch, chain)
         sch.parallel(patch)
         for conv, epilogue, num_reduce in chain:
             tile_reduction(sch, get(conv), get(epilogue), num_reduce, cfg,

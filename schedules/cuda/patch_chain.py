@@ -25,7 +25,7 @@ from tvm import s_tir
 
 from ..analysis import kernel_kind, loops_by_iter, static_extent
 from ..base import check
-from ..cpu.patch_chain import parse_chain
+from ..cpu.patch_chain import chain_at_patch, parse_chain
 from .base import GPURule, Limits
 from .limits import block_resources
 
@@ -42,11 +42,7 @@ class PatchChainGPU(GPURule):
         limits = Limits.of(target)
         chain = parse_chain(func.attrs["las.chain"])
         get = sch.get_sblock
-        patch = sch.get_loops(get(chain[-1][0]))[0]
-        for conv, epilogue, _ in reversed(chain[:-1]):
-            sch.compute_at(get(epilogue), patch)
-            sch.compute_at(get(conv), patch)
-            sch.set_scope(get(epilogue), 0, "shared")
+        patch = chain_at_patch(sch, chain, "shared")
         sch.bind(patch, "blockIdx.x")
         check(PIXEL_THREADS * CHANNEL_THREADS <= limits.threads,
               f"{name}: {PIXEL_THREADS * CHANNEL_THREADS} threads exceed {limits.threads}")
