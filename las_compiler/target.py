@@ -87,6 +87,23 @@ def read_cpu_flags(cpuinfo_text: str) -> tuple[str, frozenset[str]]:
     raise ValueError(f"cpuinfo text has no 'flags' or 'Features' line: {cpuinfo_text[:80]!r}")
 
 
+def simd_bits(features) -> int:
+    """Widest float SIMD register among ``features`` (LLVM target features, or the cpuinfo
+    flags, which spell these the same): 512 (AVX-512), 256 (AVX/AVX2), else 128 (SSE, NEON).
+    The CPU rules size their register tiles by it, and the predictor its CPU profiles."""
+    features = set(features)
+    if "avx512f" in features:
+        return 512
+    return 256 if "avx" in features else 128
+
+
+def target_features(target) -> frozenset[str]:
+    """The LLVM features an LLVM ``Target`` compiles for (its mcpu's, after its mattr)."""
+    from tvm.target import codegen
+
+    return frozenset(str(f) for f in codegen.llvm_get_cpu_features(target))
+
+
 @functools.cache
 def _llvm_features(triple: str, cpu: str, mattr: tuple[str, ...] = ()) -> frozenset[str]:
     """Features LLVM enables for ``cpu`` on ``triple`` after applying ``mattr``."""

@@ -9,7 +9,7 @@ from las_compiler.calibrate import (
     measure_overheads,
     samples_from_rows,
 )
-from las_compiler.predictor import BlockLayer, get_hardware
+from las_compiler.predictor import BlockLayer
 from las_compiler.predictor.fit import fit_profile
 from las_compiler.target import host_target
 
@@ -27,7 +27,7 @@ def test_bandwidth_probe_and_overheads(target):
     assert overheads["sync_us"] > 0.0 and overheads["scan_ns"] >= 0.0
 
 
-def test_measured_blocks_feed_the_fit(target):
+def test_measured_blocks_feed_the_fit(target, cpu_profile):
     layer = BlockLayer(1, 12, 12, 64, 16, 64, 1, False, name="tiny", stage=1)
     configs = [BlockConfig(layer, None, "static", 1.0), BlockConfig(layer, 4, "fused", 0.5),
                BlockConfig(layer, 1, "fused", 0.5), BlockConfig(layer, 4, "halo", 0.5)]
@@ -41,5 +41,5 @@ def test_measured_blocks_feed_the_fit(target):
     assert "halo_conv3x3" in rows[3]["profile"] and "conv1x1" in rows[0]["profile"]
     samples = samples_from_rows(rows, {"tiny": layer})
     assert all(s.measured_us > 0 for s in samples)
-    fitted = fit_profile(get_hardware("host"), samples)
+    fitted = fit_profile(cpu_profile(), samples)
     assert {"conv1x1", "conv2d", "gather_conv3x3", "halo_conv3x3"} <= set(fitted.efficiency)

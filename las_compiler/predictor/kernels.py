@@ -7,8 +7,9 @@ The model must know the schedule, not an ideal kernel. On CPUs (``schedules/cpu`
   (12 x 16 with AVX-512, 6 x 16 with AVX2/NEON; ``tiled_conv.get_config``). A per-patch
   kernel tiles each patch's pixels on its own; a patch's last, partial tile has fewer
   independent accumulator chains than the FMA pipes need to hide their latency
-  (``fma_latency x fma_per_cycle``), so it costs at least that many pixels' worth of time:
-  a 1-pixel patch runs at 1/4 of peak on AVX-512.
+  (``fma_latency x fma_per_cycle`` vectors), so it costs at least as many pixels' worth of
+  time as hold that many (:func:`min_tile_pixels`): a 1-pixel patch runs at 1/4 of peak with
+  AVX-512 and with AVX2.
 * each pixel tile streams the kernel's whole weight tensor (channel tiles inside pixel
   tiles), so weight traffic is (pixel tiles) x (weight bytes) from the nearest level that
   holds the weights; dense kernels whose weights dominate run channel tiles outermost
@@ -62,6 +63,16 @@ ROW_GROUP = 12  # = las_compiler.op.sparse_rows.ROW_GROUP (tests check they agre
 CHANNEL_BLOCK = 16  # = las_compiler.op.params.CHANNEL_BLOCK
 
 
+def min_tile_pixels(hw: Hardware) -> int:
+    """Pixels' worth of time a CPU tile's partial last row of pixels costs at least: its FMA
+    pipes need ``fma_latency x fma_per_cycle`` independent accumulator vectors in flight, and
+    each pixel holds ``CHANNEL_BLOCK`` channels in ``CHANNEL_BLOCK x 32 / vector_bits`` of
+    them (1 zmm, 2 ymm, 4 NEON q registers). AVX-512 with one 512-bit pipe and AVX2 with two
+    256-bit pipes both need 4 pixels: a 1-pixel patch runs at 1/4 of peak."""
+    vectors_per_pixel = max(1, CHANNEL_BLOCK * 32 // max(hw.vector_bits, 32))
+    return max(1, math.ceil(hw.fma_latency * hw.fma_per_cycle / vectors_per_pixel - 1e-9))
+
+
 @dataclass(frozen=True)
 class TileModel:
     """The register/thread-block tile a target's schedule rules run."""
@@ -79,7 +90,7 @@ class TileModel:
             # = schedules.cuda.tiled_conv.Config: (8 x 2) pixels x (16 x 4) channels per block
             return cls(pixels=GPU_BLOCK_PIXELS, channels=GPU_BLOCK_CHANNELS, per_patch_gpu=True)
         return cls(pixels=12 if hw.vector_bits >= 512 else 6, channels=CHANNEL_BLOCK,
-                   min_pixels=max(1, round(hw.fma_latency * hw.fma_per_cycle)))
+                   min_pixels=min_tile_pixels(hw))
 
     def for_rows(self, hw: Hardware, row_bytes: float) -> TileModel:
         """The tile the CPU rule picks for inputs ``row_bytes`` apart: 6 pixels instead of 12

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .hardware import Hardware, HardwareError, MemoryLevel, load_hardware
@@ -112,86 +113,98 @@ def _builtin() -> dict[str, Hardware]:
 BUILTIN_NAMES = ("host", *_builtin())
 
 
-def _cache_sizes() -> dict[int, int]:
-    """Data/unified cache size by level for cpu0, from sysfs (empty when unavailable)."""
-    sizes = {}
-    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+@dataclass(frozen=True)
+class Machine:
+    """What the predictor reads off a CPU machine: its /proc/cpuinfo text, its data and
+    unified cache sizes by level, its L1 data cache's geometry (ways, bytes per way) and the
+    cores this process may run on.
+
+    Kept apart from the profile built from it so that a recorded machine (tests, a board
+    described on a workstation) gives the same profile anywhere: :func:`read_machine` is the
+    one place the live machine is read.
+    """
+
+    cpuinfo: str
+    caches: dict[int, int] = field(default_factory=dict)
+    l1_ways: int = 8
+    l1_way_bytes: int = 4 * KB
+    cores: int = 1
+
+
+def _sysfs_caches(root: Path) -> tuple[dict[int, int], tuple[int, int]]:
+    """({level: bytes} of cpu0's data/unified caches, (L1D ways, bytes per way)) from sysfs;
+    empty / (8, 4096) where it tells nothing."""
+    sizes, l1 = {}, (8, 4 * KB)
+    for index in sorted(root.glob("index*")):
         try:
             if (index / "type").read_text().strip() == "Instruction":
                 continue
             level = int((index / "level").read_text())
             text = (index / "size").read_text().strip()
+            sizes[level] = int(text.rstrip("KM")) * {"K": KB, "M": MB}.get(text[-1], 1)
+            if level == 1:
+                ways = int((index / "ways_of_associativity").read_text())
+                way = int((index / "number_of_sets").read_text()) * int(
+                    (index / "coherency_line_size").read_text())
+                if ways > 0 and way > 0:
+                    l1 = (ways, way)
         except (OSError, ValueError):
             continue
-        scale = {"K": KB, "M": MB}.get(text[-1], 1)
-        sizes[level] = int(text.rstrip("KM")) * scale
-    return sizes
+    return sizes, l1
 
 
-def _l1_geometry() -> tuple[int, int]:
-    """(ways, bytes per way) of cpu0's L1 data cache from sysfs; (8, 4096) when unknown."""
-    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
-        try:
-            if (index / "level").read_text().strip() != "1" or \
-                    (index / "type").read_text().strip() == "Instruction":
-                continue
-            ways = int((index / "ways_of_associativity").read_text())
-            way = int((index / "number_of_sets").read_text()) * int(
-                (index / "coherency_line_size").read_text())
-        except (OSError, ValueError):
-            continue
-        if ways > 0 and way > 0:
-            return ways, way
-    return 8, 4096
-
-
-def _cpuinfo() -> str:
+def read_machine() -> Machine:
+    """This machine as :class:`Machine` (/proc/cpuinfo, sysfs caches, the process's CPU
+    affinity). The only read of the live host the predictor makes: the test suite replaces it
+    (tests/conftest.py) so that no test's outcome depends on the CPU it runs on."""
     try:
-        return Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return ""
+        text = ""
+    caches, (ways, way_bytes) = _sysfs_caches(Path("/sys/devices/system/cpu/cpu0/cache"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return Machine(text, caches, ways, way_bytes, cores or 1)
 
 
-def nominal_host() -> Hardware:
-    """This machine from /proc/cpuinfo and sysfs, with nominal bandwidths (uncalibrated)."""
-    from ..target import read_cpu_flags
+def cpu_profile(machine: Machine, features=None, name: str = "host") -> Hardware:
+    """A CPU profile with nominal bandwidths (uncalibrated) of ``machine``, its vector width
+    from ``features`` (the compile target's LLVM features: what the code will really run)
+    or, without them, from the machine's own flags."""
+    from ..target import read_cpu_flags, simd_bits
 
-    text = _cpuinfo()
     try:
-        arch, flags = read_cpu_flags(text)
+        arch, flags = read_cpu_flags(machine.cpuinfo)
     except ValueError:
         arch, flags = platform.machine(), frozenset()
-    if "avx512f" in flags:
-        bits = 512
-    elif "avx" in flags or "avx2" in flags:
-        bits = 256
-    else:
-        bits = 128
-    mhz = [float(v.split(":")[1]) for v in text.splitlines() if v.startswith("cpu MHz")]
+    bits = simd_bits(flags if features is None else features)
+    mhz = [float(v.split(":")[1]) for v in machine.cpuinfo.splitlines()
+           if v.lower().startswith("cpu mhz")]
     clock = (mhz[0] / 1000.0) if mhz else 2.5
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    caches = _cache_sizes()
-    l1, l2 = caches.get(1, 32 * KB), caches.get(2, 1 * MB)
+    cores = machine.cores
+    l1, l2 = machine.caches.get(1, 32 * KB), machine.caches.get(2, 1 * MB)
     levels = [MemoryLevel("L1", l1, cores * 64 * clock, per_unit=True),
               MemoryLevel("L2", l2, cores * 32 * clock, per_unit=True)]
-    if 3 in caches:
-        levels.append(MemoryLevel("L3", caches[3], cores * 16 * clock))
+    if 3 in machine.caches:
+        levels.append(MemoryLevel("L3", machine.caches[3], cores * 16 * clock))
     levels.append(MemoryLevel("DRAM", 1 << 40, cores * 10.0))
-    lanes = bits // 32
-    ways, way_bytes = _l1_geometry()
     return Hardware(
-        name="host", kind="cpu", compute_units=cores, simd_lanes=lanes,
+        name=name, kind="cpu", compute_units=cores, simd_lanes=bits // 32,
         # two 256-bit FMA pipes (x86 since Haswell / Zen 2); AVX-512 issues as one 512-bit FMA
         # per cycle on most of them; NEON: two 128-bit pipes on big cores
         fma_per_cycle=(2.0 if bits == 256 else 1.0) if arch == "x86_64" else 2.0,
         clock_ghz=clock, vector_bits=bits, levels=tuple(levels), launch_us=2.0, sync_us=1.0,
-        default_efficiency=0.9, l1_ways=ways, l1_way_bytes=way_bytes,
+        default_efficiency=0.9, l1_ways=machine.l1_ways, l1_way_bytes=machine.l1_way_bytes,
         # AVX-512 and NEON: 32 vector registers; AVX2: 16
         vector_registers=16 if bits == 256 else 32,
         sources={"compute, caches": "/proc/cpuinfo and /sys/devices/system/cpu (nominal, "
                                     "uncalibrated: run `las predict --calibrate`)",
                  "bandwidth": "nominal 64/32/16 B per clock per core for L1/L2/L3, 10 GB/s "
                               "DRAM per core"})
+
+
+def nominal_host() -> Hardware:
+    """This machine (:func:`read_machine`) with nominal bandwidths (uncalibrated)."""
+    return cpu_profile(read_machine())
 
 
 def default_host_profile_path() -> Path:
@@ -202,9 +215,16 @@ def default_host_profile_path() -> Path:
 
 
 def host_profile() -> tuple[Hardware, bool]:
-    """(the host profile, calibrated?): the calibrated file when present and made on a CPU
-    like this one (same cores and vector width), else :func:`nominal_host`."""
-    nominal = nominal_host()
+    """(this machine's profile, calibrated?): the calibrated file when present and made on a
+    CPU like this one (same cores and vector width), else the nominal profile of
+    :func:`read_machine`."""
+    return _this_machine()
+
+
+def _this_machine(features=None) -> tuple[Hardware, bool]:
+    """:func:`host_profile`, its vector width from ``features`` (the LLVM features of the
+    target the code is compiled for, which need not be this CPU's best) when given."""
+    nominal = cpu_profile(read_machine(), features)
     path = default_host_profile_path()
     if path.exists():
         try:
@@ -238,14 +258,18 @@ GPU_PROFILES = {"sm_53": "nano", "sm_61": "gtx1080", "sm_62": "tx2", "sm_70": "v
 
 def hardware_for_target(target) -> Hardware:
     """The profile the compiler reasons with for a TVM target: this machine's (calibrated
-    when available) for a CPU target of this machine's architecture, the Jetson TX2's
+    when available) for a CPU target of this machine's architecture, with the vector width
+    of the target's features (code built for another CPU of the same architecture runs its
+    own tiles), the Jetson TX2's
     Cortex-A57 for an aarch64 cross target, a GPU by its ``arch``."""
     kind = target.kind.name
     if kind == "llvm":
         triple = str(target.attrs.get("mtriple", "") or "")
         machine = platform.machine().replace("amd64", "x86_64").replace("arm64", "aarch64")
         if not triple or triple.split("-")[0] == machine:
-            return host_profile()[0]
+            from ..target import target_features
+
+            return _this_machine(target_features(target))[0]
         if triple.startswith("aarch64"):
             return get_hardware("tx2-cpu")
         raise HardwareError(f"no hardware profile for CPU target {triple}; pass one "

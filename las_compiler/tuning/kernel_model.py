@@ -32,7 +32,7 @@ def kernel_work(hw: Hardware, func: tvm.tirx.PrimFunc, knobs: dict) -> K.Work:
     *outer, pixels, channels = spatial
     outer_count = int(np.prod(outer)) if outer else 1
     tile = K.TileModel(pixels=pixels_knob, channels=K.CHANNEL_BLOCK,
-                       min_pixels=max(1, round(hw.fma_latency * hw.fma_per_cycle)))
+                       min_pixels=K.min_tile_pixels(hw))
     per_patch = bool(outer)
     if pixels == 1 and len(outer) == 1:  # S = 1 patches run as one pixel axis
         tiles, slots = math.ceil(outer_count / pixels_knob), outer_count

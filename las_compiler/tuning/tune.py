@@ -303,9 +303,9 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
     ``rpc_timeout`` bounds every remote wait; a batch whose every candidate failed to run
     stops tuning with :class:`TuningError` (the log stays valid; re-run to resume). ``bar``:
     a tqdm progress bar (elapsed, ETA) per task instead of log lines."""
-    from ..predictor import get_hardware
+    from ..predictor.profiles import hardware_for_target
 
-    hardware = hardware or get_hardware("host")
+    hardware = hardware or hardware_for_target(target)  # the board's profile, not this CPU's
     db = open_log(log_dir, create=True)
     runner = make_runner(rpc_tracker, rpc_key, timeout=rpc_timeout)
     builder = make_builder()

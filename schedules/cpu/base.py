@@ -20,11 +20,6 @@ def vector_bits(target: tvm.target.Target) -> int:
     Read from the LLVM feature set of the target's mcpu/mattr. (``llvm_get_vector_width``
     answers 512 for AVX2-only CPUs such as znver3, which picked a spilling tile.)
     """
-    from tvm.target import codegen
+    from ...target import simd_bits, target_features
 
-    features = {str(f) for f in codegen.llvm_get_cpu_features(target)}
-    if "avx512f" in features:
-        return 512
-    if "avx" in features:
-        return 256
-    return 128
+    return simd_bits(target_features(target))

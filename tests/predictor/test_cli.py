@@ -36,7 +36,8 @@ def test_select_s(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["predict", "--hardware", "tpu"], "unknown hardware 'tpu'"),
-    (["predict", "--snet", "8-8-8-8"], "S=8 does not fit the 7x7 output map of layer4.0"),
+    (["predict", "--hardware", "tx2-cpu", "--snet", "8-8-8-8"],
+     "S=8 does not fit the 7x7 output map of layer4.0"),
     (["predict", "--hardware", "/nonexistent/p.json"], "cannot read hardware profile"),
     (["select-s", "--rate", "2"], "rate 2 is not in"),
 ])

@@ -16,6 +16,7 @@ def test_gpu_peaks_match_the_vendors_numbers(name, tflops):
     assert {"compute", "memory"} <= set(hw.sources)
 
 
+@pytest.mark.live_host  # any CPU's profile is valid and round-trips
 def test_every_builtin_is_valid_and_round_trips(tmp_path):
     for name in BUILTIN_NAMES:
         hw = get_hardware(name)
@@ -25,6 +26,7 @@ def test_every_builtin_is_valid_and_round_trips(tmp_path):
         assert hw.levels[-1].name == "DRAM"
 
 
+@pytest.mark.live_host
 def test_host_profile_reads_this_machine():
     hw = get_hardware("host")
     assert hw.kind == "cpu" and hw.compute_units >= 1 and hw.vector_bits in (128, 256, 512)
@@ -76,3 +78,61 @@ def test_level_holding_picks_the_nearest_level_that_fits():
     assert hw.level_holding(5 << 20).name == "L2"
     assert hw.level_holding(64 << 20).name == "DRAM"
     assert isinstance(hw, Hardware)
+
+
+EXPECTED_KIND = {"zen3_avx2": ("znver3", 256), "zen4_avx512": ("znver4", 512),
+                 "sapphire_rapids": ("sapphirerapids", 512)}
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_KIND))
+def test_each_recorded_machine_kind_gets_a_self_consistent_profile(kind, monkeypatch):
+    """The host profile as it is built on each kind of machine the project runs on, from
+    that machine's recorded cpuinfo and caches (LLVM is only asked about feature sets; no
+    foreign instruction runs): the target it compiles for, the profile's vector width and
+    register file, the rule's register tile and the predictor's agree."""
+    import tvm
+    from tvm.target import codegen
+
+    from las_compiler.predictor import kernels as K
+    from las_compiler.predictor import profiles
+    from las_compiler.schedules.cpu.base import vector_bits
+    from las_compiler.schedules.cpu.tiled_conv import get_config
+    from las_compiler.target import host_target_dict, read_cpu_flags
+
+    from ..machines import RECORDED
+
+    machine = RECORDED[kind]
+    mcpu, bits = EXPECTED_KIND[kind]
+    target_dict = host_target_dict(machine.cpuinfo, num_cores=machine.cores, machine="x86_64")
+    assert (target_dict["mcpu"], target_dict["num-cores"]) == (mcpu, machine.cores)
+    target = tvm.target.Target(target_dict)
+    features = {str(f) for f in codegen.llvm_get_cpu_features(target)}
+    _, flags = read_cpu_flags(machine.cpuinfo)
+
+    hw = profiles.cpu_profile(machine, features)
+    assert hw == profiles.cpu_profile(machine)  # its flags and its best target agree
+    monkeypatch.setattr(profiles, "read_machine", lambda: machine)
+    assert profiles.hardware_for_target(target) == hw  # what the compiler prices with
+    assert hw.vector_bits == bits == vector_bits(target)
+    assert ("avx512f" in flags) == (bits == 512) and "fma" in flags and "avx2" in flags
+    assert hw.simd_lanes * 32 == hw.vector_bits
+    assert hw.vector_registers == (32 if bits == 512 else 16)
+    assert hw.compute_units == machine.cores
+    assert [level.capacity_bytes for level in hw.levels[:-1]] == \
+        [machine.caches[level] for level in (1, 2, 3)]
+    assert hw.l1_ways * hw.l1_way_bytes == machine.caches[1]
+    bandwidths = [level.bandwidth_gbs for level in hw.levels]
+    assert bandwidths == sorted(bandwidths, reverse=True)
+    # 2 cores of two 256-bit or one 512-bit FMA pipe at 2-4 GHz: 120-260 GFLOP/s
+    assert 120 < hw.peak_gflops < 260
+
+    tile = K.TileModel.for_hardware(hw)
+    rule = get_config(target)
+    assert (tile.pixels, tile.channels) == (rule.pixels, rule.channels)
+    vectors_per_pixel = rule.channels * 32 // bits
+    assert tile.pixels * vectors_per_pixel < hw.vector_registers  # accumulators fit
+    assert K.tile_slowdown(hw, tile.pixels, vectors_per_pixel, 0) == pytest.approx(
+        (tile.pixels + K.STEP_OVERHEAD) / tile.pixels)  # ... with nothing spilled
+    # a partial tile costs no more than a full one, and enough chains to fill the pipes
+    assert 1 <= tile.min_pixels <= tile.pixels
+    assert tile.min_pixels * vectors_per_pixel >= hw.fma_latency * hw.fma_per_cycle

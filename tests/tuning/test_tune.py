@@ -38,12 +38,11 @@ def test_tasks_cover_sparse_and_dense_kernels(small):
     assert all(t.weight >= 1 for t in tasks)
 
 
-def test_cost_models_rank_design_space_candidates(small):
+def test_cost_models_rank_design_space_candidates(small, cpu_profile):
     """Seeded ranks by the predictor from the first trial; xgb and random are stock."""
     from tvm import s_tir
     from tvm.s_tir import meta_schedule as ms
 
-    from las_compiler.predictor import get_hardware
     from las_compiler.tuning.cost_model import SeededCostModel, make_cost_model
     from las_compiler.tuning.space import design_space
 
@@ -56,13 +55,13 @@ def test_cost_models_rank_design_space_candidates(small):
     spaces = design_space(target)(s_tir.Schedule(task.mod))
     candidates = [ms.MeasureCandidate(sch, ms.arg_info.ArgInfo.from_prim_func(
         task.mod["main"])) for sch in spaces]
-    scores = SeededCostModel(get_hardware("host")).predict(context, candidates)
+    scores = SeededCostModel(cpu_profile()).predict(context, candidates)
     assert scores.shape == (len(spaces),) and np.all((scores >= 0) & (scores <= 1))
-    assert isinstance(make_cost_model("xgb", get_hardware("host")), ms.cost_model.XGBModel)
-    assert isinstance(make_cost_model("random", get_hardware("host")),
+    assert isinstance(make_cost_model("xgb", cpu_profile()), ms.cost_model.XGBModel)
+    assert isinstance(make_cost_model("random", cpu_profile()),
                       ms.cost_model.RandomModel)
     with pytest.raises(ValueError, match="unknown cost model 'gbdt'"):
-        make_cost_model("gbdt", get_hardware("host"))
+        make_cost_model("gbdt", cpu_profile())
 
 
 def test_tune_resume_and_table(small, tmp_path):
