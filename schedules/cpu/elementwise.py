@@ -5,13 +5,14 @@ Pattern matched: a LAS kernel with no reduction block of its own (no ``las.reduc
 ``las.chain``), one loop nest, and no other rule.
 Schedule strategy: a flat loop is split into parallel chunks of 64 vectorised elements; a
 multi-dimensional nest (e.g. a scatter over patches x pixels x channels, whose stores are
-indirect) runs its first loop in parallel and vectorises the innermost, contiguous one.
+indirect) runs its first loop in parallel and vectorises the innermost, contiguous one (in chunks:
+``analysis.vectorize_chunked``).
 Deliberately not done: tiling (these kernels move data once).
 """
 
 from __future__ import annotations
 
-from ..analysis import has_attr, kernel_kind, root_blocks
+from ..analysis import has_attr, kernel_kind, root_blocks, vectorize_chunked
 from .base import CPURule
 
 
@@ -31,5 +32,5 @@ class Elementwise(CPURule):
             sch.vectorize(inner)
         else:
             sch.parallel(loops[0])
-            sch.vectorize(loops[-1])
+            vectorize_chunked(sch, loops[-1])
         return sch

@@ -4,9 +4,10 @@ mask reshapes): parallel outer loops, vectorised contiguous inner loop.
 Pattern matched: any PrimFunc without a ``las.kernel`` attribute that dlight's CPU rules did not
 take. Schedule strategy, per root block: 1. fuse the leading spatial loops and run them in
 parallel when there is more than one iteration; 2. vectorise the innermost loop when it is
-spatial. Each step is skipped when TVM rejects it (e.g. a reduction inside); the function is
-always returned runnable. Deliberately not done: tiling. These operators are a few percent of a
-ResNet's time; anything heavier gets its own rule.
+spatial, in chunks (``analysis.vectorize_chunked``). Each step is skipped when TVM rejects it
+(e.g. a reduction inside); the function is always returned runnable. Deliberately not done:
+tiling. These operators are a few percent of a ResNet's time; anything heavier gets its own
+rule.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tvm
 from tvm import s_tir
 from tvm.s_tir.dlight import ScheduleRule
 
-from ..analysis import kernel_kind, root_blocks
+from ..analysis import kernel_kind, root_blocks, vectorize_chunked
 from ..base import new_schedule
 
 _ITER_SPATIAL = 0
@@ -49,7 +50,7 @@ def _parallel_vectorize(sch: s_tir.Schedule, block) -> None:
         outer = loops[:-1]
         extent = sch.get(inner).extent
         if isinstance(extent, tvm.tirx.IntImm) and int(extent) >= 4:
-            _try(sch.vectorize, inner)
+            _try(lambda loop: vectorize_chunked(sch, loop), inner)
         loops = outer
         spatial_prefix = len(outer)
     if spatial_prefix:

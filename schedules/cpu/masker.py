@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from tvm import s_tir
 
-from ..analysis import kernel_kind
+from ..analysis import kernel_kind, vectorize_chunked
 from .base import CPURule
 
 
@@ -42,7 +42,7 @@ class MaskerRule(CPURule):
         inner = sch.get_loops(pool)[1:]  # (c, a, b); unit window loops vanish when S*stride = 1
         if len(inner) == 3:
             sch.reorder(inner[1], inner[2], inner[0])
-        sch.vectorize(inner[0])
+        vectorize_chunked(sch, inner[0])
         sch.parallel(cell)
         return sch
 

@@ -36,6 +36,7 @@ from ..analysis import (
     kernel_kind,
     loops_by_iter,
     static_extent,
+    vectorize_chunked,
     weights_dominate,
 )
 from ..base import check
@@ -136,7 +137,7 @@ class TiledConv(CPURule):
         for producer in producers:
             if outer:
                 sch.compute_at(producer, outer[-1])
-                sch.vectorize(sch.get_loops(producer)[-1])
+                vectorize_chunked(sch, sch.get_loops(producer)[-1])
             else:
                 _parallel_root_stage(sch, producer)
         return sch
@@ -212,4 +213,4 @@ def _parallel_root_stage(sch: s_tir.Schedule, block) -> None:
     """A whole-map producer (e.g. padding): parallel over rows, vectorised over channels."""
     loops = sch.get_loops(block)
     sch.parallel(sch.fuse(*loops[:-2]) if len(loops) > 2 else loops[0])
-    sch.vectorize(loops[-1])
+    vectorize_chunked(sch, loops[-1])
