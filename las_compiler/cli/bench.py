@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
                      f"{'export, ' if peer == 'onnxruntime' else ''}{args.repeats} runs)")
             rows[f"dense_{peer}"] = measure_dense_peer(peer, compiled.metadata, args.repeats,
                                                        compiled.threads)
+    progress.done()
     if args.json:
         print(json.dumps({"median_ms": rows, "threads": compiled.threads_in_effect}, indent=1))
         return 0

@@ -119,18 +119,41 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 
 
 class Progress:
-    """``[  4.2 s] step`` lines on stderr: what a long command is doing, as it does it."""
+    """``[  4.2 s] step`` lines on stderr: what a long command is doing, as it does it, and
+    how long each step took (``... 3.1 s`` when the next one starts; :meth:`done` closes the
+    last)."""
 
     def __init__(self, enabled: bool = True):
         import time
 
-        self.enabled, self.start, self._clock = enabled, time.perf_counter(), time.perf_counter
+        self.enabled, self._clock = enabled, time.perf_counter
+        self.start = self._last = self._clock()
+        self._step: str | None = None
+
+    def _close_step(self, now: float) -> None:
+        import sys
+
+        if self._step is not None:
+            print(f"{'':10}... {now - self._last:.1f} s", file=sys.stderr, flush=True)
 
     def __call__(self, step: str) -> None:
         if self.enabled:
             import sys
 
-            print(f"[{self._clock() - self.start:6.1f} s] {step}", file=sys.stderr, flush=True)
+            now = self._clock()
+            self._close_step(now)
+            print(f"[{now - self.start:6.1f} s] {step}", file=sys.stderr, flush=True)
+            self._step, self._last = step, now
+
+    def done(self) -> None:
+        """Close the last step and print the total."""
+        if self.enabled:
+            import sys
+
+            now = self._clock()
+            self._close_step(now)
+            print(f"[{now - self.start:6.1f} s] done", file=sys.stderr, flush=True)
+            self._step = None
 
 
 def add_weights(parser: argparse.ArgumentParser) -> None:

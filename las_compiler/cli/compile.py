@@ -198,6 +198,7 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
                                               float(stat.sparse_flops) / stat.dense_flops))
         stage_values.setdefault(meta["name"].split(".")[0], []).append(active)
     report.stage_activation = [float(np.mean(v)) for v in stage_values.values()]
+    progress.done()
     return report
 
 

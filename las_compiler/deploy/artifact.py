@@ -67,7 +67,7 @@ def cross_linker(target_json: str):
     return cc.cross_compiler(gcc)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -128,7 +128,7 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
             metadata = {**metadata, "device_code": device_code.summary}
         record = {**metadata, "format": FORMAT,
                   "library": {"file": LIBRARY_FILE, "bytes": library.stat().st_size,
-                              "sha256": _sha256(library)}}
+                              "sha256": file_sha256(library)}}
         check_metadata(record, staging / METADATA_FILE)
         (staging / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         if dest.exists():
@@ -237,7 +237,7 @@ def check_library(directory: str | os.PathLike, metadata: dict) -> Path:
             raise ArtifactError(f"{library}: damaged library: {size} bytes, the artifact was "
                                 f"written with {expected['bytes']} (a cut copy?); export it "
                                 "again")
-        if _sha256(library) != expected["sha256"]:
+        if file_sha256(library) != expected["sha256"]:
             raise ArtifactError(f"{library}: damaged library: its SHA-256 differs from the one "
                                 "recorded at export; export it again")
     return library
