@@ -3,7 +3,8 @@
 Phase 1. import cleanup      - drop what the importer left unused; choose every block's
                                pipeline (``"auto"``: the latency predictor's choice).
 Phase 2. BN folding, layout  - fold eval BN into dense convs; dense convs (and the pooling and
-                               elementwise ops around them) to NHWC / OHWI.
+                               elementwise ops around them) to NHWC / OHWI; constant weights
+                               folded with numpy where it can (FoldConstantsOnHost).
 Phase 3. LAS op lowering     - ``las.*`` calls -> the kernels of each block's pipeline.
 Phase 4. dense rest          - dense conv chains -> our kernels; cancel NCHW<->NHWC round trips;
                                legalise and fuse what is left (pooling, classifier, reshapes).
@@ -29,6 +30,7 @@ from .transform import (
     CancelTransposePairs,
     ChooseBlockPipelines,
     FoldBatchNorm,
+    FoldConstantsOnHost,
     LowerDenseConv,
     LowerLASOps,
     UniformNoAlias,
@@ -108,8 +110,9 @@ def phases(target: tvm.target.Target, tuning_log=None, expected_rate: float = 0.
                     relax.transform.CanonicalizeBindings(),
                     ChooseBlockPipelines(target, expected_rate)]),
         # Phase 2. BN folding and layout
-        ("layout", [FoldBatchNorm(), relax.transform.FoldConstant(),
-                    relax.transform.ConvertLayout(NHWC_LAYOUTS), relax.transform.FoldConstant()]),
+        ("layout", [FoldBatchNorm(), FoldConstantsOnHost(), relax.transform.FoldConstant(),
+                    relax.transform.ConvertLayout(NHWC_LAYOUTS), FoldConstantsOnHost(),
+                    relax.transform.FoldConstant()]),
         # Phase 3. LAS op lowering
         ("las-ops", [LowerLASOps(target, donate_params)]),
         # Phase 4. dense rest

@@ -243,6 +243,22 @@ def check_library(directory: str | os.PathLike, metadata: dict) -> Path:
     return library
 
 
+def load_private_copy(library: Path):
+    """The TVM runtime module of ``library``, loaded from a private copy that is unlinked once
+    loaded: the process then runs what it loaded whatever later happens to the artifact's
+    file (a library rewritten in place under a process that has it mapped kills the process
+    with SIGBUS; an export over the artifact replaces the directory, but a user may not)."""
+    import tvm
+
+    fd, private = tempfile.mkstemp(prefix=".las-", suffix=library.suffix)
+    try:
+        with os.fdopen(fd, "wb") as out, open(library, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        return tvm.runtime.load_module(private)
+    finally:
+        os.unlink(private)
+
+
 def load_artifact(directory: str | os.PathLike):
     """(runtime module, metadata) of an artifact; needs only ``tvm.runtime``."""
     import tvm

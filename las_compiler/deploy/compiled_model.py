@@ -283,7 +283,7 @@ class CompiledModel:
         self._library = (Path(written) / artifact.LIBRARY_FILE,
                          artifact.read_metadata(written)["library"]["sha256"])
         if self.runnable and not self._machines_made:
-            self._module = artifact.load_artifact(written)[0]
+            self._module = artifact.load_private_copy(self._library[0])
         return written
 
 

@@ -35,6 +35,26 @@ def test_round_trip(compiled, tmp_path):
     np.testing.assert_array_equal(las_compiler.load(again).run(x), compiled.run(x))
 
 
+def test_export_builds_machine_code_once_and_runs_it_safely(tmp_path):
+    """After an export the module runs the library it wrote (no second code generation at the
+    first run, and a second export copies it), from a private copy: rewriting the artifact's
+    file in place afterwards does not bring the process down."""
+    torch.manual_seed(1)
+    model = LASResNet((1, 1, 1, 1), "2-2-1-1", num_classes=10, base_channels=16).eval()
+    calibrate(model, 0.5, torch.randn(2, 3, 32, 32))
+    x = torch.randn(1, 3, 32, 32)
+    fresh = las_compiler.compile(model, x, "host", tuning_logs=False)
+    path = fresh.export(tmp_path / "art")
+    assert fresh._module is not fresh._executable  # runs the exported library
+    library = (path / "model.so").read_bytes()
+    (path / "model.so").write_bytes(b"\0" * len(library))  # in place, same inode
+    out = fresh.run(x)
+    (path / "model.so").write_bytes(library)
+    copy = fresh.export(tmp_path / "copy")  # the library it wrote, copied
+    assert (copy / "model.so").read_bytes() == library
+    np.testing.assert_array_equal(las_compiler.load(copy).run(x), out)
+
+
 class _FailingExecutable:
     def export_library(self, path):
         with open(path, "w") as f:
