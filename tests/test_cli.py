@@ -36,11 +36,29 @@ def test_reference_report_table(capsys):
     (["reference", "--input-size", "big"], "input size 'big'"),
     (["reference", "--checkpoint", "/nonexistent/ckpt.pth"], "does not exist"),
 ])
-def test_bad_input_is_one_error_line(argv, message):
-    proc = subprocess.run([sys.executable, "-m", "las_compiler", *argv], capture_output=True,
-                          text=True, timeout=120)
+def test_bad_input_is_one_error_line(argv, message, capfd):
+    assert _las_error(argv, capfd).count(message) == 1
+
+
+def _las_error(argv, capfd) -> str:
+    """``las ARGV`` in this process (a subprocess per case cost ~8 s of imports): it must exit
+    with status 2 and one error line on stderr (argparse may print its usage before it), and
+    print nothing else at the file-descriptor level (no LLVM messages); an unexpected
+    exception fails the test, as a traceback would."""
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capfd.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert sum("error" in line.lower() for line in err.splitlines()) == 1, err
+    return err
+
+
+def test_a_real_process_prints_one_error_line_and_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "las_compiler", "compile", "--target",
+                           "nonsense"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert "unknown target 'nonsense'" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +118,7 @@ def test_run_and_bench_use_the_artifact(artifact, tmp_path, capsys):
     (["bench", "{artifact}", "--repeats", "0"], "0 is not a positive number"),
     (["compile", "--target", '{{"kind": "llvm", "mcpu": "bogus"}}'], "unknown mcpu 'bogus'"),
 ])
-def test_compile_and_run_errors(argv, message, artifact, tmp_path):
+def test_compile_and_run_errors(argv, message, artifact, tmp_path, capfd):
     ckpt = tmp_path / "small.pth"
     import torch
 
@@ -112,12 +130,7 @@ def test_compile_and_run_errors(argv, message, artifact, tmp_path):
     image[0, 0, 0] = np.nan
     np.save(nan, image)
     argv = [a.format(ckpt=ckpt, file=bad, artifact=artifact, nan=nan) for a in argv]
-    proc = subprocess.run([sys.executable, "-m", "las_compiler", *argv], capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr and "Traceback" not in proc.stderr
-    # one error line (argparse may print its usage before it), not LLVM's own messages
-    assert sum("error" in line.lower() for line in proc.stderr.splitlines()) == 1
+    assert message in _las_error(argv, capfd)
     assert not (tmp_path / "art").exists()
 
 
@@ -152,11 +165,9 @@ def test_compile_for_a_gpu_here(tmp_path):
 @pytest.mark.parametrize("target", [
     '{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a57"}',
     "nvidia/jetson-tx2"])  # a Jetson's host code is aarch64 too
-def test_cross_target_without_linker_fails_before_compiling(tmp_path, target):
-    proc = subprocess.run([sys.executable, "-m", "las_compiler", "compile", "--target", target,
-                           "-o", str(tmp_path / "art")], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 2 and "needs a cross linker" in proc.stderr
+def test_cross_target_without_linker_fails_before_compiling(tmp_path, target, capfd):
+    assert "needs a cross linker" in _las_error(["compile", "--target", target, "-o",
+                                                 str(tmp_path / "art")], capfd)
     assert not (tmp_path / "art").exists()
 
 
@@ -176,7 +187,7 @@ def test_version_help_and_feedback(artifact, capsys):
     assert "threads)" in captured.out and "s] timing the artifact" in captured.err
 
 
-def test_official_checkpoint_on_the_command_line(tmp_path):
+def test_official_checkpoint_on_the_command_line(tmp_path, capfd):
     """S_net and input size come from the checkpoint's hyper_set, a contradicting --snet is one
     error line, and --rate over trained maskers is a warning the user sees."""
     from las_compiler.models import parse_granularity
@@ -188,22 +199,18 @@ def test_official_checkpoint_on_the_command_line(tmp_path):
     path = tmp_path / "checkpoint.pth.tar"
     official_checkpoint(path, "dyn_resnet50", depths, parse_granularity("2-2-2-1", depths), 64)
 
-    def las(*argv):
-        return subprocess.run([sys.executable, "-m", "las_compiler", "reference", "--checkpoint",
-                               str(path), "--json", *argv], capture_output=True, text=True,
-                              timeout=300)
-
-    proc = las()
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    argv = ["reference", "--checkpoint", str(path), "--json"]
+    capfd.readouterr()
+    assert main(argv) == 0
+    out, err = capfd.readouterr()
+    report = json.loads(out)
     assert report["granularity"] == "2-2-2-1" and report["input_shape"] == [1, 3, 64, 64]
-    assert "WARNING" not in proc.stderr
-    proc = las("--snet", "4-4-2-1")
-    assert proc.returncode == 2 and "--snet 4-4-2-1 contradicts the checkpoint's S_net " \
-        "2-2-2-1" in proc.stderr and "Traceback" not in proc.stderr
-    proc = las("--rate", "0.3")
-    assert proc.returncode == 0
-    assert "WARNING: --rate 0.3 re-fits the checkpoint's trained maskers" in proc.stderr
+    assert "WARNING" not in err
+    assert "--snet 4-4-2-1 contradicts the checkpoint's S_net 2-2-2-1" in _las_error(
+        [*argv, "--snet", "4-4-2-1"], capfd)
+    assert main([*argv, "--rate", "0.3"]) == 0
+    assert "WARNING: --rate 0.3 re-fits the checkpoint's trained maskers" in \
+        capfd.readouterr().err
 
 
 def test_viz_draws_each_stage_over_the_image(artifact, tmp_path):

@@ -7,7 +7,6 @@ the issue (ResNet-50 and -101, three S_nets, batch 1 and 2, 224 and 192x256) run
 """
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -112,8 +111,8 @@ def test_plain_blocks_after_static_blocks(pipelines):
 
 
 @pytest.mark.parametrize("tag, pipelines", [
-    ("nvidia/nvidia-h100", "auto"), ("nvidia/jetson-tx2", ["fused", "halo", "whole", "dense",
-                                                           "unfused"])])
+    pytest.param("nvidia/nvidia-h100", "auto", marks=pytest.mark.full_matrix),
+    ("nvidia/jetson-tx2", ["fused", "halo", "whole", "dense", "unfused"])])
 def test_gpu_compiled_network_emulated_on_the_cpu(tag, pipelines):
     """A whole network with every kernel on the CUDA rules' schedules (each run serially on
     this CPU, ``build.EmulatedGPU``), S = 1 and S that does not divide the maps included,
@@ -182,8 +181,7 @@ FULL_MATRIX = [(name, snet, batch, size) for name in ("las_resnet50", "las_resne
                for size in ((224, 224), (192, 256))]
 
 
-@pytest.mark.skipif(os.environ.get("LAS_FULL_MATRIX") != "1",
-                    reason="full-width matrix: set LAS_FULL_MATRIX=1 (about 10 minutes)")
+@pytest.mark.full_matrix  # the full-width matrix (about 10 minutes)
 @pytest.mark.parametrize("name, snet, batch, size", FULL_MATRIX)
 def test_full_matrix(name, snet, batch, size):
     torch.manual_seed(0)

@@ -49,8 +49,9 @@ def _cuda_payload(compiled) -> bytes:
     return payloads[0]
 
 
-@pytest.mark.parametrize("tag, fmt", [("nvidia/nvidia-h100", "fatbin"),
-                                      ("nvidia/geforce-gtx-1080", "ptx")])
+@pytest.mark.parametrize("tag, fmt", [  # the TX2's test below takes the PTX route by default
+    ("nvidia/nvidia-h100", "fatbin"),
+    pytest.param("nvidia/geforce-gtx-1080", "ptx", marks=pytest.mark.full_matrix)])
 def test_exported_library_holds_the_device_binary(model, tag, fmt, tmp_path):
     """The library's CUDA module holds the binary of the target's route, one kernel per entry
     of its function table, and the metadata says what was shipped."""

@@ -8,7 +8,6 @@ By default each kernel runs a covering subset (every value of every knob, the la
 among them); ``LAS_FULL_MATRIX=1`` runs all 18 combinations of each."""
 
 import itertools
-import os
 
 import numpy as np
 import pytest
@@ -23,6 +22,8 @@ from las_compiler.schedules.cuda.limits import fits
 from las_compiler.target import host_target, resolve_target
 from las_compiler.transform.serialize_gpu import serialize
 from las_compiler.tuning.space import knob_space, schedule_with_knobs
+
+from ..tiers import FULL_MATRIX
 
 H100 = resolve_target("nvidia/nvidia-h100")
 RNG = np.random.default_rng(0)
@@ -40,7 +41,7 @@ def _combinations(func):
 def _covering(combos):
     """Every value of every knob at least once, the largest tile among them (every
     combination with ``LAS_FULL_MATRIX=1``)."""
-    if os.environ.get("LAS_FULL_MATRIX") == "1":
+    if FULL_MATRIX:
         return combos
     names = list(combos[0])
     values = [sorted({c[n] for c in combos}) for n in names]

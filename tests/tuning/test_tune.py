@@ -142,6 +142,7 @@ def _kill_group(proc) -> None:
     proc.wait()
 
 
+@pytest.mark.full_matrix  # the default tier tunes through RPC in the fault test below
 def test_rpc_runner_through_a_local_tracker(small, tmp_path):
     _, _, target, tasks = small
     port = _free_port()
@@ -160,10 +161,12 @@ def test_rpc_runner_through_a_local_tracker(small, tmp_path):
             _kill_group(proc)
 
 
-@pytest.mark.parametrize("victim", ["server", "tracker"])
+@pytest.mark.parametrize("victim", ["server", pytest.param("tracker",
+                                                            marks=pytest.mark.full_matrix)])
 def test_remote_faults_end_tuning_with_a_clear_error_and_a_valid_log(small, tmp_path, victim):
-    """The device (or the tracker) dies after the first measured batch: tuning stops within
-    the RPC timeout, says why, and the log keeps the first record and opens again."""
+    """Tuning through a local tracker: a key no device has is one clear error; then the
+    device (or the tracker) dies after the first batch, measured remotely: tuning stops
+    within the RPC timeout, says why, and the log keeps the first record and opens again."""
     from las_compiler.tuning.tune import TuningError
 
     _, _, target, tasks = small
@@ -178,6 +181,9 @@ def test_remote_faults_end_tuning_with_a_clear_error_and_a_valid_log(small, tmp_
 
     start = time.time()
     try:
+        with pytest.raises(ValueError, match="no device with key 'tx2'"):
+            tune_tasks([task], target, tmp_path, 1, rpc_tracker=f"127.0.0.1:{port}",
+                       rpc_key="tx2")
         with pytest.raises(TuningError, match="every candidate of the batch failed to run"):
             tune_tasks([task], target, tmp_path, 3, "seeded", rpc_tracker=f"127.0.0.1:{port}",
                        rpc_key="local-board", per_batch=1, rpc_timeout=10, log=log,
