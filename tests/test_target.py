@@ -14,17 +14,10 @@ from tvm.target import codegen
 
 from las_compiler.target import _isa_flags, host_target, host_target_dict, read_cpu_flags
 
-# (a) This machine: an AMD EPYC (Zen 3) VM with AVX2 and FMA but no AVX-512.
-AMD_FLAGS = (
-    "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr "
-    "sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl "
-    "xtopology nonstop_tsc cpuid extd_apicid tsc_known_freq pni pclmulqdq ssse3 fma cx16 pcid "
-    "sse4_1 sse4_2 x2apic movbe popcnt tsc_deadline_timer aes xsave avx f16c rdrand hypervisor "
-    "lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext ssbd ibrs "
-    "ibpb stibp vmmcall fsgsbase tsc_adjust bmi1 avx2 smep bmi2 erms invpcid rdseed adx smap "
-    "clflushopt clwb sha_ni xsaveopt xsavec xgetbv1 xsaves clzero xsaveerptr wbnoinvd arat umip "
-    "pku ospke vaes vpclmulqdq rdpid fsrm"
-)
+from .machines import ZEN3_AVX2_FLAGS
+
+# (a) An AMD EPYC (Zen 3) VM with AVX2 and FMA but no AVX-512 (tests/machines.py).
+AMD_FLAGS = ZEN3_AVX2_FLAGS
 AMD_EPYC_VM = f"""processor\t: 0
 vendor_id\t: AuthenticAMD
 cpu family\t: 25
