@@ -136,3 +136,23 @@ def test_each_recorded_machine_kind_gets_a_self_consistent_profile(kind, monkeyp
     # a partial tile costs no more than a full one, and enough chains to fill the pipes
     assert 1 <= tile.min_pixels <= tile.pixels
     assert tile.min_pixels * vectors_per_pixel >= hw.fma_latency * hw.fma_per_cycle
+
+
+def test_a_test_that_reads_the_live_host_profile_fails():
+    """The suite's guard (tests/conftest.py): every way to the live host's profile fails a
+    test that is not marked live_host, so no test's outcome can depend on the CPU it runs on;
+    the compiler's own profile of a target comes from the recorded machine."""
+    from las_compiler import predictor
+    from las_compiler.cli import main
+    from las_compiler.predictor import profiles
+    from las_compiler.target import host_target
+
+    from ..machines import TEST_MACHINE
+
+    message = "reads the hardware profile of the CPU this test runs on"
+    for read in (lambda: get_hardware("host"), profiles.host_profile, profiles.nominal_host,
+                 predictor.host_profile, lambda: main(["predict", "--rate", "0.5"])):
+        with pytest.raises(AssertionError, match=message):
+            read()
+    assert profiles.read_machine() is TEST_MACHINE
+    assert profiles.hardware_for_target(host_target()).l1_way_bytes == TEST_MACHINE.l1_way_bytes
