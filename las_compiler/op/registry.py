@@ -22,6 +22,7 @@ KERNELS: dict[str, Callable] = {}
 # a test suite, the fuzzer) parses each kernel once. Oldest entries go first past the limit.
 _MADE: dict[tuple, object] = {}
 _MADE_LIMIT = 4096
+_LOCK = threading.Lock()
 
 
 def kernel(name: str) -> Callable[[Callable], Callable]:
@@ -38,14 +39,17 @@ def kernel(name: str) -> Callable[[Callable], Callable]:
         def make(*args, **kwargs):
             key = (name, args, tuple(sorted(kwargs.items())))
             try:
-                made = _MADE.get(key)
+                hash(key)
             except TypeError:  # unhashable arguments: generate, do not keep
                 return _generate(generator, args, kwargs).with_attr("las.kernel", name)
+            with _LOCK:
+                made = _MADE.get(key)
             if made is None:
-                made = _MADE[key] = _generate(generator, args, kwargs).with_attr("las.kernel",
-                                                                                 name)
-                if len(_MADE) > _MADE_LIMIT:
-                    _MADE.pop(next(iter(_MADE)))
+                made = _generate(generator, args, kwargs).with_attr("las.kernel", name)
+                with _LOCK:  # threads compiling at once share the table
+                    _MADE[key] = made
+                    if len(_MADE) > _MADE_LIMIT:
+                        _MADE.pop(next(iter(_MADE)))
             return made
 
         make.kernel_name = name
@@ -71,10 +75,12 @@ def _generate(generator: Callable, args: tuple, kwargs: dict):
     global _parser
     if getattr(_generating, "active", False):
         return generator(*args, **kwargs)
-    if _parser is None or _parser[0] != os.getpid():
-        _parser = (os.getpid(), concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="las-kernel-parser"))
-    return _parser[1].submit(_on_parser_thread, generator, args, kwargs).result()
+    with _LOCK:
+        if _parser is None or _parser[0] != os.getpid():
+            _parser = (os.getpid(), concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="las-kernel-parser"))
+        parser = _parser[1]
+    return parser.submit(_on_parser_thread, generator, args, kwargs).result()
 
 
 def _on_parser_thread(generator: Callable, args: tuple, kwargs: dict):
