@@ -85,14 +85,23 @@ def test_every_pipeline_equals_the_reference_for_any_mask(geometry, name, target
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", list(PIPELINES))
-@pytest.mark.parametrize("stride, s, size", [(1, 4, 28), (2, 2, 27), (1, 7, 14), (1, 1, 14)])
+def _own_masker_geometry(stride, s, size) -> BlockGeometry:
+    in_c = 64 if stride == 1 else 32
+    return BlockGeometry(PatchGeometry(2, size, size, s, stride), in_c, 16, 64,
+                         projected=stride != 1 or in_c != 64)
+
+
+# every pipeline on every map it applies to; by default a covering subset (each pipeline and
+# each map at least once), the rest with LAS_FULL_MATRIX=1
+OWN_MASKER_CASES = [(name, *shape) for shape in [(1, 4, 28), (2, 2, 27), (1, 7, 14), (1, 1, 14)]
+                    for name in PIPELINES
+                    if PIPELINES[name].applies(_own_masker_geometry(*shape))]
+
+
+@pytest.mark.parametrize("name, stride, s, size", tiered(
+    OWN_MASKER_CASES, covering(OWN_MASKER_CASES, [lambda c: c[0], lambda c: c[1:]])))
 def test_pipeline_with_its_own_masker(name, stride, s, size):
     in_c = 64 if stride == 1 else 32
-    geometry = BlockGeometry(PatchGeometry(2, size, size, s, stride), in_c, 16, 64,
-                             projected=stride != 1 or in_c != 64)
-    if not PIPELINES[name].applies(geometry):
-        pytest.skip(f"{name} does not apply at S = {s}, stride {stride}")
     block = make_block(in_c, 16, stride, s, seed=3)
     ramp = torch.linspace(0, 2, size)  # spatially varied input, so patches differ
     x = (torch.randn(2, in_c, size, size) + ramp[:, None] * ramp).relu()
