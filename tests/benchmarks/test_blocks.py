@@ -46,11 +46,12 @@ def test_summary_lists_every_measured_pipeline(tmp_path):
 
 def test_measuring_compiles_the_pipelines_the_compiler_emits():
     """The measuring child on the smallest shape: rows for our dense build and a pipeline at
-    an exact, pinned rate, with a per-kernel profile named by the table's kernels."""
+    an exact, pinned rate, with a per-kernel profile named by the table's kernels. (Other
+    tests run beside it: a disturbed timing is flagged, not waited out and taken again.)"""
     rows = blocks.measure_tvm("s4b1", granularities=(7,), rates=(0.5,), variants=("fused",),
-                              repeats=2)
+                              repeats=2, retries=0)
     assert [r["variant"] for r in rows] == ["dense_tvm", "fused"]
     fused = rows[1]
     assert fused["cells"] == 1 and fused["active_cells"] == 0  # round(0.5 * 1) == 0
     assert {"masker", "compact", "conv1x1_rows"} <= set(fused["profile"])
-    assert all(r["median_ms"] > 0 for r in rows)
+    assert all(r["median_ms"] > 0 and r["attempts"] == 1 for r in rows)
