@@ -27,6 +27,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from ..schedules.knobs import knobs_from_trace
 from ..target import device_of
+from .builder import PooledBuilder
 from .cost_model import make_cost_model
 from .database import open_log
 from .mutator import MutateKnob
@@ -82,9 +83,10 @@ def register_worker_functions() -> None:
 register_worker_functions()
 
 
-def make_builder(workers: int = 2) -> ms.builder.LocalBuilder:
-    return ms.builder.LocalBuilder(f_build=BUILD_FUNC, initializer=register_worker_functions,
-                                   max_workers=workers, timeout_sec=120)
+def make_builder(workers: int = 2) -> PooledBuilder:
+    """Builds candidates on ``workers`` processes kept for the run (close it when done)."""
+    return PooledBuilder(f_build=BUILD_FUNC, initializer=register_worker_functions,
+                         max_workers=workers, timeout_sec=120)
 
 
 class TuningError(RuntimeError):
@@ -307,45 +309,51 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
 
     hardware = hardware or hardware_for_target(target)  # the board's profile, not this CPU's
     db = open_log(log_dir, create=True)
-    runner = make_runner(rpc_tracker, rpc_key, timeout=rpc_timeout)
-    builder = make_builder()
+    # RPC arguments are checked here, before any work; worker processes start only when a
+    # task has trials left to measure
+    runner = make_runner(rpc_tracker, rpc_key, timeout=rpc_timeout) if rpc_tracker else None
+    builder = None
     results = []
-    for index, task in enumerate(tasks, start=1):
-        label = f"[{index}/{len(tasks)} {task.name}]"
-        done = len(_measured(db, task.mod))
-        space = knob_space(task.mod["main"], target)
-        budget = min(trials, space.size)  # a small space is exhausted, not re-sampled
-        progress = _Progress(label, budget, done, log, bar)
-        if done < budget:
-            work_dir = Path(log_dir) / ".work" / task.name
-            _quiet_meta_schedule_console()
-            with _without_tensor_intrinsics(), _stopping(progress):
-                ms.tir_integration.tune_tir(
-                    task.mod, target, str(work_dir), max_trials_global=budget - done,
-                    num_trials_per_iter=per_batch, builder=builder, runner=runner, database=db,
-                    cost_model=make_cost_model(cost_model, hardware),
-                    measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
-                                       progress],
-                    space=ms.space_generator.ScheduleFn(
-                        design_space(target), sch_rules=[], postprocs=[],
-                        mutator_probs={MutateKnob(seed): 1.0}),
-                    strategy=ms.search_strategy.EvolutionarySearch(
-                        population_size=max(16, 2 * space.size),
-                        init_min_unmeasured=space.size, genetic_num_iters=2),
-                    num_tuning_cores=2, seed=seed, task_scheduler="round-robin")
-        else:
-            log(f"{label} {done} trials in the log: done")
-        progress.close()
-        measured = _measured(db, task.mod)
-        best_record = db.get_top_k(db.commit_workload(task.mod), 1) if measured else []
-        knobs = knobs_from_trace(best_record[0].trace) if best_record else None
-        local = measure_untuned and rpc_tracker is None and knobs is not None
-        results.append(TaskResult(
-            task.name, task.kind, task.weight, len(measured),
-            min(measured) * 1e3 if measured else None,
-            untuned_ms(task, target) if local else None,
-            tuned_ms(task, target, knobs) if local else None, knobs,
-            [t * 1e3 for t in progress.history], list(progress.knobs)))
+    with contextlib.ExitStack() as workers:
+        for index, task in enumerate(tasks, start=1):
+            label = f"[{index}/{len(tasks)} {task.name}]"
+            done = len(_measured(db, task.mod))
+            space = knob_space(task.mod["main"], target)
+            budget = min(trials, space.size)  # a small space is exhausted, not re-sampled
+            progress = _Progress(label, budget, done, log, bar)
+            if done < budget:
+                if builder is None:
+                    builder = workers.enter_context(contextlib.closing(make_builder()))
+                    runner = runner or make_runner(timeout=rpc_timeout)
+                work_dir = Path(log_dir) / ".work" / task.name
+                _quiet_meta_schedule_console()
+                with _without_tensor_intrinsics(), _stopping(progress):
+                    ms.tir_integration.tune_tir(
+                        task.mod, target, str(work_dir), max_trials_global=budget - done,
+                        num_trials_per_iter=per_batch, builder=builder, runner=runner, database=db,
+                        cost_model=make_cost_model(cost_model, hardware),
+                        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                                           progress],
+                        space=ms.space_generator.ScheduleFn(
+                            design_space(target), sch_rules=[], postprocs=[],
+                            mutator_probs={MutateKnob(seed): 1.0}),
+                        strategy=ms.search_strategy.EvolutionarySearch(
+                            population_size=max(16, 2 * space.size),
+                            init_min_unmeasured=space.size, genetic_num_iters=2),
+                        num_tuning_cores=2, seed=seed, task_scheduler="round-robin")
+            else:
+                log(f"{label} {done} trials in the log: done")
+            progress.close()
+            measured = _measured(db, task.mod)
+            best_record = db.get_top_k(db.commit_workload(task.mod), 1) if measured else []
+            knobs = knobs_from_trace(best_record[0].trace) if best_record else None
+            local = measure_untuned and rpc_tracker is None and knobs is not None
+            results.append(TaskResult(
+                task.name, task.kind, task.weight, len(measured),
+                min(measured) * 1e3 if measured else None,
+                untuned_ms(task, target) if local else None,
+                tuned_ms(task, target, knobs) if local else None, knobs,
+                [t * 1e3 for t in progress.history], list(progress.knobs)))
     return results
 
 
