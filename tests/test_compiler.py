@@ -6,6 +6,7 @@ the issue (ResNet-50 and -101, three S_nets, batch 1 and 2, 224 and 192x256) run
 ``LAS_FULL_MATRIX=1`` (about 10 minutes).
 """
 
+import copy
 import json
 
 import numpy as np
@@ -133,9 +134,17 @@ def test_full_width_las_resnet50():
     assert 0.3 < np.mean([m.mean() for m in masks]) < 0.7
 
 
-def test_bad_inputs_are_named():
+@pytest.fixture(scope="module")
+def tiny():
+    """A one-block-per-stage network compiled as users give it: a float64 example (the model
+    is float32) and target "llvm" (this CPU)."""
     model = _small("4-4-2-1", depths=(1, 1, 1, 1))
-    compiled = las_compiler.compile(model, torch.randn(1, 3, 64, 64), "host")
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    return model, x, las_compiler.compile(model, x, "llvm")
+
+
+def test_bad_inputs_are_named(tiny):
+    model, _, compiled = tiny
     with pytest.raises(ValueError, match=r"input shape \(2, 3, 64, 64\) does not match the "
                                          r"compiled shape \(1, 3, 64, 64\)"):
         compiled.run(np.zeros((2, 3, 64, 64), np.float32))
@@ -159,17 +168,16 @@ def test_bad_inputs_are_named():
         las_compiler.compile(model, torch.randn(1, 3, 64, 64), {"kind": "llvm", "mcpu": "bogus"})
 
 
-def test_inputs_as_users_give_them():
+def test_inputs_as_users_give_them(tiny):
     """float64 examples compile (the model is float32); "llvm" is this CPU; NaN weights are
     an error naming the parameter."""
-    model = _small("4-4-2-1", depths=(1, 1, 1, 1))
-    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
-    compiled = las_compiler.compile(model, x, "llvm")
+    model, x, compiled = tiny
     assert json.loads(compiled.metadata["target"])["mcpu"] == \
         json.loads(str(las_compiler.target.host_target()))["mcpu"]
     with torch.no_grad():
         expected = ExportableLASResNet(model)(x.float())[0].numpy()
     np.testing.assert_allclose(compiled.run(x), expected, rtol=1e-3, atol=1e-3)
+    model = copy.deepcopy(model)
     with torch.no_grad():
         model.layer2[0].conv2.weight[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"parameter layer2.0.conv2.weight holds 1 NaN"):
