@@ -91,7 +91,7 @@ def _conv1x1_probe(target, m: int, c: int, k: int):
     arguments (random data, cache-resident at these sizes)."""
     import tvm
 
-    from .build import kernel_function
+    from .kernel_builder import kernel_function
     from .op.params import pack_weight
 
     func = kernel_function("conv1x1", 1, m, 1, c, k, 1, "relu", target=target)
@@ -118,7 +118,7 @@ def measure_overheads(target) -> dict[str, float]:
     cell of the compaction scan)."""
     import tvm
 
-    from .build import kernel_function
+    from .kernel_builder import kernel_function
 
     relu = kernel_function("relu_inplace", 16, target=target)
     tiny = tvm.runtime.tensor(np.ones(16, "float32"))

@@ -59,9 +59,8 @@ def _open_tuning_log(tuning_logs, target):
 
 def _checked_target(target):
     """The resolved target; an unsupported family fails here, before any work."""
-    from .build import EmulatedGPU
     from .schedules import check_target
-    from .target import resolve_target
+    from .target import EmulatedGPU, resolve_target
 
     if isinstance(target, EmulatedGPU):
         check_target(target.gpu)
@@ -167,11 +166,11 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
     """
     import tvm
 
-    from .build import EmulatedGPU
     from .cuda_toolchain import tir_pipeline
     from .frontend import model_info
     from .las_ops import las_blocks
     from .pipeline import relax_pipeline
+    from .target import EmulatedGPU, cpu_flags_needed
     from .transform import ChooseBlockPipelines
 
     emulated = target if isinstance(target, EmulatedGPU) else None
@@ -214,6 +213,7 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
         "blocks": blocks,
         "target": str(tvm_target),
         "target_kind": tvm_target.kind.name,
+        "cpu_flags": cpu_flags_needed(tvm_target),
         "tuning_logs": str(tuning_log.path) if tuning_log is not None else None,
         "schedules": schedules,
         "expected_rate": expected_rate,
@@ -222,4 +222,9 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
         "versions": _versions(),
         **(metadata or {}),
     }
-    return CompiledModel(executable, meta, threads=threads)
+    packer = None
+    if tvm_target.kind.name == "cuda":  # the export puts the kernels' device binary beside
+        from .cuda_device_binary import DeviceCodePacker
+
+        packer = DeviceCodePacker(tvm_target)
+    return CompiledModel(executable, meta, threads=threads, device_code_packer=packer)

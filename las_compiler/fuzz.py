@@ -151,11 +151,10 @@ def _grid(config: BlockConfig) -> tuple[int, int]:
 
 def compile_target(emulate_gpu: str | None):
     """``"host"``, or a GPU tag's schedules emulated serially on this CPU
-    (``build.EmulatedGPU``): the fuzzer then checks the CUDA rules' numbers."""
+    (``target.EmulatedGPU``): the fuzzer then checks the CUDA rules' numbers."""
     if emulate_gpu is None:
         return "host"
-    from .build import EmulatedGPU
-    from .target import resolve_target
+    from .target import EmulatedGPU, resolve_target
 
     return EmulatedGPU(resolve_target(emulate_gpu))
 

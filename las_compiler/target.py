@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+from dataclasses import dataclass
 
 # fmt: off
 _TRIPLES = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
@@ -102,6 +103,20 @@ def target_features(target) -> frozenset[str]:
     from tvm.target import codegen
 
     return frozenset(str(f) for f in codegen.llvm_get_cpu_features(target))
+
+
+def cpu_flags_needed(target) -> list[str]:
+    """The cpuinfo flags a CPU must list to run host code compiled for ``target`` (an LLVM
+    ``Target``, or a GPU target's host): the instruction-set features LLVM enables for it, as
+    the kernel spells them. Artifacts record them (``deploy.host_fit`` checks them)."""
+    host = target if target.kind.name == "llvm" else target.host
+    if host is None or host.kind.name != "llvm":
+        return []
+    triple = str(host.attrs.get("mtriple", "") or "") or platform.machine()
+    arch = _ALIASES.get(triple.split("-")[0].lower(), triple.split("-")[0].lower())
+    if arch not in _ISA:
+        return []
+    return sorted(set(_isa_flags(arch, target_features(host)).values()))
 
 
 @functools.cache
@@ -362,3 +377,14 @@ def device_of(target_or_kind):
 
 
 _DEVICES = {"llvm": "cpu", "c": "cpu", "nvptx": "cuda"}
+
+
+@dataclass(frozen=True)
+class EmulatedGPU:
+    """Build for ``gpu`` (a CUDA target): schedule with its rules, then run the scheduled
+    kernel serially on this CPU (``transform.serialize_gpu``), to check its numbers here."""
+
+    gpu: tvm.target.Target  # noqa: F821 - annotation only
+
+    def __str__(self) -> str:
+        return f"emulated {self.gpu}"

@@ -9,14 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from las_compiler.block_pipelines import PIPELINES, Scan, get_pipeline
-from las_compiler.build import EmulatedGPU
 from las_compiler.calibrate import kernel_times
 from las_compiler.compiler import compile_block
 from las_compiler.frontend import import_block
 from las_compiler.geometry import BlockGeometry, PatchGeometry, patch_grid
 from las_compiler.models import calibrate_block, pin_mask, sparse_block_forward
 from las_compiler.pipeline import lowering_passes
-from las_compiler.target import host_target, resolve_target
+from las_compiler.target import EmulatedGPU, host_target, resolve_target
 
 from .models.helpers import make_block
 from .tiers import covering, tiered
@@ -37,7 +36,7 @@ def geometry_of(in_c, planes, stride, size, s, batch) -> BlockGeometry:
 CASES = [(geometry, name) for geometry in GEOMETRIES for name, pipeline in PIPELINES.items()
          if pipeline.applies(geometry_of(*geometry))]
 # every case on the CPU rules on this CPU, and on the CUDA rules' schedules run serially on
-# this CPU (``build.EmulatedGPU``): a GPU schedule's numbers, checked without a GPU. By default
+# this CPU (``target.EmulatedGPU``): a GPU schedule's numbers, checked without a GPU. By default
 # the emulated GPU runs a covering subset (every geometry and every pipeline at least once);
 # LAS_FULL_MATRIX=1 runs every case there too.
 TARGETS = {"host": "host", "cuda-emulated": EmulatedGPU(resolve_target("nvidia/nvidia-h100"))}

@@ -116,9 +116,9 @@ def test_plain_blocks_after_static_blocks(pipelines):
     ("nvidia/jetson-tx2", ["fused", "halo", "whole", "dense", "unfused"])])
 def test_gpu_compiled_network_emulated_on_the_cpu(tag, pipelines):
     """A whole network with every kernel on the CUDA rules' schedules (each run serially on
-    this CPU, ``build.EmulatedGPU``), S = 1 and S that does not divide the maps included,
+    this CPU, ``target.EmulatedGPU``), S = 1 and S that does not divide the maps included,
     equals PyTorch: logits and every mask."""
-    from las_compiler.build import EmulatedGPU
+    from las_compiler.target import EmulatedGPU
 
     model = _small("4-2-1-2", depths=(2, 1, 1, 1), size=(48, 56))
     _check(model, torch.randn(1, 3, 48, 56), EmulatedGPU(las_compiler.target.resolve_target(

@@ -184,8 +184,8 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
             report.dense_compile_seconds = dense.metadata["compile_seconds"]
             report.dense_ms = dense.benchmark(x, repeat=args.repeats)["median_ms"]
     else:
-        report.notes.append(f"cross-compiled for {compiled.metadata['target_kind']}: not run "
-                            "here (deploy the artifact and use `las run` / `las bench` there)")
+        report.notes.append(f"not run here: {compiled.unrunnable_reason} (deploy the "
+                            "artifact and use `las run` / `las bench` there)")
         if "device_code" in compiled.metadata:
             from ..cuda_toolchain import describe_device_code
 

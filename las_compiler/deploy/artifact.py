@@ -105,8 +105,9 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
     """Export ``executable`` and ``metadata`` to ``directory`` atomically; returns the path.
 
     ``fcompile``: the linker for ``export_library`` (see :func:`cross_linker`);
-    ``device_code``: a :class:`~.device_binary.DeviceCodePacker` for GPU builds (their device
-    binaries go into the library; its summary into the metadata's ``device_code``)."""
+    ``device_code``: the compiler's packer for GPU builds
+    (:class:`las_compiler.cuda_device_binary.DeviceCodePacker`: their device binaries go into
+    the library; its summary into the metadata's ``device_code``)."""
     dest = Path(directory).resolve()
     parent = dest.parent
     if dest.exists() and not dest.is_dir():
@@ -263,6 +264,8 @@ def load_artifact(directory: str | os.PathLike):
     """(runtime module, metadata) of an artifact; needs only ``tvm.runtime``."""
     import tvm
 
+    from .host_fit import unfit_reason
+
     metadata = read_metadata(directory)
     library = check_library(directory, metadata)
     kind = metadata.get("target_kind", "llvm")
@@ -272,6 +275,9 @@ def load_artifact(directory: str | os.PathLike):
         raise ArtifactError(f"{library}: compiled for {describe_target(metadata['target'])}, "
                             "but this machine has no CUDA GPU (or no CUDA driver): run it on "
                             "the device it was compiled for")
+    unfit = unfit_reason(metadata["target"], metadata.get("cpu_flags", ()))
+    if unfit is not None:  # before dlopen: code this CPU cannot execute dies with SIGILL
+        raise ArtifactError(f"{library}: this machine cannot run it: {unfit}")
     try:
         module = tvm.runtime.load_module(str(library))
     except Exception as err:  # noqa: BLE001 - the loader raises several FFI error types

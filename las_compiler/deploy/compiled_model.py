@@ -38,8 +38,11 @@ class CompiledModel:
     """
 
     def __init__(self, module, metadata: dict, artifact_dir: Path | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, device_code_packer=None):
         self.metadata = metadata
+        # the compiler's packer of a GPU module's device code into the exported library
+        # (``las_compiler.cuda_device_binary``): the runtime side never builds device code
+        self._device_code_packer = device_code_packer
         self._module = module
         self._artifact_dir = artifact_dir
         self._executable = module  # what an export links (the module that runs may change)
@@ -55,14 +58,20 @@ class CompiledModel:
     # -- running ----------------------------------------------------------------------------
     @property
     def runnable(self) -> bool:
-        """Whether this machine can run the module (same CPU architecture; the GPU present)."""
+        """Whether this machine can run the module (see :attr:`unrunnable_reason`)."""
+        return self.unrunnable_reason is None
+
+    @property
+    def unrunnable_reason(self) -> str | None:
+        """Why this machine cannot run the module (its CPU lacks the instruction sets the code
+        uses, another architecture, no GPU for a GPU module), or None."""
         from ..target import device_of
+        from .host_fit import unfit_reason
 
         kind = self.metadata["target_kind"]
-        if kind == "llvm":
-            return _same_machine(self.metadata["target"])
-        return bool(device_of(kind).exist) and _same_machine(self.metadata.get("host_target")
-                                                             or "{}")
+        if kind != "llvm" and not device_of(kind).exist:
+            return f"it is compiled for {kind} and this machine has no such device"
+        return unfit_reason(self.metadata["target"], self.metadata.get("cpu_flags", ()))
 
     @property
     def device(self):
@@ -74,9 +83,9 @@ class CompiledModel:
         """This thread's VM (made, and the thread's pool sized, on its first call)."""
         vm = getattr(self._local, "vm", None)
         if vm is None:
-            if not self.runnable:
-                raise RuntimeError(f"this module was compiled for {self.metadata['target']}; "
-                                   "it cannot run on this machine (deploy it to the device)")
+            reason = self.unrunnable_reason
+            if reason is not None:
+                raise RuntimeError(f"this module cannot run on this machine: {reason}")
             import tvm.runtime.vm
 
             self._local.threads = use_threads(self.threads)
@@ -270,13 +279,7 @@ class CompiledModel:
             metadata = {k: v for k, v in self.metadata.items() if k not in ("format", "library")}
             return artifact.write_artifact(path, _CopiedLibrary(linked), metadata)
         linker = artifact.cross_linker(self.metadata["target"])
-        packer = None
-        if self.metadata["target_kind"] == "cuda":
-            import tvm.runtime.vm
-
-            from .device_binary import DeviceCodePacker
-
-            packer = DeviceCodePacker(tvm.target.Target(self.metadata["target"]))
+        packer = self._device_code_packer
         written = artifact.write_artifact(path, self._executable, self.metadata, linker, packer)
         if packer is not None:
             self.metadata["device_code"] = packer.summary
@@ -295,19 +298,6 @@ class _CopiedLibrary:
 
     def export_library(self, dest: str) -> None:
         shutil.copyfile(self.path, dest)
-
-
-def _same_machine(target_text: str) -> bool:
-    """Whether code for this target runs here (same target triple as this machine)."""
-    import json
-    import platform
-
-    try:
-        triple = str(json.loads(target_text).get("mtriple", "") or "")
-    except json.JSONDecodeError:
-        return False
-    machine = platform.machine().replace("AMD64", "x86_64").replace("arm64", "aarch64")
-    return not triple or triple.split("-")[0] == machine
 
 
 def load(path: str | os.PathLike, threads: int | None = None) -> CompiledModel:

@@ -1,11 +1,10 @@
 """Kernel-test fixtures: every kernel test runs twice, on the host CPU with the CPU rules and
-with the CUDA rules' schedule emulated serially on the CPU (``build.EmulatedGPU``): the GPU
+with the CUDA rules' schedule emulated serially on the CPU (``target.EmulatedGPU``): the GPU
 schedules' numbers are checked here, without a GPU."""
 
 import pytest
 
-from las_compiler.build import EmulatedGPU
-from las_compiler.target import host_target, resolve_target
+from las_compiler.target import EmulatedGPU, host_target, resolve_target
 
 
 @pytest.fixture(scope="session", params=["host", "cuda-emulated"])

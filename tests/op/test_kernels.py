@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from las_compiler import op
-from las_compiler.build import kernel_function
 from las_compiler.geometry import PatchGeometry
+from las_compiler.kernel_builder import kernel_function
 from las_compiler.models import Masker
 from las_compiler.models.masker import dilate_mask, upsample_mask
 from las_compiler.op.indexing import PatchIndex

@@ -33,7 +33,7 @@ def test_a_name_registered_twice_is_an_error():
 
 
 def test_every_generated_kernel_carries_its_registered_name(target):
-    from las_compiler.build import EmulatedGPU
+    from las_compiler.target import EmulatedGPU
 
     rules_target = target.gpu if isinstance(target, EmulatedGPU) else target
     seen = set()

@@ -9,14 +9,14 @@ import torch
 
 import las_compiler
 from las_compiler import cuda_toolchain
-from las_compiler.deploy.artifact import read_metadata
-from las_compiler.deploy.device_binary import (
+from las_compiler.cuda_device_binary import (
     BlobLayoutError,
     CUDAPayload,
     DeviceCodePacker,
     ModuleTree,
     device_payloads,
 )
+from las_compiler.deploy.artifact import read_metadata
 from las_compiler.models import LASResNet, calibrate
 from las_compiler.target import resolve_target
 

@@ -8,24 +8,12 @@ compiled as Relax modules by :mod:`las_compiler.compiler`.)
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import tvm
 
 from .op.registry import get_kernel
 from .schedules import schedule
-
-
-@dataclass(frozen=True)
-class EmulatedGPU:
-    """Build for ``gpu`` (a CUDA target): schedule with its rules, then run the scheduled
-    kernel serially on this CPU (``transform.serialize_gpu``), to check its numbers here."""
-
-    gpu: tvm.target.Target
-
-    def __str__(self) -> str:
-        return f"emulated {self.gpu}"
-
+from .target import EmulatedGPU
 
 _TARGETS: dict[str, tvm.target.Target | EmulatedGPU] = {}
 

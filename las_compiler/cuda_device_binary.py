@@ -156,7 +156,7 @@ class DeviceCodePacker:
         return path
 
     def _replace(self, payload: bytes) -> bytes:
-        from .. import cuda_toolchain
+        from . import cuda_toolchain
 
         cuda = CUDAPayload.parse(payload)
         if cuda.fmt == "cuda":
@@ -182,7 +182,7 @@ class DeviceCodePacker:
 
 
 def _host_module(module):
-    from ..cuda_toolchain import find_module
+    from .cuda_toolchain import find_module
 
     host = find_module(module, "llvm")
     if host is None:
