@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CHANNEL_BLOCK = 16
+from ..register_tile import CHANNEL_BLOCK  # one definition, shared with the rules
 
 
 class NumpyArrays:

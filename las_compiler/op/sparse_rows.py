@@ -17,12 +17,12 @@ from __future__ import annotations
 from tvm.script import tirx as T
 
 from ..geometry import PatchGeometry
+from ..register_tile import ROW_GROUP
 from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
 from .scan import CHUNKS, chunked_offsets, listed_in_groups
 
-ROW_GROUP = 12  # a multiple of every rule's register tile: 6 (AVX2, NEON) and 12 (AVX-512)
 # the kernels that work on groups of ROW_GROUP listed pixels or cells
 ROW_KERNELS = ("conv1x1_rows", "gather_conv3x3_rows", "conv1x1_scatter_add_rows")
 

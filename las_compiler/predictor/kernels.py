@@ -51,16 +51,14 @@ import math
 from dataclasses import dataclass, field, replace
 
 from ..geometry import PatchGeometry
+from ..register_tile import CHANNEL_BLOCK, ROW_GROUP, default_pixels, patch_tiles
 from .hardware import Hardware
 from .layers import BlockLayer
 
 F32 = 4
-L1_WAY_BYTES, L1_ROWS_HELD_4K = 4096, 7  # = schedules.cpu.tiled_conv (tests check they agree)
 # = schedules.cuda.tiled_conv.Config (a test checks they agree)
 GPU_PIXEL_THREADS, GPU_THREAD_PIXELS, GPU_BLOCK_CHANNELS = 8, 2, 64
 GPU_BLOCK_PIXELS = GPU_PIXEL_THREADS * GPU_THREAD_PIXELS
-ROW_GROUP = 12  # = las_compiler.op.sparse_rows.ROW_GROUP (tests check they agree)
-CHANNEL_BLOCK = 16  # = las_compiler.op.params.CHANNEL_BLOCK
 
 
 def min_tile_pixels(hw: Hardware) -> int:
@@ -89,16 +87,15 @@ class TileModel:
         if hw.kind == "gpu":
             # = schedules.cuda.tiled_conv.Config: (8 x 2) pixels x (16 x 4) channels per block
             return cls(pixels=GPU_BLOCK_PIXELS, channels=GPU_BLOCK_CHANNELS, per_patch_gpu=True)
-        return cls(pixels=12 if hw.vector_bits >= 512 else 6, channels=CHANNEL_BLOCK,
+        return cls(pixels=default_pixels(hw.vector_bits), channels=CHANNEL_BLOCK,
                    min_pixels=min_tile_pixels(hw))
 
     def for_rows(self, hw: Hardware, row_bytes: float) -> TileModel:
-        """The tile the CPU rule picks for inputs ``row_bytes`` apart: 6 pixels instead of 12
-        when the rows alias in L1 (``schedules/cpu/tiled_conv.get_config``)."""
-        if hw.kind != "cpu" or self.pixels <= L1_ROWS_HELD_4K or int(row_bytes) <= 0 or \
-                int(row_bytes) % L1_WAY_BYTES:
+        """The tile the CPU rule picks for inputs ``row_bytes`` apart (6 pixels instead of 12
+        when the rows alias in L1: :func:`~las_compiler.register_tile.default_pixels`)."""
+        if hw.kind != "cpu":
             return self
-        return replace(self, pixels=6)
+        return replace(self, pixels=default_pixels(hw.vector_bits, max(0, int(row_bytes))))
 
 
 # Cost of L1 set aliasing and of register spills in a tile's inner loop, fitted to the knob
@@ -243,13 +240,12 @@ def conv_work(hw: Hardware, tile: TileModel, kind: str, *, tiles: float, pixels:
     return work
 
 
-def _per_patch(tile: TileModel, pixels: int) -> tuple[int, int]:
+def per_patch_tiles(tile: TileModel, pixels: int) -> tuple[int, int]:
     """(tiles, executed pixel slots) for one patch of ``pixels`` pixels."""
     if tile.per_patch_gpu:  # the block's pixel threads split the patch in contiguous runs
         threads = min(GPU_PIXEL_THREADS, math.ceil(pixels / GPU_THREAD_PIXELS))
         return 1, threads * math.ceil(pixels / threads)
-    full, rest = divmod(pixels, tile.pixels)
-    return full + (rest > 0), full * tile.pixels + (max(rest, tile.min_pixels) if rest else 0)
+    return patch_tiles(pixels, tile.pixels, tile.min_pixels)
 
 
 def _map_bytes(layer: BlockLayer, channels: int, out: bool = False) -> float:
@@ -322,7 +318,7 @@ def gather_conv3x3(hw, tile, layer: BlockLayer, patches: PatchGeometry, n: float
     c, w = layer.in_channels, layer.planes
     pixels, window = patches.tile_pixels, patches.window_pixels
     tile = tile.for_rows(hw, w * F32)
-    tiles, slots = _per_patch(tile, pixels)
+    tiles, slots = per_patch_tiles(tile, pixels)
     reduce_map = _map_bytes(layer, c if halo_conv1 else w)
     work = conv_work(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=9 * w,
                  out_channels=w,
@@ -330,7 +326,7 @@ def gather_conv3x3(hw, tile, layer: BlockLayer, patches: PatchGeometry, n: float
                  out_bytes=n * pixels * w * F32, tasks=n, map_bytes=reduce_map,
                  row_bytes=w * F32, tile_pixels=min(tile.pixels, pixels))
     if halo_conv1:
-        halo_tiles, halo_slots = _per_patch(tile, window)
+        halo_tiles, halo_slots = per_patch_tiles(tile, window)
         conv1 = conv_work(hw, tile, kind, tiles=n * halo_tiles, pixels=n * halo_slots, reduce=c,
                       out_channels=w, in_bytes=0.0, out_bytes=0.0, tasks=n,
                       map_bytes=reduce_map, row_bytes=c * F32,
@@ -355,7 +351,7 @@ def conv1x1_scatter_add(hw, tile, layer: BlockLayer, patches: PatchGeometry, n: 
     """conv3 (+BN) of each active patch, added into the shortcut (read + write)."""
     w, k, pixels = layer.planes, layer.out_channels, patches.tile_pixels
     tile = tile.for_rows(hw, w * F32)
-    tiles, slots = _per_patch(tile, pixels)
+    tiles, slots = per_patch_tiles(tile, pixels)
     out = n * pixels * k * F32 * (2 if scatter else 1)
     return conv_work(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=w, out_channels=k,
                  in_bytes=n * pixels * w * F32, out_bytes=out, tasks=n,

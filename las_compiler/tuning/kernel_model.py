@@ -38,7 +38,7 @@ def kernel_work(hw: Hardware, func: tvm.tirx.PrimFunc, knobs: dict) -> K.Work:
         tiles, slots = math.ceil(outer_count / pixels_knob), outer_count
         outer_count, per_outer, per_patch = 1, (tiles, slots), False
     else:
-        per_outer = K._per_patch(tile, pixels)
+        per_outer = K.per_patch_tiles(tile, pixels)
     tiles, slots = per_outer[0] * outer_count, per_outer[1] * outer_count
     in_bytes, out_bytes = param_bytes(func, 0), param_bytes(func, len(func.params) - 1)
     row_bytes = input_row_bytes(func)  # what the rule picks its tile by

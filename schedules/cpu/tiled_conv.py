@@ -21,13 +21,13 @@ measured), K- or C-blocking, wider channel tiles (all measured slower on AVX2 in
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
 
 import tvm
 from tvm import s_tir
 
-from ...op.sparse_rows import ROW_GROUP, ROW_KERNELS
+from ...op.sparse_rows import ROW_KERNELS
+from ...register_tile import PIXEL_CHOICES, ROW_GROUP, default_pixels
 from ..analysis import (
     has_attr,
     has_outer_loop,
@@ -54,38 +54,17 @@ class Config:
 
 
 def get_config(target: tvm.target.Target, func: tvm.tirx.PrimFunc | None = None) -> Config:
-    """AVX2: 6x16 (12 of 16 ymm). AVX-512 (32 zmm, one per 16 channels): 12x16 (measured on
-    Zen 4). NEON (32 q-regs, four per 16 channels): 6x16.
+    """The default tile (:func:`las_compiler.register_tile.default_pixels`: 6x16 on AVX2 and
+    NEON, 12x16 on AVX-512, 6 pixels over input rows that alias in L1) and loop order.
 
     Loop order of dense kernels: channel tiles outermost when the weights are more than twice
     the input (stages 3-4: a weight tile is read once and reused over every pixel tile, and in
     a network the weights arrive cold from DRAM); pixel tiles outermost otherwise. Measured
     here: 7x7x512 3x3 187 -> 216 GFLOP/s; 28x28x128 3x3 225 vs 193 the other way round.
-
-    Pixel tile and L1 associativity (x86): a tile's input rows lie ``input_row_bytes`` apart;
-    rows a multiple of 4 KB apart (1024 channels, or 512 read at stride 2) map to the same
-    L1 sets, and an 8-way L1 holds 7 of them beside the weights. A 12-pixel tile over such
-    rows thrashes L1: measured here 1.3-1.9x slower than a 6-pixel tile (stage-3/4 conv1 on
-    1024/2048 channels, stride-2 downsample convs), so those kernels get 6 pixels.
     """
-    pixels = 12 if vector_bits(target) >= 512 else 6
-    if func is not None and _is_x86(target) and pixels > L1_ROWS_HELD_4K:
-        if (input_row_bytes(func) or 1) % L1_WAY_BYTES == 0:
-            pixels = 6
-    return Config(pixels=pixels, channel_outer=weights_dominate(func))
-
-
-L1_WAY_BYTES = 4096  # x86 L1D: 8 ways (Zen, Skylake) or 12 ways (Ice Lake and later) of 4 KB
-L1_ROWS_HELD_4K = 7  # rows 4 KB apart an 8-way L1 keeps beside the weights
-# register tiles the rule can hold without spilling: 16 output channels are 1 zmm (AVX-512,
-# 32 registers), 2 ymm (AVX2, 16) or 4 q (NEON, 32); a tile needs pixels x that + weights
-PIXEL_CHOICES = {512: (4, 6, 8, 12, 16, 24), 256: (2, 3, 4, 6), 128: (2, 3, 4, 6)}
-
-
-def _is_x86(target: tvm.target.Target) -> bool:
-    """x86 by the target's triple (a bare ``llvm`` target: this machine)."""
-    triple = str(target.attrs.get("mtriple", "") or "")
-    return triple.startswith("x86_64") if triple else platform.machine() in ("x86_64", "AMD64")
+    rows = (input_row_bytes(func) or 0) if func is not None else 0
+    return Config(pixels=default_pixels(vector_bits(target), rows),
+                  channel_outer=weights_dominate(func))
 
 
 class TiledConv(CPURule):

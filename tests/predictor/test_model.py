@@ -27,14 +27,8 @@ def _recorded(kind="zen4_avx512"):
 
 
 def test_schedule_constants_match_the_kernels_and_rules():
-    from las_compiler import op
-    from las_compiler.op.params import CHANNEL_BLOCK
-
-    assert K.ROW_GROUP == op.ROW_GROUP and K.CHANNEL_BLOCK == CHANNEL_BLOCK
-    from las_compiler.schedules.cpu import tiled_conv
-
-    assert (K.L1_WAY_BYTES, K.L1_ROWS_HELD_4K) == (tiled_conv.L1_WAY_BYTES,
-                                                    tiled_conv.L1_ROWS_HELD_4K)
+    """The CPU tile has one definition (``register_tile``); the GPU rule's block is mirrored
+    here."""
     from las_compiler.schedules.cuda.tiled_conv import Config as GPUConfig
 
     gpu = GPUConfig()
@@ -162,13 +156,13 @@ def test_partial_cpu_tiles_cost_their_fma_latency():
     hw = _avx512(_recorded())
     tile = K.TileModel.for_hardware(hw)
     assert (tile.pixels, tile.min_pixels) == (12, 4)
-    assert K._per_patch(tile, 1) == (1, 4)  # one pixel still pays 4 accumulators
-    assert K._per_patch(tile, 16) == (2, 16)  # 12 + a partial tile of 4
-    assert K._per_patch(tile, 49) == (5, 52)  # 4 x 12 + max(1, 4)
+    assert K.per_patch_tiles(tile, 1) == (1, 4)  # one pixel still pays 4 accumulators
+    assert K.per_patch_tiles(tile, 16) == (2, 16)  # 12 + a partial tile of 4
+    assert K.per_patch_tiles(tile, 49) == (5, 52)  # 4 x 12 + max(1, 4)
     gpu = K.TileModel.for_hardware(get_hardware("v100"))
     # a thread block per patch: 2 threads x 2 pixels for S = 2; 8 x 7 slots for S = 7
-    assert K._per_patch(gpu, 4) == (1, 4)
-    assert K._per_patch(gpu, 49) == (1, 56)
+    assert K.per_patch_tiles(gpu, 4) == (1, 4)
+    assert K.per_patch_tiles(gpu, 49) == (1, 56)
 
 
 def test_bad_requests_are_clear_errors():
