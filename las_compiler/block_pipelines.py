@@ -275,10 +275,6 @@ AUTO = "auto"
 AUTO_CANDIDATES = ("fused", "halo", "dense")
 
 
-def pipeline_names() -> tuple[str, ...]:
-    return tuple(PIPELINES)
-
-
 def get_pipeline(name: str) -> Pipeline:
     try:
         return PIPELINES[name]

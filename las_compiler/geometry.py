@@ -221,11 +221,6 @@ class PatchGeometry:
         """(gh, gw) output pixels of each cell of one image."""
         return np.outer(np.diff(self.rows.starts), np.diff(self.cols.starts))
 
-    def cell_position(self, cell: int) -> tuple[int, int, int]:
-        """(batch, grid row, grid column) of a batch-flattened cell id."""
-        batch, rest = divmod(cell, self.cells_per_image)
-        return (batch, *divmod(rest, self.cols.cells))
-
 
 @dataclass(frozen=True)
 class BlockGeometry:

@@ -130,9 +130,6 @@ class LASResNet(nn.Module):
             return ["logits"]
         return [f"C{stage + 1}" for stage in self.out_stages]
 
-    def out_channels_of(self, stage: int) -> int:
-        return getattr(self, f"layer{stage}")[-1].out_channels
-
     @property
     def granularity(self) -> list[int]:
         """S of each block, in execution order."""

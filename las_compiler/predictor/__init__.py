@@ -2,7 +2,8 @@
 kernels las-compiler emits, used to pick S per stage and to steer tuning. Pure Python + numpy:
 predicting needs no TVM build (calibration does, see :mod:`.calibrate`)."""
 
-from .block import PIPELINES, BlockPrediction, best_pipeline, predict_block
+from ..block_pipelines import PIPELINES
+from .block import BlockPrediction, best_pipeline, predict_block
 from .hardware import Hardware, HardwareError, MemoryLevel, load_hardware
 from .layers import CANDIDATE_S, BlockLayer, network_blocks
 from .profiles import BUILTIN_NAMES, get_hardware, host_profile

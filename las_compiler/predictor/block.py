@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..block_pipelines import AUTO_CANDIDATES, PIPELINES, Scan, candidates_for, get_pipeline
+from ..block_pipelines import AUTO_CANDIDATES, Scan, candidates_for, get_pipeline
 from ..geometry import PatchGeometry
 from . import kernels as K
 from .hardware import Hardware
@@ -222,8 +222,4 @@ def best_pipeline(hw: Hardware, layer: BlockLayer, granularity: int, rate: float
     return min((predict_block(hw, layer, granularity, rate, p, footprint_bytes=footprint_bytes)
                 for p in names), key=lambda pred: pred.total_us)
 
-
-def known_kernels() -> set[str]:
-    """Kernel names of every pipeline step (each must have a model)."""
-    return {step.kernel for p in PIPELINES.values() for step in p.steps}
 

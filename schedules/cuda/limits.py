@@ -15,9 +15,6 @@ import tvm
 import tvm_ffi
 from tvm import s_tir, tirx
 
-from ..base import ScheduleError
-from .base import Limits
-
 LAUNCH_SIZE = 64  # the value symbolic sizes (active patches, row groups) take in the check
 
 
@@ -102,16 +99,3 @@ def _verifier(target_json: str):
     verifier = ms.postproc.VerifyGPUCode()
     verifier._initialize_with_tune_context(context)  # noqa: SLF001 - TVM's own entry point
     return verifier
-
-
-def check_fits(func: tirx.PrimFunc, target: tvm.target.Target, name: str) -> None:
-    """:class:`ScheduleError` naming the kernel and its needs when it exceeds the target."""
-    if fits(func, target):
-        return
-    limits = Limits.of(target)
-    used = block_resources(func)
-    raise ScheduleError(
-        f"{name}: over the limits of {target.attrs.get('arch', target.kind.name)} "
-        f"(needs {used['threads']} threads and {used['shared_bytes']} bytes of shared memory "
-        f"per block; the target allows {limits.threads} threads and {limits.shared_bytes} "
-        "bytes)")
