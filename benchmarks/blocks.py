@@ -88,8 +88,8 @@ def measure_tvm(shape: dict, granularities: Sequence[int], rates: Sequence[float
     import torch
 
     from las_compiler.block_pipelines import get_pipeline
-    from las_compiler.calibrate import kernel_times
     from las_compiler.compiler import compile_block
+    from las_compiler.hardware_calibration import kernel_times
     from las_compiler.models import pin_mask
     from las_compiler.target import host_target
 

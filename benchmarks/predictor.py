@@ -2,9 +2,10 @@
 
     python -m benchmarks.predictor --json results/predictor.json [--quick]
 
-1. In a fresh 2-thread process: the host micro-benchmarks (``las_compiler.calibrate``) and
-   LAS blocks compiled by the compiler (``compile_block``: the ``fused`` pipeline, or those
-   given with ``--pipelines``, plus each block static) for the first two ResNet-50 blocks of
+1. In a fresh 2-thread process: the host micro-benchmarks
+   (``las_compiler.hardware_calibration``) and LAS blocks compiled by the compiler
+   (``compile_block``: the ``fused`` pipeline, or those given with ``--pipelines``, plus each
+   block static) for the first two ResNet-50 blocks of
    every stage x S in {1, 2, 4, 7, 8} that fits x r in {0.1, 0.25, 0.5, 0.75, 1.0}: medians
    and per-kernel profiles (Relax VM instrument).
 2. Kernel efficiencies and overlap are fitted on the r in {0.25, 0.75} rows only
@@ -41,7 +42,7 @@ README = Path(__file__).with_name("README.md")
 
 def measure(granularities, rates, repeats: int, pipelines=("fused",)) -> dict:
     """(Child process) host micro-benchmarks and every block configuration."""
-    from las_compiler.calibrate import (
+    from las_compiler.hardware_calibration import (
         calibration_configs,
         calibration_layers,
         measure_blocks,
@@ -75,7 +76,7 @@ def spearman(a, b) -> float:
 
 def evaluate(measured: dict, layers) -> dict:
     """Fit on the calibration rates, predict every row, and score."""
-    from las_compiler.calibrate import samples_from_rows
+    from las_compiler.hardware_calibration import samples_from_rows
     from las_compiler.predictor import Hardware, predict_block
     from las_compiler.predictor.fit import fit_profile
 
@@ -256,7 +257,7 @@ def main(argv=None) -> int:
         measured = run_isolated("benchmarks.predictor:measure",
                                 {"granularities": granularities, "rates": rates,
                                  "repeats": repeats, "pipelines": pipelines}, timeout=7200)
-    from las_compiler.calibrate import calibration_layers
+    from las_compiler.hardware_calibration import calibration_layers
     from las_compiler.predictor import Hardware
 
     result = evaluate(measured, calibration_layers())

@@ -5,7 +5,7 @@ Two steps, so any frontend can enter between them:
     model (eval) --frontend.import_torch--> Relax module with las.* calls + model info
                  --build(mod, target)-----> CompiledModel (our kernels + rules, Relax VM)
 
-``build`` is target-generic: the target's family picks the phases (``pipeline.phases``), its
+``build`` is target-generic: the target's family picks the phases (``phases.phases``), its
 rules schedule the kernels, its device runs them. The number of active patches is decided at
 run time by each block's masker; batch size and input resolution are fixed per compile (the
 example input's shape). :func:`compile_block` compiles one block the same way (the block
@@ -169,7 +169,7 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
     from .cuda_toolchain import tir_pipeline
     from .frontend import model_info
     from .las_ops import las_blocks
-    from .pipeline import relax_pipeline
+    from .phases import relax_pipeline
     from .target import EmulatedGPU, cpu_flags_needed
     from .transform import ChooseBlockPipelines
 
@@ -182,7 +182,7 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
         mod = ChooseBlockPipelines(tvm_target, expected_rate)(mod)
         chosen = {op.name: op.pipeline for op in las_blocks(mod)}
         if emulated:  # the GPU's schedules run serially on this CPU (tests, the fuzzer)
-            from .pipeline import emulation_pipeline
+            from .phases import emulation_pipeline
             from .target import host_target
 
             host = host_target()

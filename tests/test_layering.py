@@ -94,7 +94,7 @@ def test_the_runtime_side_needs_no_compiler():
     """deploy/ loads and runs artifacts with only the TVM runtime: it imports none of the
     compiler's rooms."""
     compiler_rooms = {"frontend", "op", "transform", "schedules", "pipeline", "compiler",
-                      "tuning", "calibrate", "kernel_builder", "cuda_toolchain"}
+                      "tuning", "hardware_calibration", "kernel_builder", "cuda_toolchain"}
     used = {room(t) for t in _imports_of("las_compiler.deploy") if t.startswith("las_compiler.")}
     assert not used & compiler_rooms, used & compiler_rooms
 

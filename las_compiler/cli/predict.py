@@ -25,7 +25,7 @@ def _hardware(spec: str):
 
 
 def predict(args: argparse.Namespace) -> int:
-    from ..calibrate import calibrate_and_save
+    from ..hardware_calibration import calibrate_and_save
     from ..predictor.network import predict_network
 
     if args.calibrate:

@@ -1,6 +1,6 @@
 """Latency predictor: ``latency = g(hardware, layer, S, r) = l_data + l_compute`` for the
 kernels las-compiler emits, used to pick S per stage and to steer tuning. Pure Python + numpy:
-predicting needs no TVM build (calibration does, see :mod:`.calibrate`)."""
+predicting needs no TVM build (calibration does, see :mod:`las_compiler.hardware_calibration`)."""
 
 from ..block_pipelines import PIPELINES
 from .block import BlockPrediction, best_pipeline, predict_block

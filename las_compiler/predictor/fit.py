@@ -1,7 +1,7 @@
 """Fit a hardware profile to measured kernels: the fraction of peak each kernel kind reaches,
 the compute/data overlap, the share of the shared cache the process really keeps and the
 dispatch cost, by least squares on log latency. Pure Python + numpy: the measurements come
-from ``las_compiler.calibrate`` (one-block modules the compiler built, profiled kernel by
+from ``las_compiler.hardware_calibration`` (one-block modules the compiler built, profiled kernel by
 kernel); ``benchmarks/predictor.py`` validates the fit on held-out configurations.
 """
 

@@ -1,4 +1,4 @@
-"""Relax passes of the LAS compile pipeline, one per file (ordered in ``pipeline.py``)."""
+"""Relax passes of the LAS compile pipeline, one per file (ordered in ``phases.py``)."""
 
 from .apply_schedule_rules import ApplyScheduleRules
 from .cancel_transpose_pairs import CancelTransposePairs

@@ -63,7 +63,7 @@ def lowered_module(model, example_input, target, pipelines="auto",
     """The model's Relax module with every kernel lowered (the compiler's own frontend and
     phases 1-4), before scheduling."""
     from ..frontend import import_torch
-    from ..pipeline import lowering_passes
+    from ..phases import lowering_passes
 
     mod = import_torch(model, example_input, (), pipelines)
     with tvm.transform.PassContext(opt_level=3):

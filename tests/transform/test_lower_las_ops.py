@@ -9,7 +9,7 @@ from tvm import relax
 from las_compiler.frontend import import_exported_program
 from las_compiler.frontend.export import las_block_call
 from las_compiler.models.blocks import Bottleneck
-from las_compiler.pipeline import relax_pipeline
+from las_compiler.phases import relax_pipeline
 from las_compiler.target import host_target
 from las_compiler.transform import ChooseBlockPipelines, LowerLASOps
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from las_compiler.calibrate import (
+from las_compiler.hardware_calibration import (
     BlockConfig,
     measure_bandwidth,
     measure_blocks,

@@ -1,4 +1,4 @@
-"""The compile pipeline: the only place that orders passes (per target family, in phases).
+"""Compile phases: the only place that orders passes (per target family).
 
 Phase 1. import cleanup      - drop what the importer left unused; choose every block's
                                pipeline (``"auto"``: the latency predictor's choice).
