@@ -53,6 +53,13 @@ _HOST_VENDORS = {"AuthenticAMD": "amd", "HygonGenuine": "amd", "GenuineIntel": "
 # fmt: on
 
 
+def architecture(name: str | None = None) -> str:
+    """The architecture (``"x86_64"``, ``"aarch64"``, ...) a machine name or target triple
+    names, however the platform spells it (``AMD64``, ``arm64``); default: this machine."""
+    raw = (name or platform.machine()).split("-")[0].lower()
+    return _ALIASES.get(raw, raw)
+
+
 def _fields(cpuinfo_text: str, key: str) -> list[str]:
     """Return the value of every ``key : value`` line whose lower-cased key is ``key``."""
     out = []
@@ -112,8 +119,7 @@ def cpu_flags_needed(target) -> list[str]:
     host = target if target.kind.name == "llvm" else target.host
     if host is None or host.kind.name != "llvm":
         return []
-    triple = str(host.attrs.get("mtriple", "") or "") or platform.machine()
-    arch = _ALIASES.get(triple.split("-")[0].lower(), triple.split("-")[0].lower())
+    arch = architecture(str(host.attrs.get("mtriple", "") or "") or None)
     if arch not in _ISA:
         return []
     return sorted(set(_isa_flags(arch, target_features(host)).values()))
@@ -209,7 +215,7 @@ def host_target_dict(
     if machine is None and cpuinfo_text is None:
         machine = platform.machine()
     if machine is not None:
-        machine = _ALIASES.get(machine.lower(), machine.lower())
+        machine = architecture(machine)
         if machine not in _TRIPLES:
             raise ValueError(f"unsupported machine {machine!r}; supported: {sorted(_TRIPLES)}")
     if cpuinfo_text is None:

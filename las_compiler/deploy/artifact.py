@@ -47,7 +47,7 @@ def cross_linker(target_json: str):
     """``fcompile`` for ``export_library`` when the target's (or a GPU target's host's) triple
     is not this machine's:
     TVM's cross compiler driver around ``<triple>-gcc``; None for native targets."""
-    import platform
+    from ..target import architecture
 
     try:
         fields = json.loads(target_json)
@@ -55,7 +55,7 @@ def cross_linker(target_json: str):
         return None
     # a GPU target's host code runs on its host (a Jetson's aarch64 CPU)
     triple = str(fields.get("mtriple", "") or (fields.get("host") or {}).get("mtriple", ""))
-    if not triple or triple.split("-")[0] == platform.machine():
+    if not triple or architecture(triple) == architecture():
         return None
     gcc = shutil.which(f"{triple}-gcc")
     if gcc is None:

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import functools
 import json
-import platform
 from collections.abc import Iterable
 
-from ..target import read_cpu_flags
-
-_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
+from ..target import architecture, read_cpu_flags
 
 
 @functools.cache
 def _this_cpu() -> tuple[str, frozenset[str] | None]:
     """(architecture, cpuinfo flags or None where there is no /proc/cpuinfo)."""
-    machine = _ALIASES.get(platform.machine().lower(), platform.machine().lower())
+    machine = architecture()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             arch, flags = read_cpu_flags(f.read())
@@ -45,7 +42,7 @@ def unfit_reason(target_text: str, cpu_flags: Iterable[str] = (),
         target = target.get("host") or {}
     arch, flags = cpu or _this_cpu()
     triple = str(target.get("mtriple", "") or "")
-    if triple and triple.split("-")[0] != arch:
+    if triple and architecture(triple) != arch:
         return f"its code is for {triple}, and this machine is {arch}"
     missing = sorted(set(cpu_flags) - flags) if flags is not None else []
     if missing:

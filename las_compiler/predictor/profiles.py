@@ -264,10 +264,10 @@ def hardware_for_target(target) -> Hardware:
     Cortex-A57 for an aarch64 cross target, a GPU by its ``arch``."""
     kind = target.kind.name
     if kind == "llvm":
+        from ..target import architecture, target_features
+
         triple = str(target.attrs.get("mtriple", "") or "")
-        machine = platform.machine().replace("amd64", "x86_64").replace("arm64", "aarch64")
-        if not triple or triple.split("-")[0] == machine:
-            from ..target import target_features
+        if not triple or architecture(triple) == architecture():
 
             return _this_machine(target_features(target))[0]
         if triple.startswith("aarch64"):
