@@ -97,14 +97,21 @@ def schedule(func: tvm.tirx.PrimFunc, target: tvm.target.Target,
     return func
 
 
+# families whose per-patch chains can exceed a per-block resource (a GPU's shared memory)
+BLOCK_LIMITED = ("cuda",)
+
+
 def pipeline_fits(pipeline, block, target: tvm.target.Target) -> bool:
-    """Every kernel of ``pipeline`` (a ``block_pipelines.Pipeline``) for ``block`` (a
-    ``BlockGeometry``) within the target's limits. Only per-patch chains can exceed them
-    (their intermediates live in a GPU's shared memory), so only those are scheduled here."""
+    """``pipeline`` (a ``block_pipelines.Pipeline``) applies to ``block`` (a
+    ``BlockGeometry``) and every kernel of it lies within the target's limits. Only per-patch
+    chains can exceed them, on families with per-block limits (their intermediates live in a
+    GPU's shared memory), so only those are scheduled here."""
     from ..op.registry import get_kernel
 
     if not pipeline.applies(block):
         return False
+    if family(target) not in BLOCK_LIMITED:
+        return True
     for step in pipeline.steps_for(block):
         func = get_kernel(step.kernel)(*step.args(block))
         if func.attrs is None or "las.chain" not in func.attrs:

@@ -103,3 +103,22 @@ def test_nothing_imports_the_cli():
     users = sorted(m for m, ts in GRAPH.items() if room(m) != "cli" and m != "las_compiler.__main__"
                    and any(t.startswith("las_compiler.cli") for t in ts))
     assert not users, users
+
+
+TARGET_KINDS = {"cuda", "nvptx", "llvm", "rocm", "metal", "vulkan", "opencl", "c"}
+
+
+def test_kernels_and_passes_name_no_target_family():
+    """op/ (target-neutral TIR) and transform/ (the passes) ask the target's family
+    (``schedules``) instead of testing for a target kind: a new family adds a folder, not a
+    branch here. Docstrings may mention families; code may not."""
+    for folder in ("op", "transform"):
+        for path in sorted((ROOT / "las_compiler" / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                          if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+                          and ast.get_docstring(node, clean=False) is not None}
+            named = [(node.lineno, node.value) for node in ast.walk(tree)
+                     if isinstance(node, ast.Constant) and node.value in TARGET_KINDS
+                     and id(node) not in docstrings]
+            assert not named, f"{path.relative_to(ROOT)} names target kinds: {named}"

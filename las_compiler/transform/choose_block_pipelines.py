@@ -54,10 +54,9 @@ class ChooseBlockPipelines:
         self.candidates = tuple(candidates)
 
     def _check_fits(self, op: SparseBottleneck) -> None:
-        from ..schedules import family, pipeline_fits
+        from ..schedules import pipeline_fits
 
-        if family(self.target) == "cuda" and not pipeline_fits(
-                get_pipeline(op.pipeline), block_geometry(op), self.target):
+        if not pipeline_fits(get_pipeline(op.pipeline), block_geometry(op), self.target):
             raise ValueError(f"{op.name or 'block'}: block pipeline {op.pipeline!r} does not fit "
                              f"{self.target.attrs.get('arch', 'this GPU')} (a patch's "
                              "intermediates exceed its shared memory per block); choose "
@@ -81,14 +80,12 @@ class ChooseBlockPipelines:
         hw = self.hardware or hardware_for_target(self.target)
         footprint = network_footprint_bytes([block_layer(op) for op in blocks])
 
-        from ..schedules import family, pipeline_fits
+        from ..schedules import pipeline_fits
 
         def choose(op: SparseBottleneck) -> str:
-            candidates = self.candidates
-            if family(self.target) == "cuda":  # per-patch chains may exceed shared memory
-                geometry = block_geometry(op)
-                candidates = tuple(c for c in candidates
-                                   if pipeline_fits(get_pipeline(c), geometry, self.target))
+            geometry = block_geometry(op)  # a GPU's per-patch chains may exceed its limits
+            candidates = tuple(c for c in self.candidates
+                               if pipeline_fits(get_pipeline(c), geometry, self.target))
             return best_pipeline(hw, block_layer(op), op.granularity, self.rate,
                                  candidates, footprint).pipeline
 
