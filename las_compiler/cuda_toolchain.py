@@ -43,10 +43,13 @@ class KernelResources:
 
 
 def arch_number(target) -> int:
-    arch = str(target.attrs.get("arch", "") or target.attrs.get("mcpu", ""))
-    if not arch.startswith("sm_"):
+    """The compute capability a CUDA (``arch``) or NVPTX (``mcpu``) target compiles for."""
+    from .target import cuda_arch_number
+
+    number = cuda_arch_number(str(target.attrs.get("arch", "") or target.attrs.get("mcpu", "")))
+    if number is None:
         raise ValueError(f"target {target} names no CUDA arch")
-    return int(arch[3:].rstrip("a"))
+    return number
 
 
 def route(target) -> str:

@@ -295,6 +295,12 @@ _JETSON_HOSTS = {
 }
 
 
+def cuda_arch_number(arch: str) -> int | None:
+    """``"sm_87"`` -> 87 (``"sm_90a"`` -> 90); None for anything else."""
+    digits = arch[3:].rstrip("a") if arch.startswith("sm_") else ""
+    return int(digits) if digits.isdigit() else None
+
+
 def _gpu_checked(target):
     """A CUDA target with the host its code runs beside: the board's aarch64 CPU for Jetson
     tags (TVM leaves it out for some), this machine otherwise; an arch the CUDA rules do not
@@ -304,8 +310,7 @@ def _gpu_checked(target):
     if target.kind.name != "cuda":
         return target
     arch = str(target.attrs.get("arch", ""))
-    number = int(arch[3:].rstrip("a")) if arch.startswith("sm_") else 0
-    if number < MIN_CUDA_ARCH:
+    if (cuda_arch_number(arch) or 0) < MIN_CUDA_ARCH:
         raise ValueError(f"CUDA arch {arch or '?'} is not supported (sm_{MIN_CUDA_ARCH} and "
                          "newer); name the GPU, e.g. 'nvidia/jetson-tx2', "
                          "'nvidia/nvidia-h100' or {\"kind\": \"cuda\", \"arch\": \"sm_90\"} "

@@ -25,7 +25,7 @@ from tvm import s_tir
 
 from ..analysis import kernel_kind, loops_by_iter, static_extent
 from ..base import check
-from ..cpu.patch_chain import chain_at_patch, parse_chain
+from ..chains import chain_at_patch, parse_chain
 from .base import GPURule, Limits
 from .limits import block_resources
 
