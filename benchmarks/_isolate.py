@@ -13,7 +13,7 @@ timeout raises :class:`IsolatedError`.
 
 Isolation does not protect against *other* processes: another job using the 2 cores makes a
 2-thread measurement 3-20x slower. :class:`ForeignLoad` measures how many cores other processes
-used during a window (from ``/proc/stat``, Linux), :func:`median_ms` reports it, and
+used during a window (from ``/proc/stat``, Linux), :func:`timed_runs` reports it, and
 :func:`wait_for_idle` waits for a quiet machine before a measurement starts.
 """
 
@@ -241,7 +241,7 @@ def wait_for_idle(max_cores: float = 0.25, sample_s: float = 0.5,
             return load.cores
 
 
-def median_ms(fn: Callable[[], Any], repeats: int = 20, warmup_s: float = 0.3) -> dict:
+def timed_runs(fn: Callable[[], Any], repeats: int = 20, warmup_s: float = 0.3) -> dict:
     """Time ``fn()`` ``repeats`` times with ``time.perf_counter``.
 
     Before the timed batch, ``fn`` is called untimed once and then again until ``warmup_s``

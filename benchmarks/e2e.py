@@ -17,7 +17,7 @@ first image of that batch. Systems, each in its own process (``benchmarks._isola
   default mode, channels_last, warmed up before timing) of the same dense network.
 
 Medians over ``--repeats`` calls (TVM: ``CompiledModel.benchmark``, i.e. the VM's time
-evaluator; others: :func:`benchmarks._isolate.median_ms`); ``--rounds`` full rounds (default
+evaluator; others: :func:`benchmarks._isolate.timed_runs`); ``--rounds`` full rounds (default
 2), each row reporting its fastest round (all rounds' medians are in the JSON): this VM's
 neighbours slow whole minutes down, seen by no process here. A measurement during which other
 processes used more than 0.25 cores is repeated (up to twice, same process) and flagged if it
@@ -42,9 +42,9 @@ from ._isolate import (
     MAX_FOREIGN_CORES,
     REPO_ROOT,
     ForeignLoad,
-    median_ms,
     quiet_timing,
     run_isolated,
+    timed_runs,
     wait_for_idle,
 )
 from ._readme import replace_section
@@ -220,7 +220,7 @@ def measure(system: str, model: str, snet: str = SNET, rate: float | None = None
     import numpy as np
     import torch
 
-    from las_compiler.peers import dense_network, onnx_session
+    from las_compiler.dense_peers import dense_network, onnx_session
 
     torch.set_num_threads(2)  # the threads run_isolated pinned; torch's own pool too
     net, x, reached = build(model, snet, rate, seed, height, width, backbone)
@@ -253,7 +253,7 @@ def measure(system: str, model: str, snet: str = SNET, rate: float | None = None
             raise PeerMismatchError(f"{model}: ONNX Runtime output differs from torch: max "
                                     f"|diff| / max |output| = {err:.3g} > {OUTPUT_RTOL:g}")
         time.sleep(SETTLE_S)
-        timing = quiet_timing(lambda: median_ms(lambda: session.run(None, feed), repeats))
+        timing = quiet_timing(lambda: timed_runs(lambda: session.run(None, feed), repeats))
         return {"max_rel_err": err, **timing}
     if system in ("torch_eager", "torch_compile"):
         dense = dense.to(memory_format=torch.channels_last)
@@ -271,7 +271,7 @@ def measure(system: str, model: str, snet: str = SNET, rate: float | None = None
                 out = dense(xc)
             row["max_rel_err"] = relative_error(out, ref)
             time.sleep(SETTLE_S)
-            row.update(quiet_timing(lambda: median_ms(lambda: dense(xc), repeats)))
+            row.update(quiet_timing(lambda: timed_runs(lambda: dense(xc), repeats)))
         return row
     raise ValueError(f"unknown system {system!r}; known: {', '.join(SYSTEMS)}")
 

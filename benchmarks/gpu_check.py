@@ -345,7 +345,7 @@ def run_network(directory: Path, entry: dict, repeats: int, log=print) -> dict:
     import torch
 
     import las_compiler
-    from las_compiler.peers import dense_network
+    from las_compiler.dense_peers import dense_network
     from las_compiler.verify import compare_with_pytorch
 
     fields = {k: entry[k] for k in ("model", "snet", "height", "width", "batch", "backbone")}

@@ -51,11 +51,11 @@ from typing import TYPE_CHECKING, Any
 from benchmarks._isolate import (
     DEFAULT_THREADS,
     MAX_FOREIGN_CORES,
-    median_ms,
     run_isolated,
+    timed_runs,
     wait_for_idle,
 )
-from las_compiler.peers import ort_session
+from las_compiler.dense_peers import ort_session
 
 if TYPE_CHECKING:
     import torch
@@ -289,7 +289,7 @@ def measure_child(
         check = check_onnxruntime(shape, seed, path)
         session, feed = check["session"], check["feed"]
         time.sleep(SETTLE_S)
-        return median_ms(lambda: session.run(None, feed), repeats, warmup_s)
+        return timed_runs(lambda: session.run(None, feed), repeats, warmup_s)
     if framework == "torch_eager":
         import torch
 
@@ -298,7 +298,7 @@ def measure_child(
         x = make_input(shape, seed).contiguous(memory_format=torch.channels_last)
         time.sleep(SETTLE_S)
         with torch.inference_mode():
-            return median_ms(lambda: model(x), repeats, warmup_s)
+            return timed_runs(lambda: model(x), repeats, warmup_s)
     raise ValueError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
 
 

@@ -41,7 +41,7 @@ NET_TOL = 1e-3  # logits of a network (deeper accumulation)
 
 
 @dataclass(frozen=True)
-class BlockConfig:
+class FuzzBlock:
     in_channels: int
     planes: int
     stride: int
@@ -83,7 +83,7 @@ class Summary:
 
 
 # -- drawing configurations ------------------------------------------------------------------
-def _block_config(rng: np.random.Generator, seed: int) -> BlockConfig:
+def _block_config(rng: np.random.Generator, seed: int) -> FuzzBlock:
     from .block_pipelines import PIPELINES
     from .geometry import BlockGeometry, PatchGeometry
 
@@ -100,7 +100,7 @@ def _block_config(rng: np.random.Generator, seed: int) -> BlockConfig:
         block = BlockGeometry(PatchGeometry(1, height, width, s, stride), in_channels, planes,
                               4 * planes, projected)
         names = [n for n, p in PIPELINES.items() if p.applies(block)]
-        return BlockConfig(in_channels, planes, stride, height, width, s,
+        return FuzzBlock(in_channels, planes, stride, height, width, s,
                            int(rng.integers(1, 4)), str(rng.choice(names)), seed)
 
 
@@ -129,7 +129,7 @@ def _network_config(rng: np.random.Generator, seed: int) -> NetworkConfig:
 
 
 # -- running ----------------------------------------------------------------------------------
-def _random_block(config: BlockConfig):
+def _random_block(config: FuzzBlock):
     import torch
 
     from .models import Bottleneck, randomise_bn
@@ -142,7 +142,7 @@ def _random_block(config: BlockConfig):
     return block
 
 
-def _grid(config: BlockConfig) -> tuple[int, int]:
+def _grid(config: FuzzBlock) -> tuple[int, int]:
     from .geometry import patch_grid
 
     ho, wo = ((config.height - 1) // config.stride + 1, (config.width - 1) // config.stride + 1)
@@ -159,7 +159,7 @@ def compile_target(emulate_gpu: str | None):
     return EmulatedGPU(resolve_target(emulate_gpu))
 
 
-def run_block_config(config: BlockConfig, cases: int, summary: Summary,
+def run_block_config(config: FuzzBlock, cases: int, summary: Summary,
                      report=print, emulate_gpu: str | None = None) -> None:
     """Compile one block configuration and check ``cases`` inputs and masks on it."""
     import torch
@@ -339,7 +339,7 @@ def reproduce(spec: dict, report=print) -> Summary:
     kind = config.pop("kind")
     summary = Summary()
     if kind == "block":
-        config = BlockConfig(**config)
+        config = FuzzBlock(**config)
         block = _random_block(config)
         import torch
 

@@ -176,7 +176,7 @@ SLOWDOWN = 0.15  # probe slower than its fastest by more than this: measured aga
 
 
 @dataclass(frozen=True)
-class BlockConfig:
+class CalibrationBlock:
     layer: BlockLayer
     granularity: int | None  # None: the static (dense) block
     pipeline: str
@@ -204,7 +204,7 @@ def kernel_times(profile: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def measure_blocks(configs: Iterable[BlockConfig], target, repeats: int = 20, seed: int = 0,
+def measure_blocks(configs: Iterable[CalibrationBlock], target, repeats: int = 20, seed: int = 0,
                    log: Callable[[str], None] = lambda _: None) -> list[dict]:
     """Run each configuration as the compiler builds it (``compile_block``; one compile per
     layer, S and pipeline): per configuration the exact active cells (``round(rate * cells)``
@@ -258,7 +258,7 @@ def measure_blocks(configs: Iterable[BlockConfig], target, repeats: int = 20, se
     return rows
 
 
-def _compile_config(config: BlockConfig, target, seed: int):
+def _compile_config(config: CalibrationBlock, target, seed: int):
     """(block, compiled one-block module) of a configuration; the block's masker reads the
     pinned channel (``models.pin_mask``), so one compile serves every patch list."""
     import torch
@@ -282,7 +282,7 @@ def _compile_config(config: BlockConfig, target, seed: int):
     return block, compiled
 
 
-def _measure_config(config: BlockConfig, block, compiled, active: tuple[int, ...],
+def _measure_config(config: CalibrationBlock, block, compiled, active: tuple[int, ...],
                     x: np.ndarray, repeats: int, probe: Callable[[], float]) -> dict:
     """One configuration: median total (re-measured while the medians before and after the
     profile disagree), per-kernel profile, and the probe's time around it (the worse of
@@ -334,19 +334,19 @@ def samples_from_rows(rows: Iterable[dict], layers: dict[str, BlockLayer]) -> li
 
 
 def calibration_configs(layers: Iterable[BlockLayer], granularities=(1, 2, 4, 7),
-                        rates=(0.25, 0.75), pipelines=AUTO_CANDIDATES) -> list[BlockConfig]:
+                        rates=(0.25, 0.75), pipelines=AUTO_CANDIDATES) -> list[CalibrationBlock]:
     """The configurations :func:`calibrate_host` measures: each layer static (dense), and
     every pipeline x S that fits (and that the pipeline applies to) x rate."""
     from .block_pipelines import get_pipeline
 
     configs = []
     for layer in layers:
-        configs.append(BlockConfig(layer, None, "static", 1.0))
+        configs.append(CalibrationBlock(layer, None, "static", 1.0))
         for s in (s for s in granularities if layer.fits(s)):
             for pipeline in pipelines:
                 if not get_pipeline(pipeline).applies(layer.geometry(s)):
                     continue
-                configs += [BlockConfig(layer, s, pipeline, r) for r in rates]
+                configs += [CalibrationBlock(layer, s, pipeline, r) for r in rates]
     return configs
 
 

@@ -18,7 +18,7 @@ def test_a_mismatch_prints_a_reproducer(monkeypatch):
     monkeypatch.setattr(fuzz, "RTOL", -1.0)
     monkeypatch.setattr(fuzz, "ATOL", -1.0)
     reports = []
-    config = fuzz.BlockConfig(32, 16, 2, 9, 11, 3, 1, "fused", seed=5)
+    config = fuzz.FuzzBlock(32, 16, 2, 9, 11, 3, 1, "fused", seed=5)
     summary = fuzz.Summary()
     fuzz.run_block_config(config, 2, summary, report=reports.append)
     assert len(summary.mismatches) == 2

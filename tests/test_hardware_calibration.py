@@ -3,7 +3,7 @@
 import pytest
 
 from las_compiler.hardware_calibration import (
-    BlockConfig,
+    CalibrationBlock,
     measure_bandwidth,
     measure_blocks,
     measure_overheads,
@@ -29,8 +29,9 @@ def test_bandwidth_probe_and_overheads(target):
 
 def test_measured_blocks_feed_the_fit(target, cpu_profile):
     layer = BlockLayer(1, 12, 12, 64, 16, 64, 1, False, name="tiny", stage=1)
-    configs = [BlockConfig(layer, None, "static", 1.0), BlockConfig(layer, 4, "fused", 0.5),
-               BlockConfig(layer, 1, "fused", 0.5), BlockConfig(layer, 4, "halo", 0.5)]
+    configs = [CalibrationBlock(layer, None, "static", 1.0),
+               CalibrationBlock(layer, 4, "fused", 0.5), CalibrationBlock(layer, 1, "fused", 0.5),
+               CalibrationBlock(layer, 4, "halo", 0.5)]
     rows = measure_blocks(configs, target, repeats=3)
     assert [r["pipeline"] for r in rows] == ["static", "fused", "fused", "halo"]
     assert len(rows[1]["active_cells"]) == 4 and len(rows[2]["active_cells"]) == 72

@@ -17,8 +17,8 @@ from .common import (
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..dense_peers import PEERS, measure_dense_peer
     from ..deploy import read_input
-    from ..peers import PEERS, measure_dense_peer
 
     progress = Progress(not args.json)
     compiled = load_with_weights(args)

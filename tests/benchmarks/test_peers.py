@@ -16,8 +16,8 @@ from benchmarks._isolate import (
     ForeignLoad,
     IsolatedError,
     RemoteTraceback,
-    median_ms,
     run_isolated,
+    timed_runs,
 )
 from benchmarks.peers import (
     BLOCK_SHAPES,
@@ -59,7 +59,7 @@ def test_run_isolated_reports_import_errors_and_crashes():
 
 def test_median_ms_counts_calls():
     calls = []
-    result = median_ms(lambda: calls.append(1), repeats=5, warmup_s=0.0)
+    result = timed_runs(lambda: calls.append(1), repeats=5, warmup_s=0.0)
     assert result["runs"] == 5 and len(calls) == 6  # one untimed warm-up call
     assert 0 <= result["min_ms"] <= result["median_ms"]
     assert set(result) == {"median_ms", "min_ms", "runs", "foreign_cores"}
