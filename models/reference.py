@@ -40,7 +40,7 @@ def active_patches(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     return mask.bool().nonzero(as_tuple=True)
 
 
-def block_geometry(block: DynamicBlock, x: torch.Tensor) -> PatchGeometry:
+def patch_geometry_of(block: DynamicBlock, x: torch.Tensor) -> PatchGeometry:
     """The patch geometry of ``block`` on input ``x`` (N, C, H, W)."""
     return PatchGeometry(x.shape[0], x.shape[2], x.shape[3], block.granularity, block.stride)
 
@@ -87,7 +87,7 @@ def scatter_add_patches(base: torch.Tensor, patches: torch.Tensor, index,
 def bottleneck_sparse_forward(block: Bottleneck, x: torch.Tensor) -> torch.Tensor:
     """gather(halo) -> conv1/bn1/relu -> conv2/bn2/relu -> conv3/bn3 -> scatter-add -> relu."""
     block.check_input(x)
-    geometry = block_geometry(block, x)
+    geometry = patch_geometry_of(block, x)
     index = active_patches(block.patch_mask(x))
     out = block.identity(x)
     if index[0].numel() > 0:
