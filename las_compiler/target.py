@@ -113,16 +113,16 @@ def target_features(target) -> frozenset[str]:
 
 
 def cpu_flags_needed(target) -> list[str]:
-    """The cpuinfo flags a CPU must list to run host code compiled for ``target`` (an LLVM
-    ``Target``, or a GPU target's host): the instruction-set features LLVM enables for it, as
-    the kernel spells them. Artifacts record them (``deploy.host_fit`` checks them)."""
-    host = target if target.kind.name == "llvm" else target.host
-    if host is None or host.kind.name != "llvm":
+    """The cpuinfo flags a CPU must list to run code compiled for the LLVM ``target``: the
+    instruction-set features LLVM enables for it, as the kernel spells them. Artifacts record
+    them (``deploy.host_fit`` checks them). A GPU module's host code (launch glue, compiled
+    for the build machine's CPU) is checked by its triple only, as before: [] for it."""
+    if target.kind.name != "llvm":
         return []
-    arch = architecture(str(host.attrs.get("mtriple", "") or "") or None)
+    arch = architecture(str(target.attrs.get("mtriple", "") or "") or None)
     if arch not in _ISA:
         return []
-    return sorted(set(_isa_flags(arch, target_features(host)).values()))
+    return sorted(set(_isa_flags(arch, target_features(target)).values()))
 
 
 @functools.cache

@@ -12,10 +12,10 @@ import tvm
 
 import las_compiler
 from las_compiler.deploy import ArtifactError, host_fit, load_artifact
-from las_compiler.models import LASResNet, calibrate
 from las_compiler.target import cpu_flags_needed, host_target_dict, read_cpu_flags, resolve_target
 
 from ..machines import RECORDED
+from ..models.helpers import make_block
 
 ZEN4 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4"}
 
@@ -40,26 +40,25 @@ def test_the_host_target_of_each_machine_fits_it_and_only_wider_ones(kind):
         json.dumps(arm), (), _cpu(kind))
 
 
-def test_a_gpu_module_checks_its_host_code():
-    zen4 = cpu_flags_needed(tvm.target.Target(ZEN4))
+def test_a_gpu_module_checks_its_host_triple():
+    """A GPU module's host code (launch glue) records no flags; its triple is checked."""
+    assert cpu_flags_needed(resolve_target("nvidia/nvidia-h100")) == []
+    jetson = json.dumps({"kind": "cuda", "arch": "sm_62",
+                         "host": {"kind": "llvm", "mtriple": "aarch64-linux-gnu"}})
+    assert "aarch64-linux-gnu" in host_fit.unfit_reason(jetson, (), _cpu("zen3_avx2"))
     gpu = json.dumps({"kind": "cuda", "arch": "sm_90", "host": ZEN4})
-    assert "avx512f" in host_fit.unfit_reason(gpu, zen4, _cpu("zen3_avx2"))
-    assert host_fit.unfit_reason(gpu, zen4, _cpu("zen4_avx512")) is None
-    h100 = resolve_target("nvidia/nvidia-h100")
-    assert cpu_flags_needed(h100) == cpu_flags_needed(h100.host)
+    assert host_fit.unfit_reason(gpu, (), _cpu("zen3_avx2")) is None
 
 
 def test_an_avx512_build_on_an_avx2_cpu_is_refused_before_it_runs(tmp_path, monkeypatch):
     """The issue's crash: a Zen 4 build run, exported and loaded on an AVX2-only CPU."""
     monkeypatch.setattr(host_fit, "_this_cpu", lambda: _cpu("zen3_avx2"))
-    torch.manual_seed(0)
-    model = LASResNet((1, 1, 1, 1), "2-2-1-1", num_classes=10, base_channels=16).eval()
-    calibrate(model, 0.5, torch.randn(2, 3, 32, 32))
-    compiled = las_compiler.compile(model, torch.randn(1, 3, 32, 32), ZEN4)
+    block = make_block(64, 16, 1, 4, seed=0)
+    compiled = las_compiler.compile_block(block, torch.zeros(1, 8, 8, 64), ZEN4, "fused")
     assert not compiled.runnable
     assert "avx512f" in compiled.unrunnable_reason
     with pytest.raises(RuntimeError, match=r"cannot run on this machine: .*znver4.*avx512f"):
-        compiled.run(np.zeros((1, 3, 32, 32), np.float32))
+        compiled.run(np.zeros((1, 8, 8, 64), np.float32))
     path = compiled.export(tmp_path / "zen4")  # exporting needs no run
     assert "avx512f" in json.loads((path / "metadata.json").read_text())["cpu_flags"]
     with pytest.raises(ArtifactError, match="this machine cannot run it: .*lacks"):

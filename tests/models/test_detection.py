@@ -99,7 +99,8 @@ def test_mmdet_checkpoint_gives_the_official_backbone_outputs(detector):
         assert np.abs(got - want.numpy()).max() <= 1e-5 * float(want.abs().max()) + 1e-4
 
 
-@pytest.mark.parametrize("size", [(250, 333), (97, 161)])
+@pytest.mark.parametrize("size", [pytest.param((250, 333), marks=pytest.mark.full_matrix),
+                                  (97, 161)])
 def test_any_input_size(size):
     """Sizes the official backbone refuses (odd maps before a stride-2 block): the grid of
     each map is its own floor grid; the compiled backbone equals PyTorch."""
