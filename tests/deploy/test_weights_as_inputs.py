@@ -35,8 +35,13 @@ def code_only(model):
     return las_compiler.compile(model, X, "host", tuning_logs=False, weights_as_inputs=True)
 
 
-def test_code_only_equals_the_weight_carrying_build(model, code_only):
-    baked = las_compiler.compile(model, X, "host", tuning_logs=False)
+@pytest.fixture(scope="module")
+def baked(model):
+    """The same network compiled with its weights in the module, as a reference."""
+    return las_compiler.compile(model, X, "host", tuning_logs=False)
+
+
+def test_code_only_equals_the_weight_carrying_build(model, code_only, baked):
     names = code_only.metadata["weights"]
     assert set(names) == {k for k, v in model.state_dict().items() if v.is_floating_point()}
     code_only.set_weights(model.state_dict())
@@ -55,11 +60,11 @@ def test_gpu_schedules_of_a_code_only_network_emulated(model):
     assert agreement.masks_equal and agreement.max_abs_error <= 1e-4 * agreement.output_scale
 
 
-def test_artifact_carries_code_only_and_runs_with_the_runtime_alone(model, code_only,
+def test_artifact_carries_code_only_and_runs_with_the_runtime_alone(model, code_only, baked,
                                                                     tmp_path):
-    baked = las_compiler.compile(model, X, "host", tuning_logs=False).export(tmp_path / "b")
+    baked_path = baked.export(tmp_path / "b")
     path = code_only.export(tmp_path / "code")
-    assert (path / "model.so").stat().st_size < (baked / "model.so").stat().st_size / 2
+    assert (path / "model.so").stat().st_size < (baked_path / "model.so").stat().st_size / 2
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     np.save(tmp_path / "x.npy", X.numpy())
     code_only.set_weights(model.state_dict())
@@ -84,7 +89,7 @@ def test_artifact_carries_code_only_and_runs_with_the_runtime_alone(model, code_
                                atol=2 * max(expected.max_abs_error, 1e-5))
 
 
-def test_bad_weights_are_named(model, code_only):
+def test_bad_weights_are_named(model, code_only, baked):
     state = model.state_dict()
     with pytest.raises(ValueError, match="lacks 1 of the module's weights, e.g. conv1.weight"):
         code_only.set_weights({k: v for k, v in state.items() if k != "conv1.weight"})
@@ -99,6 +104,5 @@ def test_bad_weights_are_named(model, code_only):
     fresh = CompiledModel(code_only._module, dict(code_only.metadata))
     with pytest.raises(RuntimeError, match=r"call set_weights\(state_dict\) first"):
         fresh.run(X.numpy())
-    baked = las_compiler.compile(model, X, "host", tuning_logs=False)
     with pytest.raises(ValueError, match="carries its weights"):
         baked.set_weights(state)

@@ -114,31 +114,36 @@ def _wait_for_key(port: int, key: str, timeout: float = 60.0) -> None:
     raise AssertionError(f"RPC server {key} did not register")
 
 
-def _wait_for_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"RPC tracker on port {port} did not start")
+class _Farm:
+    """A tracker and a server on 127.0.0.1, as a board farm: the server is a process of its own
+    group (it forks the processes that run kernels, so stopping it means killing the group);
+    the tracker runs in TVM's own worker process, started from here while the server's
+    process imports TVM, so the farm is up in one import's time instead of four."""
 
+    def __init__(self, port: int):
+        from tvm.rpc.tracker import Tracker
 
-def _start_farm(port: int):
-    """A tracker and a server on 127.0.0.1, each in its own process group: each runs its loop
-    in a popen_worker child (and the server forks the processes that run kernels), so
-    stopping one means killing its group, or the children outlive the test."""
-    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
-                                "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    _wait_for_port(port)
-    server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--tracker",
-                               f"127.0.0.1:{port}", "--key", "local-board", "--host", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    _wait_for_key(port, "local-board")
-    return tracker, server
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}",
+             "--key", "local-board", "--host", "127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self.tracker = Tracker("127.0.0.1", port, port + 1, silent=True)
+            _wait_for_key(port, "local-board")
+        except BaseException:
+            self.stop()
+            raise
+
+    def kill(self, victim: str) -> None:
+        """Stop ``victim`` ("server" or "tracker") the way a crash would: no goodbye."""
+        if victim == "server":
+            _kill_group(self.server)
+        elif getattr(self, "tracker", None) is not None:
+            self.tracker.proc.kill()
+
+    def stop(self) -> None:
+        self.kill("server")
+        self.kill("tracker")
 
 
 def _kill_group(proc) -> None:
@@ -156,7 +161,7 @@ def _kill_group(proc) -> None:
 def test_rpc_runner_through_a_local_tracker(small, tmp_path):
     _, _, target, tasks = small
     port = _free_port()
-    tracker, server = _start_farm(port)
+    farm = _Farm(port)
     try:
         task = next(t for t in tasks if t.kind == "conv1x1")
         with pytest.raises(ValueError, match="no device with key 'tx2'"):
@@ -167,8 +172,7 @@ def test_rpc_runner_through_a_local_tracker(small, tmp_path):
                              log=lambda _m: None)
         assert results[0].trials == 1 and results[0].best_ms > 0
     finally:
-        for proc in (server, tracker):
-            _kill_group(proc)
+        farm.stop()
 
 
 @pytest.mark.parametrize("victim", ["server", pytest.param("tracker",
@@ -182,12 +186,11 @@ def test_remote_faults_end_tuning_with_a_clear_error_and_a_valid_log(small, tmp_
     _, _, target, tasks = small
     task = next(t for t in tasks if t.kind == "conv1x1")
     port = _free_port()
-    tracker, server = _start_farm(port)
-    procs = {"server": server, "tracker": tracker}
+    farm = _Farm(port)
 
     def log(line):
         if " 1/3 " in line:
-            _kill_group(procs[victim])
+            farm.kill(victim)
 
     start = time.time()
     try:
@@ -199,8 +202,7 @@ def test_remote_faults_end_tuning_with_a_clear_error_and_a_valid_log(small, tmp_
                        rpc_key="local-board", per_batch=1, rpc_timeout=10, log=log,
                        measure_untuned=False)
     finally:
-        for proc in (server, tracker):
-            _kill_group(proc)
+        farm.stop()
     assert time.time() - start < 120
     assert len(_measured(open_log(tmp_path), task.mod)) == 1
 
