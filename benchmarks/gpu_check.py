@@ -194,10 +194,9 @@ def make_case_input(case: Case, block):
 def build(target: str, out: Path, quick: bool = False, log=print) -> dict:
     """Compile and export every case for ``target``; write the manifest and the runtime."""
     from las_compiler.block_pipelines import get_pipeline
-    from las_compiler.compiler import compile_block
+    from las_compiler.compiler import compile_block, resolve_target
     from las_compiler.geometry import BlockGeometry, PatchGeometry
     from las_compiler.schedules import pipeline_fits
-    from las_compiler.target import resolve_target
 
     from .peers import as_shape
 

@@ -97,7 +97,7 @@ def reference_table(task, target, rounds: int) -> dict[str, float]:
     import numpy as np
     import tvm
 
-    from las_compiler.target import device_of
+    from las_compiler.schedules import device_of
     from las_compiler.tuning.space import knob_space, schedule_with_knobs
     from las_compiler.tuning.tune import _arguments
 

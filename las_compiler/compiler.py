@@ -57,10 +57,25 @@ def _open_tuning_log(tuning_logs, target):
         raise ValueError(str(err)) from None
 
 
+def resolve_target(spec):
+    """The one place that turns what a user typed into the ``tvm.target.Target`` a compile
+    uses: parsed (:func:`las_compiler.target.parse_target`: ``"host"``, a TVM tag, a kind, a
+    dict or its JSON, a ``Target``), then completed by its family (``TargetFamily.complete``:
+    a Jetson's aarch64 host CPU, say; an arch the family's rules do not serve is a clear
+    error). A target no family serves is returned as parsed; :func:`_checked_target` names
+    it."""
+    from .schedules import family_of
+    from .target import parse_target
+
+    target = parse_target(spec)
+    family = family_of(target)
+    return family.complete(target) if family is not None else target
+
+
 def _checked_target(target):
     """The resolved target; an unsupported family fails here, before any work."""
     from .schedules import check_target
-    from .target import EmulatedGPU, resolve_target
+    from .target import EmulatedGPU
 
     if isinstance(target, EmulatedGPU):
         check_target(target.gpu)
@@ -94,7 +109,7 @@ def compile(  # noqa: A001 - the public name the design asks for
     example_input
         A tensor (N, 3, H, W): fixes batch size and resolution of the compiled module.
     target
-        ``"host"``, a TVM tag, a target dict or JSON (see :func:`target.resolve_target`).
+        ``"host"``, a TVM tag, a target dict or JSON (see :func:`resolve_target`).
     tuning_logs
         A tuning-log directory (a meta_schedule JSONDatabase written by ``las tune``); its
         best knobs replace the rules' defaults for the kernels it covers. None: the log of
@@ -166,10 +181,10 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
     """
     import tvm
 
-    from .cuda_toolchain import tir_pipeline
     from .frontend import model_info
     from .las_ops import las_blocks
     from .phases import relax_pipeline
+    from .schedules import check_target
     from .target import EmulatedGPU, cpu_flags_needed
     from .transform import ChooseBlockPipelines
 
@@ -195,7 +210,8 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
                                     Path(dump_ir) if dump_ir is not None else None,
                                     expected_rate, donate_input, progress)
             executable = tvm.compile(mod, tvm_target, relax_pipeline=passes,
-                                     tir_pipeline=tir_pipeline(tvm_target))
+                                     tir_pipeline=check_target(tvm_target).tir_pipeline(
+                                         tvm_target))
     if tuning_log is not None:
         schedules += (f": {len(tuning_log.tuned)} kernels tuned, {len(tuning_log.untuned)} "
                       f"on untuned rules")
@@ -213,6 +229,7 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
         "blocks": blocks,
         "target": str(tvm_target),
         "target_kind": tvm_target.kind.name,
+        "device": check_target(tvm_target).runtime_device,  # what loading it needs
         "cpu_flags": cpu_flags_needed(tvm_target),
         "tuning_logs": str(tuning_log.path) if tuning_log is not None else None,
         "schedules": schedules,
@@ -222,9 +239,6 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
         "versions": _versions(),
         **(metadata or {}),
     }
-    packer = None
-    if tvm_target.kind.name == "cuda":  # the export puts the kernels' device binary beside
-        from .cuda_device_binary import DeviceCodePacker
-
-        packer = DeviceCodePacker(tvm_target)
+    # the export puts the kernels' device binary (if the family has one) into the library
+    packer = check_target(tvm_target).device_code_packer(tvm_target)
     return CompiledModel(executable, meta, threads=threads, device_code_packer=packer)

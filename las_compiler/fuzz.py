@@ -154,7 +154,8 @@ def compile_target(emulate_gpu: str | None):
     (``target.EmulatedGPU``): the fuzzer then checks the CUDA rules' numbers."""
     if emulate_gpu is None:
         return "host"
-    from .target import EmulatedGPU, resolve_target
+    from .compiler import resolve_target
+    from .target import EmulatedGPU
 
     return EmulatedGPU(resolve_target(emulate_gpu))
 

@@ -12,9 +12,9 @@ Phase 5. schedule            - tuning-log knobs where present, then the family's
 Phase 6. build               - Relax VM lowering (TVM's backend passes for the family); every
                                PrimFunc noalias (a TVM codegen bug drops it otherwise).
 
-A target family (``schedules.family``: ``cpu`` today) contributes its TVM backend's legalise
-and lowering passes through :data:`BACKENDS`; adding a family is a rules folder, an entry here
-and a predictor profile.
+The target's family (``schedules.family_of``) contributes its TVM backend's legalise and
+lowering passes (``TargetFamily.backend``); the order of the phases is the same for every
+family.
 """
 
 from __future__ import annotations
@@ -37,37 +37,6 @@ from .transform import (
 )
 
 NHWC_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "OHWI"]}
-
-
-def _cpu_backend():
-    from tvm.relax.backend.cpu_generic import pipeline
-
-    return pipeline
-
-
-class _CUDABackend:
-    """TVM's Relax CUDA backend, without the dlight scheduling its legalisation ends with:
-    our phase 5 schedules every kernel (our rules first, then the same dlight GPU rules)."""
-
-    def __init__(self):
-        from tvm.relax.backend.cuda import pipeline
-
-        self.pipeline = pipeline
-
-    def legalize_passes(self, target):
-        return [p for p in self.pipeline.legalize_passes(target)
-                if p.info.name != "ApplyDefaultSchedule"]
-
-    def dataflow_lower_passes(self, target):
-        return self.pipeline.dataflow_lower_passes(target)
-
-    def finalize_passes(self, target):
-        return self.pipeline.finalize_passes(target)
-
-
-# family -> the module of TVM's Relax backend whose legalize / dataflow-lower / finalize
-# passes build for it
-BACKENDS = {"cpu": _cpu_backend, "cuda": _CUDABackend}
 
 
 @tvm.transform.module_pass(opt_level=0, name="DumpIR")
@@ -103,7 +72,7 @@ PHASE_NAMES = {"import": "choosing block pipelines", "layout": "folding BN, NHWC
 def phases(target: tvm.target.Target, tuning_log=None, expected_rate: float = 0.5,
            donate_params: bool = False) -> list[tuple[str, list]]:
     """The named phases for ``target`` (``ValueError`` for a target family without rules)."""
-    backend = BACKENDS[check_target(target)]()
+    backend = check_target(target).backend()
     return [
         # Phase 1. import cleanup, block pipelines chosen
         ("import", [relax.transform.DeadCodeElimination(),

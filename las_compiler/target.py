@@ -246,8 +246,9 @@ def host_target(
     return tvm.target.Target(host_target_dict(cpuinfo_text, num_cores, machine))
 
 
-def resolve_target(spec):
-    """One place that turns what a user typed into a ``tvm.target.Target``.
+def parse_target(spec):
+    """What a user typed, as a ``tvm.target.Target`` (the syntax; the compiler's
+    :func:`las_compiler.compiler.resolve_target` then lets the target's family complete it).
 
     Accepts ``"host"`` (this CPU, see :func:`host_target`), a plain target kind as TVM users
     write it (``"llvm"``: this CPU too; ``"cuda"``), a TVM tag (``"nvidia/jetson-tx2"``;
@@ -262,9 +263,9 @@ def resolve_target(spec):
     import tvm
 
     if isinstance(spec, tvm.target.Target):
-        return _gpu_checked(spec)
+        return spec
     if isinstance(spec, dict):
-        return _gpu_checked(_checked(dict(spec)))
+        return _checked(dict(spec))
     text = str(spec).strip()
     if text in ("host", "llvm"):
         return host_target()
@@ -275,54 +276,14 @@ def resolve_target(spec):
             raise ValueError(f"invalid target JSON {text!r}: {err}") from None
         if not isinstance(fields, dict):
             raise ValueError(f"invalid target JSON {text!r}: not an object")
-        return _gpu_checked(_checked(fields))
+        return _checked(fields)
     if text in tvm.target.list_tags():
-        return _gpu_checked(tvm.target.Target(text))
-    if text in _PLAIN_KINDS:
-        return _gpu_checked(_checked({"kind": text}))
+        return tvm.target.Target(text)
+    if text in tvm.target.Target.list_kinds():  # a bare kind ("cuda"), as TVM users write
+        return _checked({"kind": text})
     raise ValueError(f"unknown target {text!r}: use 'host' (or 'llvm'), 'cuda', a TVM target tag "
                      "such as 'nvidia/jetson-tx2' (see tvm.target.list_tags()), or a target JSON "
                      "object such as '{\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\"}'")
-
-
-_PLAIN_KINDS = ("cuda", "nvptx", "c")
-MIN_CUDA_ARCH = 61  # Pascal (GTX 1080, TX2 is sm_62): what the CUDA rules are written for
-# host CPUs of the Jetson tags TVM ships without one (the Orin and Thor tags carry theirs)
-_JETSON_HOSTS = {
-    "sm_53": {"mcpu": "cortex-a57", "num-cores": 4},  # Nano, TX1
-    "sm_62": {"mcpu": "cortex-a57", "num-cores": 4},  # TX2: 4 A57 (+2 Denver, not used)
-    "sm_72": {"mcpu": "carmel", "num-cores": 8},  # AGX Xavier
-}
-
-
-def cuda_arch_number(arch: str) -> int | None:
-    """``"sm_87"`` -> 87 (``"sm_90a"`` -> 90); None for anything else."""
-    digits = arch[3:].rstrip("a") if arch.startswith("sm_") else ""
-    return int(digits) if digits.isdigit() else None
-
-
-def _gpu_checked(target):
-    """A CUDA target with the host its code runs beside: the board's aarch64 CPU for Jetson
-    tags (TVM leaves it out for some), this machine otherwise; an arch the CUDA rules do not
-    serve, or a bare ``cuda`` whose arch TVM guessed without a GPU, is one clear error."""
-    import tvm
-
-    if target.kind.name != "cuda":
-        return target
-    arch = str(target.attrs.get("arch", ""))
-    if (cuda_arch_number(arch) or 0) < MIN_CUDA_ARCH:
-        raise ValueError(f"CUDA arch {arch or '?'} is not supported (sm_{MIN_CUDA_ARCH} and "
-                         "newer); name the GPU, e.g. 'nvidia/jetson-tx2', "
-                         "'nvidia/nvidia-h100' or {\"kind\": \"cuda\", \"arch\": \"sm_90\"} "
-                         "(a bare 'cuda' on a machine without a GPU means sm_50)")
-    if target.host is not None:
-        return target
-    tag = str(target.attrs.get("tag", "") or "")
-    if "jetson" in tag or (arch in _JETSON_HOSTS and not tag):
-        host = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", **_JETSON_HOSTS.get(arch, {})}
-    else:
-        host = host_target_dict()
-    return tvm.target.Target(target, host=tvm.target.Target(host))
 
 
 def _checked(fields: dict):
@@ -375,19 +336,6 @@ def describe_target(target) -> str:
         return text
     detail = fields.get("mcpu") or fields.get("arch") or fields.get("mtriple") or ""
     return f"{fields.get('kind', '?')} {detail}".strip()
-
-
-def device_of(target_or_kind):
-    """The TVM runtime device code for a target runs on (device 0): ``cpu`` for llvm targets,
-    ``cuda`` for CUDA ones. Takes a ``Target`` or a target kind name (what artifact metadata
-    stores), so it works with only the TVM runtime."""
-    import tvm
-
-    kind = target_or_kind if isinstance(target_or_kind, str) else target_or_kind.kind.name
-    return tvm.device(_DEVICES.get(kind, kind), 0)
-
-
-_DEVICES = {"llvm": "cpu", "c": "cpu", "nvptx": "cuda"}
 
 
 @dataclass(frozen=True)

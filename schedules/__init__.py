@@ -1,12 +1,15 @@
-"""Per-target schedule rules for LAS kernels (dlight style); ``las_compiler.schedules``.
+"""Per-target schedule rules for LAS kernels (dlight style), grouped by target family;
+``las_compiler.schedules``.
 
-Each target family has one ordered rule list, most specific first: our rules for our kernels
-(matched by the ``las.kernel`` name or by structure), then TVM's dlight rules for the legalised
-Relax operators around them (pooling, classifier, reshapes), then a generic fallback. Every
-rule follows dlight's ``ScheduleRule`` protocol, so ``dl.ApplyDefaultSchedule(*rules_for(t))``
-runs them as it runs dlight's own. Rules live one per file under ``cpu/`` (x86 AVX2 / AVX-512
-and aarch64 NEON share them; knobs differ by vector width) and ``cuda/`` (sm_61 to sm_90; limits
-from the target); a new target family is a folder of rules and an entry in :data:`FAMILIES`.
+A target family (:class:`~.family.TargetFamily`) is one folder here: ``cpu/`` (x86 AVX2 /
+AVX-512 and aarch64 NEON share its rules; knobs differ by vector width) and ``cuda/`` (sm_61 to
+sm_90; limits from the target, its toolchain and device-binary packer beside the rules). Each
+family has one ordered rule list, most specific first: our rules for our kernels (matched by
+the ``las.kernel`` name or by structure), then TVM's dlight rules for the legalised Relax
+operators around them (pooling, classifier, reshapes), then a generic fallback. Every rule
+follows dlight's ``ScheduleRule`` protocol, so ``dl.ApplyDefaultSchedule(*rules_for(t))`` runs
+them as it runs dlight's own. The compiler, the tuner and the CLI ask :func:`family_of`; a new
+family is a folder and :func:`register_family` (see ``family.py``).
 """
 
 from __future__ import annotations
@@ -15,61 +18,67 @@ import tvm
 
 from .analysis import kernel_kind
 from .base import LASRule, ScheduleError, check, new_schedule
-from .cpu.elementwise import Elementwise
-from .cpu.generic import Generic
-from .cpu.masker import MaskerRule
-from .cpu.patch_chain import PatchChain
-from .cpu.serial_scan import SerialScan
+from .cpu.family import FAMILY as _CPU
 from .cpu.tiled_conv import Config as TiledConvConfig
 from .cpu.tiled_conv import TiledConv
-from .cuda.elementwise import ElementwiseGPU
-from .cuda.patch_chain import PatchChainGPU
-from .cuda.scan import ScanGPU
-from .cuda.tiled_conv import TiledConvGPU
+from .cuda.family import FAMILY as _CUDA
+from .family import TargetFamily
 
-# family (a target key) -> our rules, most specific first; what each family compiles for
-FAMILIES: dict[str, tuple[LASRule, ...]] = {
-    "cpu": (TiledConv(), PatchChain(), MaskerRule(), SerialScan(), Elementwise()),
-    "cuda": (TiledConvGPU(), PatchChainGPU(), ScanGPU(), ElementwiseGPU()),
-}
-DESCRIPTIONS = {"cpu": "llvm CPU targets (x86_64 AVX2/AVX-512, aarch64 NEON)",
-                "cuda": "NVIDIA GPUs and Jetsons (cuda targets and nvidia/* tags, sm_61 and up)"}
+# family name (a target key) -> the family; the built-in ones, then what register_family adds
+FAMILIES: dict[str, TargetFamily] = {family.name: family for family in (_CPU, _CUDA)}
+
+
+def register_family(family: TargetFamily) -> None:
+    """Serve targets whose keys name ``family.name`` with ``family`` (replacing a family of
+    that name). Its methods are called lazily, when such a target is compiled."""
+    if not isinstance(family, TargetFamily) or not family.name:
+        raise TypeError(f"{family!r} is not a named TargetFamily")
+    FAMILIES[family.name] = family
+
+
+def unregister_family(name: str) -> None:
+    """Undo :func:`register_family` (the built-in families stay)."""
+    if name in (_CPU.name, _CUDA.name):
+        raise ValueError(f"the built-in family {name!r} cannot be unregistered")
+    FAMILIES.pop(name, None)
+
+
+def family_of(target: tvm.target.Target) -> TargetFamily | None:
+    """The family serving ``target``: the first of its keys that names one, or None."""
+    return next((FAMILIES[key] for key in target.keys if key in FAMILIES), None)
 
 
 def family(target: tvm.target.Target) -> str | None:
-    """The rule family serving ``target`` (by its keys), or None."""
-    return next((key for key in FAMILIES if key in target.keys), None)
+    """The name of the family serving ``target``, or None."""
+    found = family_of(target)
+    return found.name if found is not None else None
 
 
-def check_target(target: tvm.target.Target) -> str:
+def check_target(target: tvm.target.Target) -> TargetFamily:
     """The target's family; a ``ValueError`` naming what is supported if it has none (call
     before any work: a compile for such a target would fail only at scheduling)."""
-    name = family(target)
-    if name is None:
-        supported = "; ".join(DESCRIPTIONS[f] for f in FAMILIES)
+    found = family_of(target)
+    if found is None:
+        supported = "; ".join(f.description for f in FAMILIES.values())
         raise ValueError(f"no LAS schedule rules for {target.kind.name} targets (keys "
                          f"{list(target.keys)}) yet; supported: {supported}")
-    return name
+    return found
 
 
-def _foreign_rules(name: str) -> list:
-    from tvm.s_tir import dlight
-
-    if name == "cpu":
-        return [dlight.cpu.GEMV(), dlight.cpu.Reduction(), Generic()]
-    if name == "cuda":  # what TVM's own CUDA pipeline applies to legalised operators
-        return [dlight.gpu.Matmul(), dlight.gpu.GEMV(), dlight.gpu.Reduction(),
-                dlight.gpu.GeneralReduction(), dlight.gpu.Fallback()]
-    return []
+def device_of(target: tvm.target.Target):
+    """The TVM runtime device (device 0) code for ``target`` runs on: its family's
+    (artifacts record it; ``deploy.artifact.runtime_device`` reads it back)."""
+    return tvm.device(check_target(target).runtime_device, 0)
 
 
 def las_rules(target: tvm.target.Target) -> tuple[LASRule, ...]:
-    return FAMILIES[check_target(target)]
+    return check_target(target).rules()
 
 
 def rules_for(target: tvm.target.Target) -> list:
     """Every rule of the target's family in order (ours, dlight's, the fallback)."""
-    return [*las_rules(target), *_foreign_rules(check_target(target))]
+    found = check_target(target)
+    return [*found.rules(), *found.foreign_rules()]
 
 
 def rule_for(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> LASRule | None:
@@ -90,15 +99,11 @@ def schedule(func: tvm.tirx.PrimFunc, target: tvm.target.Target,
     if kernel_kind(func) is not None:
         raise ValueError(f"no {family(target)} rule matches kernel {kernel_kind(func)!r}")
     with target:
-        for rule in _foreign_rules(check_target(target)):
+        for rule in check_target(target).foreign_rules():
             sch = rule.apply(func, target, False)
             if sch is not None:
                 return (sch[0] if isinstance(sch, list) else sch).mod["main"]
     return func
-
-
-# families whose per-patch chains can exceed a per-block resource (a GPU's shared memory)
-BLOCK_LIMITED = ("cuda",)
 
 
 def pipeline_fits(pipeline, block, target: tvm.target.Target) -> bool:
@@ -110,7 +115,7 @@ def pipeline_fits(pipeline, block, target: tvm.target.Target) -> bool:
 
     if not pipeline.applies(block):
         return False
-    if family(target) not in BLOCK_LIMITED:
+    if not check_target(target).block_limited:
         return True
     for step in pipeline.steps_for(block):
         func = get_kernel(step.kernel)(*step.args(block))
@@ -124,19 +129,23 @@ def pipeline_fits(pipeline, block, target: tvm.target.Target) -> bool:
 
 
 __all__ = [
-    "DESCRIPTIONS",
     "FAMILIES",
     "LASRule",
     "ScheduleError",
+    "TargetFamily",
     "TiledConv",
     "TiledConvConfig",
     "check",
     "check_target",
+    "device_of",
     "family",
+    "family_of",
     "las_rules",
     "new_schedule",
     "pipeline_fits",
+    "register_family",
     "rule_for",
     "rules_for",
     "schedule",
+    "unregister_family",
 ]

@@ -9,13 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from las_compiler.block_pipelines import PIPELINES, Scan, get_pipeline
-from las_compiler.compiler import compile_block
+from las_compiler.compiler import compile_block, resolve_target
 from las_compiler.frontend import import_block
 from las_compiler.geometry import BlockGeometry, PatchGeometry, patch_grid
 from las_compiler.hardware_calibration import kernel_times
 from las_compiler.models import calibrate_block, pin_mask, sparse_block_forward
 from las_compiler.phases import lowering_passes
-from las_compiler.target import EmulatedGPU, host_target, resolve_target
+from las_compiler.target import EmulatedGPU, host_target
 
 from .models.helpers import make_block
 from .tiers import covering, tiered

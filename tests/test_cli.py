@@ -138,8 +138,8 @@ def test_compile_for_a_gpu_here(tmp_path, capfd):
     """`las compile --target nvidia/nvidia-h100` on a machine without a GPU: an artifact with
     host code for this CPU and the kernels' device binary (a fatbin nvcc built for sm_90, no
     spills), not run; loading it here is one clear error."""
-    from las_compiler import cuda_toolchain
-    from las_compiler.target import resolve_target
+    from las_compiler.compiler import resolve_target
+    from las_compiler.schedules.cuda import toolchain
 
     out = tmp_path / "gpu"
     capfd.readouterr()
@@ -150,10 +150,10 @@ def test_compile_for_a_gpu_here(tmp_path, capfd):
     assert metadata["target_kind"] == "cuda" and report["las_ms"] is None
     notes = " ".join(report["notes"])
     assert "not run here" in notes
-    if cuda_toolchain.toolchain_available(resolve_target("nvidia/nvidia-h100")) is None:
+    if toolchain.toolchain_available(resolve_target("nvidia/nvidia-h100")) is None:
         assert "device code in the library: fatbin (sm_90 cubin + PTX" in notes, notes
         assert "no register spills" in notes and metadata["device_code"]["format"] == "fatbin"
-    assert "no CUDA GPU" in _las_error(["run", str(out)], capfd)
+    assert "no CUDA device" in _las_error(["run", str(out)], capfd)
 
 
 @pytest.mark.skipif(__import__("shutil").which("aarch64-linux-gnu-gcc") is not None,

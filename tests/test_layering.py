@@ -93,8 +93,8 @@ def test_tvm_stays_out_of_the_pure_rooms():
 def test_the_runtime_side_needs_no_compiler():
     """deploy/ loads and runs artifacts with only the TVM runtime: it imports none of the
     compiler's rooms."""
-    compiler_rooms = {"frontend", "op", "transform", "schedules", "pipeline", "compiler",
-                      "tuning", "hardware_calibration", "kernel_builder", "cuda_toolchain"}
+    compiler_rooms = {"frontend", "op", "transform", "schedules", "phases", "compiler",
+                      "tuning", "hardware_calibration", "kernel_builder"}
     used = {room(t) for t in _imports_of("las_compiler.deploy") if t.startswith("las_compiler.")}
     assert not used & compiler_rooms, used & compiler_rooms
 
@@ -106,6 +106,18 @@ def test_nothing_imports_the_cli():
 
 
 TARGET_KINDS = {"cuda", "nvptx", "llvm", "rocm", "metal", "vulkan", "opencl", "c"}
+DEVICE_KINDS = TARGET_KINDS - {"llvm", "c"}  # every target's host code is LLVM's
+
+
+def _kinds_named(path: Path, kinds: set[str]) -> list[tuple[int, str]]:
+    """String constants of ``path`` that are one of ``kinds``, docstrings left out."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+                  and ast.get_docstring(node, clean=False) is not None}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in kinds
+            and id(node) not in docstrings]
 
 
 def test_kernels_and_passes_name_no_target_family():
@@ -114,11 +126,17 @@ def test_kernels_and_passes_name_no_target_family():
     branch here. Docstrings may mention families; code may not."""
     for folder in ("op", "transform"):
         for path in sorted((ROOT / "las_compiler" / folder).rglob("*.py")):
-            tree = ast.parse(path.read_text())
-            docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                          if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
-                          and ast.get_docstring(node, clean=False) is not None}
-            named = [(node.lineno, node.value) for node in ast.walk(tree)
-                     if isinstance(node, ast.Constant) and node.value in TARGET_KINDS
-                     and id(node) not in docstrings]
+            named = _kinds_named(path, TARGET_KINDS)
             assert not named, f"{path.relative_to(ROOT)} names target kinds: {named}"
+
+
+def test_only_a_family_names_its_device():
+    """Outside ``schedules/<family>/`` nothing tests for a GPU kind: the compiler, the pass
+    phases, the tuner, the CLI, the predictor and the runtime side ask the family
+    (``schedules.family_of``) or read what it recorded in the artifact."""
+    for path in sorted((ROOT / "las_compiler").rglob("*.py")):
+        named = _kinds_named(path, DEVICE_KINDS)
+        assert not named, f"{path.relative_to(ROOT)} names device kinds: {named}"
+    for path in sorted((ROOT / "schedules").glob("*.py")):  # the families' shared part
+        named = _kinds_named(path, DEVICE_KINDS)
+        assert not named, f"{path.relative_to(ROOT)} names device kinds: {named}"

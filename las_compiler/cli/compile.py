@@ -106,27 +106,25 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
 
     import las_compiler
 
+    from ..compiler import resolve_target
     from ..deploy.artifact import check_writable, cross_linker
     from ..models import model_name as model_name_of
     from ..models import prepare_model
     from ..schedules import check_target
-    from ..target import describe_target, resolve_target
+    from ..target import describe_target
     from ..verify import compare_with_pytorch
 
     progress = Progress(not args.json)
     # fail fast, before the model is compiled
     target = resolve_target(args.target)
-    check_target(target)
+    family = check_target(target)
     if args.output:
         check_writable(Path(args.output))
     cross_linker(str(target))  # a cross target needs its linker for the export
-    if target.kind.name == "cuda":  # ... and a GPU target its device toolchain
-        from ..cuda_toolchain import toolchain_available
-
-        missing = toolchain_available(target)
-        if missing:
-            raise RuntimeError(f"cannot build the device code for {describe_target(target)}: "
-                               f"{missing}")
+    missing = family.toolchain_problem(target)  # ... and device code its toolchain
+    if missing:
+        raise RuntimeError(f"cannot build the device code for {describe_target(target)}: "
+                           f"{missing}")
     progress("building the model" + (f" from {Path(args.checkpoint).name}" if args.checkpoint
                                      else ""))
     prepared = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch,
@@ -187,9 +185,7 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
         report.notes.append(f"not run here: {compiled.unrunnable_reason} (deploy the "
                             "artifact and use `las run` / `las bench` there)")
         if "device_code" in compiled.metadata:
-            from ..cuda_toolchain import describe_device_code
-
-            report.notes.append(describe_device_code(compiled.metadata["device_code"]))
+            report.notes.append(family.describe_device_code(compiled.metadata["device_code"]))
     stage_values: dict[str, list[float]] = {}
     for meta, stat, active in zip(compiled.metadata["blocks"], stats.blocks, activation,
                                   strict=True):

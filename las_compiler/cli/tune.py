@@ -10,8 +10,8 @@ from .common import add_json, add_model_args, out_stages, positive_int, subcomma
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..compiler import resolve_target
     from ..models import prepare_model
-    from ..target import resolve_target
     from ..tuning.tune import format_results, tune_model
 
     target = resolve_target(args.target)

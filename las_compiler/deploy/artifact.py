@@ -106,7 +106,7 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
 
     ``fcompile``: the linker for ``export_library`` (see :func:`cross_linker`);
     ``device_code``: the compiler's packer for GPU builds
-    (:class:`las_compiler.cuda_device_binary.DeviceCodePacker`: their device binaries go into
+    (``TargetFamily.device_code_packer``, e.g. CUDA's: their device binaries go into
     the library; its summary into the metadata's ``device_code``)."""
     dest = Path(directory).resolve()
     parent = dest.parent
@@ -260,6 +260,20 @@ def load_private_copy(library: Path):
         os.unlink(private)
 
 
+def runtime_device(metadata: dict):
+    """The TVM runtime device (device 0) the artifact's kernels run on: the one its target
+    family recorded (``metadata["device"]``); before that was recorded, a CPU for the host
+    code's kind (``llvm``) and the kind's own name (a device name too) for a GPU."""
+    import tvm
+
+    kind = metadata.get("target_kind", "llvm")
+    return tvm.device(metadata.get("device") or ("cpu" if kind == "llvm" else kind), 0)
+
+
+def _device_name(device) -> str:
+    return str(device).split(":")[0].upper()  # cuda:0 -> CUDA
+
+
 def load_artifact(directory: str | os.PathLike):
     """(runtime module, metadata) of an artifact; needs only ``tvm.runtime``."""
     import tvm
@@ -268,13 +282,13 @@ def load_artifact(directory: str | os.PathLike):
 
     metadata = read_metadata(directory)
     library = check_library(directory, metadata)
-    kind = metadata.get("target_kind", "llvm")
-    if kind in ("cuda", "nvptx") and not tvm.cuda(0).exist:
+    device = runtime_device(metadata)
+    if not device.exist:
         from ..target import describe_target
 
         raise ArtifactError(f"{library}: compiled for {describe_target(metadata['target'])}, "
-                            "but this machine has no CUDA GPU (or no CUDA driver): run it on "
-                            "the device it was compiled for")
+                            f"but this machine has no {_device_name(device)} device (or no "
+                            "driver for it): run it on the device it was compiled for")
     unfit = unfit_reason(metadata["target"], metadata.get("cpu_flags", ()))
     if unfit is not None:  # before dlopen: code this CPU cannot execute dies with SIGILL
         raise ArtifactError(f"{library}: this machine cannot run it: {unfit}")

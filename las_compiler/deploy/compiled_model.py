@@ -1,7 +1,7 @@
 """``CompiledModel``: a compiled LAS network (or block) to run, time, profile and export.
 
 It needs only the TVM runtime: a model loaded from an artifact runs without torch or the
-compiler library. The device is the one the target names (``target.device_of``).
+compiler library. The device is the one the artifact records (``artifact.runtime_device``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class CompiledModel:
                  threads: int | None = None, device_code_packer=None):
         self.metadata = metadata
         # the compiler's packer of a GPU module's device code into the exported library
-        # (``las_compiler.cuda_device_binary``): the runtime side never builds device code
+        # (``TargetFamily.device_code_packer``): the runtime side never builds device code
         self._device_code_packer = device_code_packer
         self._module = module
         self._artifact_dir = artifact_dir
@@ -65,19 +65,16 @@ class CompiledModel:
     def unrunnable_reason(self) -> str | None:
         """Why this machine cannot run the module (its CPU lacks the instruction sets the code
         uses, another architecture, no GPU for a GPU module), or None."""
-        from ..target import device_of
         from .host_fit import unfit_reason
 
-        kind = self.metadata["target_kind"]
-        if kind != "llvm" and not device_of(kind).exist:
-            return f"it is compiled for {kind} and this machine has no such device"
+        if not artifact.runtime_device(self.metadata).exist:
+            return (f"it is compiled for {self.metadata['target_kind']} and this machine has no "
+                    "such device")
         return unfit_reason(self.metadata["target"], self.metadata.get("cpu_flags", ()))
 
     @property
     def device(self):
-        from ..target import device_of
-
-        return device_of(self.metadata["target_kind"])
+        return artifact.runtime_device(self.metadata)
 
     def _machine(self):
         """This thread's VM (made, and the thread's pool sized, on its first call)."""

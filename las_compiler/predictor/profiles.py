@@ -237,6 +237,13 @@ def _this_machine(features=None) -> tuple[Hardware, bool]:
     return nominal, False
 
 
+def this_machine(features=None) -> Hardware:
+    """This machine's profile (calibrated when available), its vector width from ``features``
+    (see :func:`_this_machine`): what a CPU target of this machine's architecture runs on.
+    The target families map their targets to profiles (``TargetFamily.hardware``)."""
+    return _this_machine(features)[0]
+
+
 def get_hardware(spec: str) -> Hardware:
     """``spec``: a built-in name (see :data:`BUILTIN_NAMES`) or a path to a profile JSON."""
     key = spec.lower()
@@ -249,36 +256,3 @@ def get_hardware(spec: str) -> Hardware:
         return load_hardware(spec)
     raise HardwareError(f"unknown hardware {spec!r}: use one of {', '.join(BUILTIN_NAMES)} or "
                         f"a profile .json file")
-
-
-# CUDA compute capability -> the built-in profile of that device family
-GPU_PROFILES = {"sm_53": "nano", "sm_61": "gtx1080", "sm_62": "tx2", "sm_70": "v100",
-                "sm_86": "rtx3090", "sm_87": "orin", "sm_90": "h100"}
-
-
-def hardware_for_target(target) -> Hardware:
-    """The profile the compiler reasons with for a TVM target: this machine's (calibrated
-    when available) for a CPU target of this machine's architecture, with the vector width
-    of the target's features (code built for another CPU of the same architecture runs its
-    own tiles), the Jetson TX2's
-    Cortex-A57 for an aarch64 cross target, a GPU by its ``arch``."""
-    kind = target.kind.name
-    if kind == "llvm":
-        from ..target import architecture, target_features
-
-        triple = str(target.attrs.get("mtriple", "") or "")
-        if not triple or architecture(triple) == architecture():
-
-            return _this_machine(target_features(target))[0]
-        if triple.startswith("aarch64"):
-            return get_hardware("tx2-cpu")
-        raise HardwareError(f"no hardware profile for CPU target {triple}; pass one "
-                            f"explicitly (built in: {', '.join(BUILTIN_NAMES)})")
-    if kind == "cuda":
-        arch = str(target.attrs.get("arch", "") or "")
-        arch = arch[:-1] if arch.endswith("a") else arch  # sm_90a: sm_90 plus Hopper extras
-        if arch in GPU_PROFILES:
-            return get_hardware(GPU_PROFILES[arch])
-        raise HardwareError(f"no hardware profile for CUDA arch {arch or '(none)'}; known: "
-                            f"{', '.join(f'{a} ({n})' for a, n in GPU_PROFILES.items())}")
-    raise HardwareError(f"no hardware profile for target kind {kind!r}")

@@ -2,7 +2,7 @@
 
 The one place ``"auto"`` is resolved: for each block the latency predictor's fastest pipeline
 among those that apply (``block_pipelines.AUTO_CANDIDATES``), on the target's hardware profile
-(``predictor.profiles.hardware_for_target``), at the activation rate the caller expects, with
+(``TargetFamily.hardware``), at the activation rate the caller expects, with
 every kernel's weights arriving cold as they do inside a network (the module's blocks give the
 footprint); on GPUs only among those whose kernels fit the target's limits. Pipelines the
 caller named are checked against the block (S, stride) with an error
@@ -75,9 +75,9 @@ class ChooseBlockPipelines:
             return mod
         from ..predictor.block import best_pipeline
         from ..predictor.network import network_footprint_bytes
-        from ..predictor.profiles import hardware_for_target
+        from ..schedules import check_target
 
-        hw = self.hardware or hardware_for_target(self.target)
+        hw = self.hardware or check_target(self.target).hardware(self.target)
         footprint = network_footprint_bytes([block_layer(op) for op in blocks])
 
         from ..schedules import pipeline_fits

@@ -25,8 +25,8 @@ import tvm
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from ..schedules import device_of
 from ..schedules.knobs import knobs_from_trace
-from ..target import device_of
 from .builder import PooledBuilder
 from .cost_model import make_cost_model
 from .database import open_log
@@ -305,9 +305,10 @@ def tune_tasks(tasks: Sequence[Task], target, log_dir: str | os.PathLike, trials
     ``rpc_timeout`` bounds every remote wait; a batch whose every candidate failed to run
     stops tuning with :class:`TuningError` (the log stays valid; re-run to resume). ``bar``:
     a tqdm progress bar (elapsed, ETA) per task instead of log lines."""
-    from ..predictor.profiles import hardware_for_target
+    from ..schedules import check_target
 
-    hardware = hardware or hardware_for_target(target)  # the board's profile, not this CPU's
+    # the profile of the board the target names, not this CPU's
+    hardware = hardware or check_target(target).hardware(target)
     db = open_log(log_dir, create=True)
     # RPC arguments are checked here, before any work; worker processes start only when a
     # task has trials left to measure

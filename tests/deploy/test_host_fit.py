@@ -11,8 +11,9 @@ import torch
 import tvm
 
 import las_compiler
+from las_compiler.compiler import resolve_target
 from las_compiler.deploy import ArtifactError, host_fit, load_artifact
-from las_compiler.target import cpu_flags_needed, host_target_dict, read_cpu_flags, resolve_target
+from las_compiler.target import cpu_flags_needed, host_target_dict, read_cpu_flags
 
 from ..machines import RECORDED
 from ..models.helpers import make_block

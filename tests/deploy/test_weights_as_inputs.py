@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import las_compiler
+from las_compiler.compiler import resolve_target
 from las_compiler.models import LASResNet, calibrate
-from las_compiler.target import EmulatedGPU, resolve_target
+from las_compiler.target import EmulatedGPU
 from las_compiler.verify import compare_with_pytorch
 
 X = torch.randn(1, 3, 48, 56, generator=torch.Generator().manual_seed(1))

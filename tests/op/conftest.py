@@ -4,7 +4,8 @@ schedules' numbers are checked here, without a GPU."""
 
 import pytest
 
-from las_compiler.target import EmulatedGPU, host_target, resolve_target
+from las_compiler.compiler import resolve_target
+from las_compiler.target import EmulatedGPU, host_target
 
 
 @pytest.fixture(scope="session", params=["host", "cuda-emulated"])

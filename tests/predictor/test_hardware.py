@@ -6,6 +6,7 @@ import pytest
 
 from las_compiler.predictor import BUILTIN_NAMES, Hardware, HardwareError, get_hardware
 from las_compiler.predictor.hardware import load_hardware
+from las_compiler.schedules import check_target
 
 
 @pytest.mark.parametrize("name, tflops", [("v100", 15.7), ("gtx1080", 8.9), ("tx2", 0.67),
@@ -112,7 +113,7 @@ def test_each_recorded_machine_kind_gets_a_self_consistent_profile(kind, monkeyp
     hw = profiles.cpu_profile(machine, features)
     assert hw == profiles.cpu_profile(machine)  # its flags and its best target agree
     monkeypatch.setattr(profiles, "read_machine", lambda: machine)
-    assert profiles.hardware_for_target(target) == hw  # what the compiler prices with
+    assert check_target(target).hardware(target) == hw  # what the compiler prices with
     assert hw.vector_bits == bits == vector_bits(target)
     assert ("avx512f" in flags) == (bits == 512) and "fma" in flags and "avx2" in flags
     assert hw.simd_lanes * 32 == hw.vector_bits
@@ -155,4 +156,5 @@ def test_a_test_that_reads_the_live_host_profile_fails():
         with pytest.raises(AssertionError, match=message):
             read()
     assert profiles.read_machine() is TEST_MACHINE
-    assert profiles.hardware_for_target(host_target()).l1_way_bytes == TEST_MACHINE.l1_way_bytes
+    host = host_target()
+    assert check_target(host).hardware(host).l1_way_bytes == TEST_MACHINE.l1_way_bytes

@@ -3,10 +3,10 @@
 
 import pytest
 
-from las_compiler import cuda_toolchain
 from las_compiler.block_pipelines import PIPELINES
 from las_compiler.op import get_kernel
 from las_compiler.schedules import pipeline_fits, schedule
+from las_compiler.schedules.cuda import toolchain
 
 from .test_cuda_rules import H100, TX2, gpu, layer_geometries
 
@@ -20,7 +20,7 @@ def test_device_code_assembles_without_spills(tag):
     LAS-ResNet-50 assembles with ptxas for the arch (nvcc for sm_90, LLVM's NVPTX + CUDA 12's
     ptxas for the TX2's sm_62); the conv kernels spill no registers at the default knobs."""
     target = gpu(tag)
-    missing = cuda_toolchain.toolchain_available(target)
+    missing = toolchain.toolchain_available(target)
     if missing:
         pytest.skip(missing)
     funcs, seen = {}, set()
@@ -34,8 +34,8 @@ def test_device_code_assembles_without_spills(tag):
                 seen.add((step.kernel, step.args(geometry)))
                 func = schedule(get_kernel(step.kernel)(*step.args(geometry)), target)
                 funcs[f"{step.kernel}_{len(funcs)}"] = func
-    text, fmt = cuda_toolchain.device_code(funcs, target)
-    report = cuda_toolchain.assemble(text, fmt, target)
+    text, fmt = toolchain.device_code(funcs, target)
+    report = toolchain.assemble(text, fmt, target)
     assert len(report) >= len(funcs)  # every kernel is an entry (some launch several)
     convs = [k for k in report if k.name.startswith(CONV_KERNELS)]
     assert convs

@@ -16,10 +16,11 @@ import torch.nn.functional as F
 import tvm
 
 from las_compiler import op
+from las_compiler.compiler import resolve_target
 from las_compiler.geometry import PatchGeometry
 from las_compiler.op.params import pack_weight
 from las_compiler.schedules.cuda.limits import fits
-from las_compiler.target import host_target, resolve_target
+from las_compiler.target import host_target
 from las_compiler.transform.serialize_gpu import serialize
 from las_compiler.tuning.space import knob_space, schedule_with_knobs
 

@@ -16,6 +16,7 @@ import tvm
 from tvm import tirx
 
 from las_compiler.block_pipelines import PIPELINES
+from las_compiler.compiler import resolve_target
 from las_compiler.geometry import BlockGeometry, PatchGeometry
 from las_compiler.op import get_kernel
 from las_compiler.predictor.layers import network_blocks
@@ -23,7 +24,7 @@ from las_compiler.schedules import pipeline_fits, schedule
 from las_compiler.schedules.base import ScheduleError
 from las_compiler.schedules.cuda.limits import block_resources, fits
 from las_compiler.schedules.cuda.tiled_conv import TiledConvGPU
-from las_compiler.target import host_target, resolve_target
+from las_compiler.target import host_target
 from las_compiler.transform.serialize_gpu import serialize
 
 TX2 = "nvidia/jetson-tx2"

@@ -44,9 +44,9 @@ class KernelResources:
 
 def arch_number(target) -> int:
     """The compute capability a CUDA (``arch``) or NVPTX (``mcpu``) target compiles for."""
-    from .target import cuda_arch_number
+    from .family import sm_number
 
-    number = cuda_arch_number(str(target.attrs.get("arch", "") or target.attrs.get("mcpu", "")))
+    number = sm_number(str(target.attrs.get("arch", "") or target.attrs.get("mcpu", "")))
     if number is None:
         raise ValueError(f"target {target} names no CUDA arch")
     return number

@@ -8,17 +8,17 @@ import pytest
 import torch
 
 import las_compiler
-from las_compiler import cuda_toolchain
-from las_compiler.cuda_device_binary import (
+from las_compiler.compiler import resolve_target
+from las_compiler.deploy.artifact import read_metadata
+from las_compiler.models import LASResNet, calibrate
+from las_compiler.schedules.cuda import toolchain
+from las_compiler.schedules.cuda.device_binary import (
     BlobLayoutError,
     CUDAPayload,
     DeviceCodePacker,
     ModuleTree,
     device_payloads,
 )
-from las_compiler.deploy.artifact import read_metadata
-from las_compiler.models import LASResNet, calibrate
-from las_compiler.target import resolve_target
 
 FATBIN_MAGIC = b"\x50\xed\x55\xba"  # 0xBA55ED50, little endian
 
@@ -33,7 +33,7 @@ def model():
 
 def _compiled(model, tag):
     target = resolve_target(tag)
-    missing = cuda_toolchain.toolchain_available(target)
+    missing = toolchain.toolchain_available(target)
     if missing:
         pytest.skip(missing)
     return las_compiler.compile(model, torch.randn(1, 3, 48, 48), target, tuning_logs=False)
@@ -115,12 +115,12 @@ def test_nvptx_warp_reductions_assemble(tag, shuffle):
     ``shfl.sync`` (it lost the others); no inline ``activemask`` (which needs PTX ISA 6.2);
     both assemble for their arch."""
     target = resolve_target(tag)
-    missing = cuda_toolchain.toolchain_available(target)
+    missing = toolchain.toolchain_available(target)
     if missing:
         pytest.skip(missing)
-    text, fmt = cuda_toolchain.device_code({"row_sum": _warp_reduction()}, target)
+    text, fmt = toolchain.device_code({"row_sum": _warp_reduction()}, target)
     assert fmt == "ptx" and shuffle in text and "activemask" not in text
-    assert cuda_toolchain.assemble(text, fmt, target)
+    assert toolchain.assemble(text, fmt, target)
 
 
 def test_damaged_layouts_are_named():

@@ -10,7 +10,7 @@ needs ``libcuda.so``.
 So the export packs the imports itself (``export_library(fpack_imports=...)``): TVM
 serialises the module tree (``runtime.ModulePackImportsToTensor``), we replace each CUDA
 module's payload, ``(format, function table, code)``, with the device binary of the target's
-route (:func:`las_compiler.cuda_toolchain.device_binary`: a fatbin from nvcc for sm_75 and up,
+route (:func:`.toolchain.device_binary`: a fatbin from nvcc for sm_75 and up,
 PTX from LLVM for sm_61/62/70), and TVM's ``codegen.codegen_blob`` turns the blob into an
 object for the host's triple, as its own export does. The payload layout is the one TVM's CUDA
 runtime loader (``ffi.Module.load_from_bytes.cuda``) reads; parsing checks every length, so a
@@ -156,23 +156,23 @@ class DeviceCodePacker:
         return path
 
     def _replace(self, payload: bytes) -> bytes:
-        from . import cuda_toolchain
+        from . import toolchain
 
         cuda = CUDAPayload.parse(payload)
         if cuda.fmt == "cuda":
             text, fmt = cuda.code.decode(), "cu"
         elif cuda.fmt == "ptx":
-            text, fmt = cuda_toolchain.entry_points(cuda.code.decode()), "ptx"
+            text, fmt = toolchain.entry_points(cuda.code.decode()), "ptx"
         else:
             raise BlobLayoutError(f"CUDA module with {cuda.fmt!r} code: expected CUDA C or PTX")
         if fmt == "ptx":
             missing = [k for k in cuda.kernels if f".entry {k}(" not in text]
             if missing:
                 raise BlobLayoutError(f"PTX lacks entry points for {', '.join(missing[:5])}")
-        binary, binary_fmt, report = cuda_toolchain.device_binary(text, fmt, self.target)
+        binary, binary_fmt, report = toolchain.device_binary(text, fmt, self.target)
         self.summary = {
-            "format": binary_fmt, "arch": f"sm_{cuda_toolchain.arch_number(self.target)}",
-            "route": cuda_toolchain.route(self.target), "kernels": len(cuda.kernels),
+            "format": binary_fmt, "arch": f"sm_{toolchain.arch_number(self.target)}",
+            "route": toolchain.route(self.target), "kernels": len(cuda.kernels),
             "bytes": len(binary),
             "max_registers": max((k.registers for k in report), default=0),
             "spilling_kernels": sorted({k.name for k in report
@@ -182,7 +182,7 @@ class DeviceCodePacker:
 
 
 def _host_module(module):
-    from .cuda_toolchain import find_module
+    from .toolchain import find_module
 
     host = find_module(module, "llvm")
     if host is None:
