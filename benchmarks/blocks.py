@@ -146,11 +146,7 @@ def measure_tvm(shape: dict, granularities: Sequence[int], rates: Sequence[float
 
 
 def _geometry(shape, s):
-    from las_compiler.geometry import BlockGeometry, PatchGeometry
-
-    return BlockGeometry(PatchGeometry(1, shape.in_size, shape.in_size, s, shape.stride),
-                         shape.in_channels, shape.width, shape.out_channels,
-                         shape.has_downsample)
+    return shape.layer().geometry(s)
 
 
 def best_dense(rows: list[dict]) -> dict[str, dict]:

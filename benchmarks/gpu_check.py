@@ -195,7 +195,6 @@ def build(target: str, out: Path, quick: bool = False, log=print) -> dict:
     """Compile and export every case for ``target``; write the manifest and the runtime."""
     from las_compiler.block_pipelines import get_pipeline
     from las_compiler.compiler import compile_block, resolve_target
-    from las_compiler.geometry import BlockGeometry, PatchGeometry
     from las_compiler.schedules import pipeline_fits
 
     from .peers import as_shape
@@ -207,10 +206,7 @@ def build(target: str, out: Path, quick: bool = False, log=print) -> dict:
     entries, skipped = [], []
     for case in cases(quick):
         shape = as_shape(case.shape)
-        geometry = BlockGeometry(PatchGeometry(case.batch, shape.in_size, shape.in_size,
-                                               case.granularity, shape.stride),
-                                 shape.in_channels, shape.width, shape.out_channels,
-                                 projected=shape.has_downsample)
+        geometry = shape.layer(case.batch).geometry(case.granularity)
         if case.pipeline != "auto":
             pipeline = get_pipeline(case.pipeline)
             if not pipeline.applies(geometry) or (

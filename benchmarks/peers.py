@@ -104,16 +104,19 @@ class BlockShape:
     def has_downsample(self) -> bool:
         return self.stride != 1 or self.in_channels != self.out_channels
 
+    def layer(self, batch: int = 1):
+        """The block as the compiler and the predictor see it (``BlockLayer``; its
+        ``geometry(S)`` is the kernels' view): one shape type, one ``dense_macs``."""
+        from las_compiler.predictor.layers import BlockLayer
+
+        return BlockLayer(batch, self.in_size, self.in_size, self.in_channels, self.planes,
+                          self.out_channels, self.stride, downsample=self.has_downsample,
+                          name=self.name, stage=self.stage)
+
     @property
     def dense_macs(self) -> int:
         """Multiply-accumulates of conv1 + conv2 + conv3 + downsample (BN/ReLU/add not counted)."""
-        in_px, out_px = self.in_size**2, self.out_size**2
-        macs = self.in_channels * self.width * in_px  # conv1, 1x1 at input resolution
-        macs += self.width * self.width * 9 * out_px  # conv2, 3x3 (strided)
-        macs += self.width * self.out_channels * out_px  # conv3, 1x1
-        if self.has_downsample:
-            macs += self.in_channels * self.out_channels * out_px
-        return macs
+        return int(self.layer().dense_macs())
 
     def gflops(self, ms: float) -> float:
         """GFLOP/s for one dense block in ``ms`` milliseconds (2 FLOPs per MAC)."""

@@ -82,10 +82,10 @@ class Step:
     predictions are labelled by it. ``kernel`` is a registered kernel name, ``args`` its
     generator's arguments from the block geometry. The kernel's parameters are ``inputs``
     (value names) followed by one output buffer per name in ``outputs``, except for an
-    in-place step: ``inplace`` is the index into ``inputs`` of the buffer the kernel
-    overwrites (it appears there twice where the kernel reads and writes it as two
-    parameters), and the updated buffer is named ``outputs[0]`` or keeps its input's name.
-    ``when`` says for which blocks the step exists.
+    in-place step: ``updates`` names the value the kernel overwrites, its last parameter of
+    that name (a kernel that reads and writes it as two parameters lists it twice), and the
+    updated buffer is named ``outputs[0]`` or keeps its input's name. ``when`` says for which
+    blocks the step exists.
     """
 
     name: str
@@ -93,20 +93,32 @@ class Step:
     args: Callable[[BlockGeometry], tuple]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...] = ()
-    inplace: int | None = None
+    updates: str | None = None
     when: Callable[[BlockGeometry], bool] = _always
+
+    def __post_init__(self):
+        if self.updates is not None and self.updates not in self.inputs:
+            raise ValueError(f"step {self.name!r} updates {self.updates!r}, which is not one "
+                             f"of its inputs {self.inputs}")
+
+    @property
+    def inplace(self) -> int | None:
+        """The parameter position of the buffer the kernel overwrites (see ``updates``)."""
+        if self.updates is None:
+            return None
+        return len(self.inputs) - 1 - self.inputs[::-1].index(self.updates)
 
     @property
     def result(self) -> str:
         """The value name this step leaves behind (its first output)."""
         if self.outputs:
             return self.outputs[0]
-        if self.inplace is None:
+        if self.updates is None:
             raise ValueError(f"step {self.name!r} produces nothing")
-        return self.inputs[self.inplace]
+        return self.updates
 
     def only(self, when: Callable[[BlockGeometry], bool]) -> Step:
-        return Step(self.name, self.kernel, self.args, self.inputs, self.outputs, self.inplace,
+        return Step(self.name, self.kernel, self.args, self.inputs, self.outputs, self.updates,
                     when)
 
 
@@ -124,7 +136,7 @@ class Scan(Step):
         return self.prefix
 
     def only(self, when: Callable[[BlockGeometry], bool]) -> Scan:
-        return Scan(self.name, self.kernel, self.args, self.inputs, self.outputs, self.inplace,
+        return Scan(self.name, self.kernel, self.args, self.inputs, self.outputs, self.updates,
                     when, self.prefix)
 
 
@@ -179,13 +191,14 @@ GATHER_CONV2 = Step("conv2", "gather_conv3x3", _conv2_args, ("h1", "idx", "w2", 
 GATHER_CONV2_ROWS = Step("conv2", "gather_conv3x3_rows", _conv2_args,
                          ("h1", "cell_rows", "w2", "b2"), ("y2",))
 SCATTER_CONV3 = Step("conv3", "conv1x1_scatter_add", _conv3_args,
-                     ("y2", "idx", "w3", "b3", "shortcut", "shortcut"), inplace=5)
+                     ("y2", "idx", "w3", "b3", "shortcut", "shortcut"), updates="shortcut")
 SCATTER_CONV3_ROWS = Step("conv3", "conv1x1_scatter_add_rows", _conv3_args,
-                          ("y2", "cell_rows", "w3", "b3", "shortcut", "shortcut"), inplace=5)
+                          ("y2", "cell_rows", "w3", "b3", "shortcut", "shortcut"),
+                          updates="shortcut")
 # Inactive pixels of a projected shortcut still need relu(identity) (the plain shortcut is a
 # block input, already >= 0); relu is idempotent, so it runs over the whole map.
 RELU_SHORTCUT = Step("relu", "relu_inplace", lambda b: (b.out_size,), ("shortcut", "shortcut"),
-                     inplace=1, when=projected)
+                     updates="shortcut", when=projected)
 
 
 PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
@@ -228,11 +241,11 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
          Step("block", "fused_block", lambda b: (b.patches, b.in_channels, b.width,
                                                  b.out_channels),
               ("x", "idx", "w1", "b1", "w2", "b2", "w3", "b3", "shortcut", "shortcut"),
-              ("out",), inplace=9, when=projected),
+              ("out",), updates="shortcut", when=projected),
          Step("inactive", "copy_inactive", lambda b: (b.patches, b.out_channels),
-              ("partition", "idx", "x", "out"), inplace=3, when=plain),
+              ("partition", "idx", "x", "out"), updates="out", when=plain),
          Step("inactive", "copy_inactive", lambda b: (b.patches, b.out_channels),
-              ("partition", "idx", "out", "out"), inplace=3, when=projected))),
+              ("partition", "idx", "out", "out"), updates="out", when=projected))),
     Pipeline(
         "unfused",
         "masker, compaction, dense conv1, gather into memory, conv3x3, conv1x1, scatter into a "

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import relax, tirx
 
-from .geometry import patch_grid
+from .geometry import BlockGeometry, PatchGeometry, patch_grid
 
 SPARSE_BOTTLENECK = "las.sparse_bottleneck"
 LAS_OPS = (SPARSE_BOTTLENECK,)
@@ -91,6 +91,25 @@ class SparseBottleneck:
     @property
     def mask_type(self) -> relax.TensorType:
         return relax.TensorType((self.input_shape[0], *self.grid), "bool")
+
+    @property
+    def width(self) -> int:
+        """Channels of conv1 and conv2 (the block's ``planes``)."""
+        return int(self.conv1.weight.ty.shape[0])
+
+    def geometry(self) -> BlockGeometry:
+        """The block as its kernels see it (patch geometry, channels, shortcut)."""
+        n, c, h, w = self.input_shape
+        return BlockGeometry(PatchGeometry(n, h, w, self.granularity, self.stride), c,
+                             self.width, self.output_shape[1], projected=self.projected)
+
+    def layer(self):
+        """The block as the latency predictor sees it (``predictor.layers.BlockLayer``)."""
+        from .predictor.layers import BlockLayer
+
+        n, c, h, w = self.input_shape
+        return BlockLayer(n, h, w, c, self.width, self.output_shape[1], self.stride,
+                          downsample=self.projected, name=self.name)
 
     # -- packing ------------------------------------------------------------------------
     def to_call(self) -> relax.Call:

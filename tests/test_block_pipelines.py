@@ -8,7 +8,7 @@ import tvm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from las_compiler.block_pipelines import PIPELINES, Scan, get_pipeline
+from las_compiler.block_pipelines import PIPELINES, Scan, Step, get_pipeline
 from las_compiler.compiler import compile_block, resolve_target
 from las_compiler.frontend import import_block
 from las_compiler.geometry import BlockGeometry, PatchGeometry, patch_grid
@@ -168,3 +168,15 @@ def test_bad_choices_are_clear_errors():
         compile_block(make_block(64, 16, 1, 8), torch.zeros(1, 7, 7, 64), "host")
     with pytest.raises(ValueError, match="eval-mode"):
         compile_block(block.train(), x, "host")
+
+
+def test_in_place_steps_name_the_value_they_update():
+    """``updates`` names the overwritten value; its parameter is the last of that name (the
+    kernel reads it first, then writes it), and a name the step does not take is an error."""
+    scatter = get_pipeline("fused").steps[7]
+    assert (scatter.kernel, scatter.updates, scatter.inplace) == \
+        ("conv1x1_scatter_add", "shortcut", 5)
+    copy = [s for s in get_pipeline("whole").steps if s.kernel == "copy_inactive"]
+    assert [(s.updates, s.inplace, s.result) for s in copy] == [("out", 3, "out")] * 2
+    with pytest.raises(ValueError, match="updates 'y', which is not one of its inputs"):
+        Step("relu", "relu_inplace", lambda b: (1,), ("x", "x"), updates="y")

@@ -58,8 +58,8 @@ def _dense_conv1x1(c: _Context, n, h, w, cin, cout, stride=1, epilogue="relu", _
                            ("add_relu", "masked_add_relu"), stride=stride)
 
 
-def _dense_conv2d(c: _Context, *args) -> K.Work:
-    kernel = args[5]
+def _dense_conv2d(c: _Context, n, h, w, cin, cout, kernel, stride=1, padding=0,
+                  epilogue="relu") -> K.Work:  # op.conv2d's parameters, by name
     if kernel != 3:
         raise ValueError(f"no model for a dense {kernel}x{kernel} conv in a block")
     return K.dense_conv3x3(c.hw, c.tile, c.layer)

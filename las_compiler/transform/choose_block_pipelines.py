@@ -17,18 +17,6 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..block_pipelines import AUTO, AUTO_CANDIDATES, get_pipeline
 from ..las_ops import SPARSE_BOTTLENECK, SparseBottleneck, las_blocks, las_op_name
-from .lower_las_ops import block_geometry
-
-
-def block_layer(op: SparseBottleneck):
-    """The predictor's view of a LAS op call."""
-    from ..predictor.layers import BlockLayer
-
-    n, c, h, w = op.input_shape
-    k = op.output_shape[1]
-    width = int(op.conv1.weight.ty.shape[0])
-    return BlockLayer(n, h, w, c, width, k, op.stride, downsample=op.projected,
-                      name=op.name)
 
 
 @tvm.transform.module_pass(opt_level=0, name="ChooseBlockPipelines")
@@ -56,7 +44,7 @@ class ChooseBlockPipelines:
     def _check_fits(self, op: SparseBottleneck) -> None:
         from ..schedules import pipeline_fits
 
-        if not pipeline_fits(get_pipeline(op.pipeline), block_geometry(op), self.target):
+        if not pipeline_fits(get_pipeline(op.pipeline), op.geometry(), self.target):
             raise ValueError(f"{op.name or 'block'}: block pipeline {op.pipeline!r} does not fit "
                              f"{self.target.attrs.get('arch', 'this GPU')} (a patch's "
                              "intermediates exceed its shared memory per block); choose "
@@ -67,7 +55,7 @@ class ChooseBlockPipelines:
         for op in blocks:  # explicit choices first: a wrong one fails before any prediction
             if op.pipeline != AUTO:
                 try:
-                    get_pipeline(op.pipeline).steps_for(block_geometry(op))
+                    get_pipeline(op.pipeline).steps_for(op.geometry())
                 except ValueError as err:
                     raise ValueError(f"{op.name or 'block'}: {err}") from None
                 self._check_fits(op)
@@ -78,15 +66,15 @@ class ChooseBlockPipelines:
         from ..schedules import check_target
 
         hw = self.hardware or check_target(self.target).hardware(self.target)
-        footprint = network_footprint_bytes([block_layer(op) for op in blocks])
+        footprint = network_footprint_bytes([op.layer() for op in blocks])
 
         from ..schedules import pipeline_fits
 
         def choose(op: SparseBottleneck) -> str:
-            geometry = block_geometry(op)  # a GPU's per-patch chains may exceed its limits
+            geometry = op.geometry()  # a GPU's per-patch chains may exceed its limits
             candidates = tuple(c for c in self.candidates
                                if pipeline_fits(get_pipeline(c), geometry, self.target))
-            return best_pipeline(hw, block_layer(op), op.granularity, self.rate,
+            return best_pipeline(hw, op.layer(), op.granularity, self.rate,
                                  candidates, footprint).pipeline
 
         rewriter = _Rewriter(mod, choose)

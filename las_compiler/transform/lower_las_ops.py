@@ -26,7 +26,6 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..block_pipelines import get_pipeline
-from ..geometry import BlockGeometry, PatchGeometry
 from ..las_ops import SPARSE_BOTTLENECK, SparseBottleneck, las_op_name
 from ..op.params import fold_bn, pack_weight, with_masker_tile
 from .kernel_table import KernelTable, constant
@@ -34,15 +33,6 @@ from .step_emitter import StepEmitter
 from .weight_ops import preparation
 
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
-
-
-def block_geometry(op: SparseBottleneck) -> BlockGeometry:
-    """The kernels' view of one LAS op call."""
-    n, c, h, w = op.input_shape
-    k = op.output_shape[1]
-    width = int(op.conv1.weight.ty.shape[0])
-    return BlockGeometry(PatchGeometry(n, h, w, op.granularity, op.stride), c, width, k,
-                         projected=op.projected)
 
 
 def block_params(op: SparseBottleneck, xp, value) -> dict[str, Callable]:
@@ -212,12 +202,11 @@ class _Rewriter(PyExprMutator):
         if op.pipeline == "auto":
             raise ValueError(f"{where}: block pipeline 'auto' was not resolved (run "
                              "transform.ChooseBlockPipelines first)")
-        block = block_geometry(op)
+        block = op.geometry()
         steps = get_pipeline(op.pipeline).steps_for(block)
         x = self.nhwc(op.x)
         shortcut = x if not block.projected else self.nhwc(op.identity)
-        writes_shortcut = any(s.inplace is not None and s.inputs[s.inplace] == "shortcut"
-                              for s in steps)
+        writes_shortcut = any(s.updates == "shortcut" for s in steps)
         # a projected block's steps read x while they write the shortcut: never the same
         # buffer, even where a pass made the shortcut a transpose of the tensor x is
         aliases_x = block.projected and shortcut.same_as(x)
