@@ -18,6 +18,13 @@ import numpy as np
 from ..register_tile import CHANNEL_BLOCK  # one definition, shared with the rules
 
 
+def is_weight(name: str) -> bool:
+    """Whether a kernel parameter (buffer) of this name holds weights: every kernel names
+    them ``w``, or ``w1``..``w3`` for the convs of a fused chain. Rules that treat weights
+    differently (a GPU rule stages them in shared memory) ask this, not the spelling."""
+    return name == "w" or (name[:1] == "w" and name[1:].isdigit())
+
+
 class NumpyArrays:
     """The array operations the preparation uses, on numpy float32 arrays."""
 

@@ -34,6 +34,7 @@ import tvm
 import tvm_ffi
 from tvm import s_tir
 
+from ...op.params import is_weight
 from ..analysis import kernel_kind, loops_by_iter, static_extent
 from ..base import ScheduleError, check
 from ..knobs import Knob, KnobSpace
@@ -181,7 +182,7 @@ def tile_for_gpu(sch: s_tir.Schedule, func, limits: Limits, knobs: dict,
         buffer = region.source
         if buffer.scope() != "global" or any(buffer.same_as(b) for b in produced):
             continue
-        if not stage_pixels and not str(buffer.name).startswith("w"):
+        if not stage_pixels and not is_weight(str(buffer.name)):
             continue
         if len(buffer.shape) < 2 or buffer.dtype != "float32" or _indirect(region):
             # index lists and biases are read once; rows read through an index list

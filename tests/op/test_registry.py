@@ -1,6 +1,7 @@
 """The kernel registry: one unique name per kernel, stamped on what it generates; every name
 the pipeline table uses is registered, scheduled by a rule and modelled by the predictor."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,23 @@ def test_names_are_written_in_one_place():
     offenders = [p.name for p in root.glob("*.py") if p.name != "registry.py"
                  and '"las.kernel"' in p.read_text() and "T.func_attr" in p.read_text()]
     assert not offenders, offenders
+
+
+def test_weights_are_known_by_one_naming_rule():
+    """Rules find weight parameters through ``params.is_weight`` (a GPU rule stages them in
+    shared memory); every kernel of every block pipeline takes as many as its step passes."""
+    from las_compiler.block_pipelines import PIPELINES
+    from las_compiler.geometry import BlockGeometry, PatchGeometry
+    from las_compiler.op import get_kernel
+    from las_compiler.op.params import is_weight
+
+    assert [is_weight(n) for n in ("w", "w1", "w3", "x", "w_masker", "window", "b1")] \
+        == [True, True, True, False, False, False, False]
+    block = BlockGeometry(PatchGeometry(1, 14, 14, 2, 2), 32, 16, 64, projected=True)
+    for pipeline in PIPELINES.values():
+        for step in pipeline.steps_for(block) if pipeline.applies(block) else ():
+            func = get_kernel(step.kernel)(*step.args(block))
+            weights = [str(p.name) for p in func.params if is_weight(str(p.name))]
+            named_w = [n for n in step.inputs
+                       if any(re.fullmatch(r"w\d*", part) for part in n.split("_"))]
+            assert len(weights) == len(named_w), (step.kernel, weights, step.inputs)
