@@ -63,13 +63,13 @@ def _small(snet, depths=(2, 1, 2, 1), rate=0.5, size=(64, 64), seed=0):
     return model
 
 
-# Opt-in cases repeat what the default tier covers elsewhere: batch 2 (the halo and dense cases
-# here) and `auto` (the main job in test_cli and the README's examples).
+# Opt-in cases repeat what the default tier covers elsewhere: batch 2 (the dense case here),
+# S = 8 (the fuzzer's blocks) and `auto` (the main job in test_cli and the README's examples).
 @pytest.mark.parametrize("snet, batch, size, pipeline", [
     ("1-1-1-1", 1, (64, 64), "fused"),
     pytest.param("4-4-2-1", 2, (64, 64), "fused", marks=pytest.mark.full_matrix),
     ("4-4-2-1", 1, (48, 80), "halo"),     # non-square; maps S does not divide
-    ("8-4-2-1", 2, (96, 64), "halo"),
+    pytest.param("8-4-2-1", 2, (96, 64), "halo", marks=pytest.mark.full_matrix),
     ("2-2-2-2", 1, (65, 63), "fused"),    # odd sizes: ceil grids, partial border patches
     ("2-1-2-1", 2, (56, 72), "dense"),    # dense kernels, mask-gated epilogue
     pytest.param("4-2-1-1", 1, (64, 64), "auto", marks=pytest.mark.full_matrix),
@@ -94,8 +94,9 @@ def test_all_or_no_patches_and_static_blocks():
     assert [float(m.mean()) for m in masks] == [0.0, 0.0, 1.0, 0.0, 1.0]
 
 
-@pytest.mark.parametrize("pipelines", [["whole", "halo", "masker_conv1", "unfused"],
-                                       ["fused", "dense", "fused", "whole"]])
+@pytest.mark.parametrize("pipelines", [  # the halo readers by default; fused and dense opt-in
+    ["whole", "halo", "masker_conv1", "unfused"],
+    pytest.param(["fused", "dense", "fused", "whole"], marks=pytest.mark.full_matrix)])
 def test_plain_blocks_after_static_blocks(pipelines):
     """After a static block the layout pass transposes a plain block's ``x`` and ``identity``
     separately: the lowering must still know the shortcut is ``x`` (patches read their halos

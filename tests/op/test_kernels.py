@@ -244,7 +244,7 @@ def test_conv1x1_rows_writes_only_listed_rows(target):
     assert (np.delete(y.numpy(), chosen, axis=0) == -7.0).all()
 
 
-@settings(max_examples=10)
+@settings(max_examples=6)  # each new (batch, size, stride) compiles eight kernels
 @given(batch=st.sampled_from([1, 2]), size=st.sampled_from([(7, 7), (13, 11)]),
        stride=st.sampled_from([1, 2]), rate=st.sampled_from([0.0, 0.3, 1.0]),
        seed=st.integers(0, 99))
