@@ -140,6 +140,7 @@ def test_compile_for_a_gpu_here(tmp_path, capfd):
     spills), not run; loading it here is one clear error."""
     from las_compiler.compiler import resolve_target
     from las_compiler.schedules.cuda import toolchain
+    from las_compiler.schedules.cuda.device_binary import FATBIN_MAGIC, device_payloads
 
     out = tmp_path / "gpu"
     capfd.readouterr()
@@ -153,6 +154,11 @@ def test_compile_for_a_gpu_here(tmp_path, capfd):
     if toolchain.toolchain_available(resolve_target("nvidia/nvidia-h100")) is None:
         assert "device code in the library: fatbin (sm_90 cubin + PTX" in notes, notes
         assert "no register spills" in notes and metadata["device_code"]["format"] == "fatbin"
+        # the library's CUDA module holds the fatbin itself, every kernel of its table in it
+        (payload,) = device_payloads(out / "model.so")
+        assert payload.fmt == "fatbin" and payload.code[:4] == FATBIN_MAGIC
+        assert len(payload.kernels) == metadata["device_code"]["kernels"]
+        assert all(kernel.encode() in payload.code for kernel in payload.kernels)
     assert "no CUDA device" in _las_error(["run", str(out)], capfd)
 
 

@@ -23,6 +23,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+FATBIN_MAGIC = b"\x50\xed\x55\xba"  # a fatbin's first 4 bytes: 0xBA55ED50, little endian
+
 
 class BlobLayoutError(ValueError):
     """The serialised module tree is not laid out as this TVM version's loader expects."""

@@ -92,6 +92,7 @@ def test_official_checkpoint_gives_the_official_logits_and_masks(tmp_path, arch,
     torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.full_matrix  # compiled S that does not divide: small networks and the fuzzer
 def test_compiled_official_checkpoint_where_s_does_not_divide(tmp_path):
     """LAS-ResNet-50 4-4-7-1 at 256: stage 3 runs S = 7 on 16x16 maps (2x2 cells of 8x8)."""
     depths = STAGE_DEPTHS["las_resnet50"]
