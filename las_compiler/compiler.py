@@ -220,6 +220,7 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
             schedules += f"; {unused} logged kernels this model does not have, ignored"
         for note in tuning_log.notes:
             warnings.warn(f"tuning log {tuning_log.path}: {note}", stacklevel=2)
+    family = check_target(tvm_target)  # the host's, for an emulated GPU
     blocks = [{"name": b["name"], "S": b["S"], "stride": b["stride"],
                "pipeline": "static" if b["static"] else chosen[b["name"]],
                **{k: b[k] for k in ("in_hw", "out_hw") if k in b}}
@@ -229,7 +230,7 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
         "blocks": blocks,
         "target": str(tvm_target),
         "target_kind": tvm_target.kind.name,
-        "device": check_target(tvm_target).runtime_device,  # what loading it needs
+        "device": family.runtime_device,  # what loading it needs
         "cpu_flags": cpu_flags_needed(tvm_target),
         "tuning_logs": str(tuning_log.path) if tuning_log is not None else None,
         "schedules": schedules,
@@ -240,5 +241,5 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
         **(metadata or {}),
     }
     # the export puts the kernels' device binary (if the family has one) into the library
-    packer = check_target(tvm_target).device_code_packer(tvm_target)
+    packer = family.device_code_packer(tvm_target)
     return CompiledModel(executable, meta, threads=threads, device_code_packer=packer)
