@@ -40,6 +40,7 @@ from ._readme import replace_section
 from .peers import (
     BLOCK_SHAPES,
     as_shape,
+    gflops,
     make_block,
     make_input,
     measure_peers,
@@ -64,16 +65,16 @@ def useful_macs(shape, granularity: int, active) -> float:
 
     from las_compiler.models.masker import dilate_mask, upsample_mask
 
-    gh, gw = patch_grid(shape.out_size, shape.out_size, granularity)
+    gh, gw = patch_grid(shape.out_height, shape.out_width, granularity)
     mask = torch.zeros(gh * gw)
     mask[torch.as_tensor(active, dtype=torch.long)] = 1
-    up = upsample_mask(mask.reshape(1, gh, gw), shape.out_size, shape.out_size)
+    up = upsample_mask(mask.reshape(1, gh, gw), shape.out_height, shape.out_width)
     rate = float(up.mean())
-    dilated = float(dilate_mask(up, shape.stride, shape.in_size, shape.in_size).mean())
-    in_px, out_px = shape.in_size**2, shape.out_size**2
-    macs = shape.in_channels * shape.width * in_px * dilated
-    macs += (shape.width * shape.width * 9 + shape.width * shape.out_channels) * out_px * rate
-    if shape.has_downsample:
+    dilated = float(dilate_mask(up, shape.stride, shape.height, shape.width).mean())
+    in_px, out_px = shape.height * shape.width, shape.out_height * shape.out_width
+    macs = shape.in_channels * shape.planes * in_px * dilated
+    macs += (shape.planes * shape.planes * 9 + shape.planes * shape.out_channels) * out_px * rate
+    if shape.downsample:
         macs += shape.in_channels * shape.out_channels * out_px
     return macs
 
@@ -115,14 +116,14 @@ def measure_tvm(shape: dict, granularities: Sequence[int], rates: Sequence[float
     dense = compile_block(block, x.permute(0, 2, 3, 1), target, static=True, tuning_logs=False)
     dense_row = timed(dense, x)
     rows.append({**base, "S": None, "r": 1.0, "variant": "dense_tvm", **dense_row,
-                 "gflops": shape.gflops(dense_row["median_ms"])})
+                 "gflops": gflops(shape, dense_row["median_ms"])})
     rng = np.random.default_rng(seed)
-    for s in (s for s in granularities if s <= shape.out_size):
+    for s in (s for s in granularities if shape.fits(s)):
         block.granularity = s
-        gh, gw = patch_grid(shape.out_size, shape.out_size, s)
+        gh, gw = shape.grid(s)
         cells = gh * gw
         for variant in variants:
-            if not get_pipeline(variant).applies(_geometry(shape, s)):
+            if not get_pipeline(variant).applies(shape.geometry(s)):
                 continue  # e.g. masker_conv1: the masker reads conv1's pixels only at S = 1
             template = pin_mask(block, x, torch.zeros(1, gh, gw))
             compiled = compile_block(block, template.permute(0, 2, 3, 1), target, variant,
@@ -143,10 +144,6 @@ def measure_tvm(shape: dict, granularities: Sequence[int], rates: Sequence[float
                                       "total": t["median_ms"]}
                 rows.append(row)
     return rows
-
-
-def _geometry(shape, s):
-    return shape.layer().geometry(s)
 
 
 def best_dense(rows: list[dict]) -> dict[str, dict]:
@@ -283,7 +280,7 @@ def predicted_curves(device: str, block: str, granularities, rates
 
     shape = as_shape(block)
     layer = next(b for b in network_blocks("las_resnet50")
-                 if b.name == f"layer{shape.stage}.{shape.index}")
+                 if b.name == f"layer{shape.stage}.{shape.name.rpartition('b')[2]}")
     hw = get_hardware(device)
     dense = predict_block(hw, layer, None, 1.0, "static").total_us
     return {s: [(rate, best_pipeline(hw, layer, s, rate).total_us / dense) for rate in rates]

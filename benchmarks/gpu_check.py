@@ -33,6 +33,7 @@ weights on the GPU (``set_weights``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -156,7 +157,6 @@ def make_case_block(case: Case):
     weights then read channel 0 alone, so inputs choose the mask: ``models.pin_mask``)."""
     import torch
 
-    from las_compiler.geometry import patch_grid
     from las_compiler.models import pin_mask
 
     from .peers import as_shape, make_block
@@ -164,8 +164,8 @@ def make_case_block(case: Case):
     shape = as_shape(case.shape)
     block = make_block(shape, SEED)
     block.granularity = case.granularity
-    grid = patch_grid(shape.out_size, shape.out_size, case.granularity)
-    template = torch.zeros(case.batch, shape.in_channels, shape.in_size, shape.in_size)
+    grid = shape.grid(case.granularity)
+    template = torch.zeros(case.batch, shape.in_channels, shape.height, shape.width)
     pin_mask(block, template, torch.zeros(case.batch, *grid))
     return block, _digest(block)
 
@@ -174,16 +174,15 @@ def make_case_input(case: Case, block):
     """(NCHW input with a random half of the patches pinned on, the mask it gives)."""
     import torch
 
-    from las_compiler.geometry import patch_grid
     from las_compiler.models import pin_mask
 
     from .peers import as_shape
 
     shape = as_shape(case.shape)
     gen = torch.Generator().manual_seed(SEED + 7)
-    x = torch.randn(case.batch, shape.in_channels, shape.in_size, shape.in_size,
+    x = torch.randn(case.batch, shape.in_channels, shape.height, shape.width,
                     generator=gen).relu()
-    grid = patch_grid(shape.out_size, shape.out_size, case.granularity)
+    grid = shape.grid(case.granularity)
     mask = (torch.rand(case.batch, *grid, generator=gen) < RATE).float()
     return pin_mask(block, x, mask), mask
 
@@ -206,7 +205,7 @@ def build(target: str, out: Path, quick: bool = False, log=print) -> dict:
     entries, skipped = [], []
     for case in cases(quick):
         shape = as_shape(case.shape)
-        geometry = shape.layer(case.batch).geometry(case.granularity)
+        geometry = dataclasses.replace(shape, batch=case.batch).geometry(case.granularity)
         if case.pipeline != "auto":
             pipeline = get_pipeline(case.pipeline)
             if not pipeline_fits(pipeline, geometry, tvm_target):  # applies, within limits

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ from benchmarks._isolate import (
     wait_for_idle,
 )
 from las_compiler.dense_peers import ort_session
+from las_compiler.predictor.layers import EXPANSION, STAGE_WIDTHS, BlockLayer
 
 if TYPE_CHECKING:
     import torch
@@ -71,86 +72,44 @@ QUICK_SHAPES = ("s1b0", "s4b1")
 MODULE = "benchmarks.peers"  # not __name__: that is "__main__" under `python -m`
 
 
-@dataclass(frozen=True)
-class BlockShape:
-    """One ResNet-50 bottleneck: stage 1-4, index in the stage, input size (square, batch 1)."""
-
-    stage: int
-    index: int
-    in_channels: int
-    planes: int
-    stride: int
-    in_size: int
-
-    expansion = 4  # class constant, not a field
-
-    @property
-    def name(self) -> str:
-        return f"s{self.stage}b{self.index}"
-
-    @property
-    def width(self) -> int:
-        return self.planes
-
-    @property
-    def out_channels(self) -> int:
-        return self.planes * self.expansion
-
-    @property
-    def out_size(self) -> int:
-        return (self.in_size - 1) // self.stride + 1  # 3x3, padding 1
-
-    @property
-    def has_downsample(self) -> bool:
-        return self.stride != 1 or self.in_channels != self.out_channels
-
-    def layer(self, batch: int = 1):
-        """The block as the compiler and the predictor see it (``BlockLayer``; its
-        ``geometry(S)`` is the kernels' view): one shape type, one ``dense_macs``."""
-        from las_compiler.predictor.layers import BlockLayer
-
-        return BlockLayer(batch, self.in_size, self.in_size, self.in_channels, self.planes,
-                          self.out_channels, self.stride, downsample=self.has_downsample,
-                          name=self.name, stage=self.stage)
-
-    @property
-    def dense_macs(self) -> int:
-        """Multiply-accumulates of conv1 + conv2 + conv3 + downsample (BN/ReLU/add not counted)."""
-        return int(self.layer().dense_macs())
-
-    def gflops(self, ms: float) -> float:
-        """GFLOP/s for one dense block in ``ms`` milliseconds (2 FLOPs per MAC)."""
-        return 2 * self.dense_macs / (ms * 1e-3) / 1e9
-
-
-def _resnet50_shapes() -> tuple[BlockShape, ...]:
+def _resnet50_shapes() -> tuple[BlockLayer, ...]:
+    """The first two bottlenecks of each ResNet-50 stage at 224x224, batch 1, named
+    ``s<stage>b<index>``: ``BlockLayer`` s, the compiler's and the predictor's block shape."""
     shapes = []
     in_channels, size = 64, 56
-    for stage, planes in enumerate((64, 128, 256, 512), start=1):
+    for stage, planes in enumerate(STAGE_WIDTHS, start=1):
         stride = 1 if stage == 1 else 2
-        shapes.append(BlockShape(stage, 0, in_channels, planes, stride, size))
-        in_channels, size = planes * 4, (size - 1) // stride + 1
-        shapes.append(BlockShape(stage, 1, in_channels, planes, 1, size))
+        out_channels = planes * EXPANSION
+        for index in (0, 1):
+            shapes.append(BlockLayer(1, size, size, in_channels, planes, out_channels, stride,
+                                     downsample=index == 0, name=f"s{stage}b{index}",
+                                     stage=stage))
+            in_channels, size, stride = out_channels, (size - 1) // stride + 1, 1
     return tuple(shapes)
 
 
-BLOCK_SHAPES: tuple[BlockShape, ...] = _resnet50_shapes()
+BLOCK_SHAPES: tuple[BlockLayer, ...] = _resnet50_shapes()
 SHAPES_BY_NAME = {s.name: s for s in BLOCK_SHAPES}
 
 
-def as_shape(shape: BlockShape | dict | str) -> BlockShape:
-    """Accept a BlockShape, its ``asdict`` form (what crosses process boundaries) or a name."""
+def as_shape(shape: BlockLayer | dict | str) -> BlockLayer:
+    """Accept a block shape, its ``asdict`` form (what crosses process boundaries) or a name."""
     if isinstance(shape, str):
         return SHAPES_BY_NAME[shape]
     if isinstance(shape, dict):
-        return BlockShape(**shape)
-    return BlockShape(**asdict(shape))  # also normalises a __main__.BlockShape
+        return BlockLayer(**shape)
+    return shape
+
+
+def gflops(shape: BlockLayer, ms: float) -> float:
+    """GFLOP/s of one dense block in ``ms`` milliseconds (2 FLOPs per multiply-accumulate)."""
+    return 2 * shape.dense_macs() / (ms * 1e-3) / 1e9
 
 
 # -- the models --------------------------------------------------------------------------------
 
 
-def make_block(shape: BlockShape | dict | str, seed: int = 0):
+def make_block(shape: BlockLayer | dict | str, seed: int = 0):
     """The LAS ``Bottleneck`` for a shape, eval mode, deterministic from ``seed``.
 
     Conv weights get PyTorch's default init under ``seed`` (the caller's global RNG is left
@@ -193,18 +152,18 @@ def dense_block(block) -> torch.nn.Module:
     return _dense_class()(block).eval()
 
 
-def make_dense_block(shape: BlockShape | dict | str, seed: int = 0) -> torch.nn.Module:
+def make_dense_block(shape: BlockLayer | dict | str, seed: int = 0) -> torch.nn.Module:
     """``dense_block(make_block(shape, seed))``."""
     return dense_block(make_block(shape, seed))
 
 
-def make_input(shape: BlockShape | dict | str, seed: int = 0) -> torch.Tensor:
+def make_input(shape: BlockLayer | dict | str, seed: int = 0) -> torch.Tensor:
     """A deterministic NCHW float32 input (1, C, H, W) for a shape."""
     import torch
 
     shape = as_shape(shape)
     gen = torch.Generator().manual_seed(seed + 2)
-    return torch.randn(1, shape.in_channels, shape.in_size, shape.in_size, generator=gen)
+    return torch.randn(1, shape.in_channels, shape.height, shape.width, generator=gen)
 
 
 # -- ONNX Runtime --------------------------------------------------------------------------------
@@ -214,7 +173,7 @@ class PeerMismatchError(AssertionError):
     """A peer's output differs from torch eager: its timing would measure something else."""
 
 
-def export_onnx(shape: BlockShape | dict | str, path: str | os.PathLike, seed: int = 0) -> Path:
+def export_onnx(shape: BlockLayer | dict | str, path: str | os.PathLike, seed: int = 0) -> Path:
     """Export the dense block to ONNX (dynamo exporter, opset 18; weights may go to
     ``<path>.data`` next to it). Returns ``path``."""
     import torch
@@ -232,7 +191,7 @@ def export_onnx(shape: BlockShape | dict | str, path: str | os.PathLike, seed: i
 
 
 def check_onnxruntime(
-    shape: BlockShape | dict | str,
+    shape: BlockLayer | dict | str,
     seed: int = 0,
     onnx_path: str | os.PathLike | None = None,
     threads: int = THREADS,
@@ -278,7 +237,7 @@ def check_onnxruntime(
 
 def measure_child(
     framework: str,
-    shape: BlockShape | dict | str,
+    shape: BlockLayer | dict | str,
     repeats: int = 20,
     seed: int = 0,
     onnx_dir: str | None = None,
@@ -306,7 +265,7 @@ def measure_child(
 
 
 def measure_onnxruntime(
-    shape: BlockShape | dict | str,
+    shape: BlockLayer | dict | str,
     repeats: int = 20,
     seed: int = 0,
     onnx_dir: str | None = None,
@@ -320,7 +279,7 @@ def measure_onnxruntime(
     return measure_child("onnxruntime", shape, repeats, seed, onnx_dir)["median_ms"]
 
 
-def measure_torch_eager(shape: BlockShape | dict | str, repeats: int = 20, seed: int = 0) -> float:
+def measure_torch_eager(shape: BlockLayer | dict | str, repeats: int = 20, seed: int = 0) -> float:
     """Median ms of the dense block in PyTorch eager, channels_last, 2 threads, inference mode.
 
     Sets this process's torch thread count: run it in its own process.
@@ -333,7 +292,7 @@ def _quiet(foreign_cores: float | None, max_foreign_cores: float) -> bool:
 
 
 def measure_peers(
-    shapes: Sequence[BlockShape | str] = BLOCK_SHAPES,
+    shapes: Sequence[BlockLayer | str] = BLOCK_SHAPES,
     frameworks: Sequence[str] = FRAMEWORKS,
     repeats: int = 20,
     rounds: int = 3,
@@ -408,7 +367,7 @@ def measure_peers(
                 "stride": shape.stride,
                 "variant": f"dense_{fw}",
                 "median_ms": round(ms, 4),
-                "gflops": round(shape.gflops(ms), 2),
+                "gflops": round(gflops(shape, ms), 2),
                 "round_ms": [round(x["median_ms"], 4) for x in res],
                 "round_foreign_cores": [
                     None if x["foreign_cores"] is None else round(x["foreign_cores"], 3)
@@ -416,7 +375,7 @@ def measure_peers(
                 ],
                 "rounds_used": len(used),
                 "min_ms": round(min(x["min_ms"] for x in used), 4),
-                "dense_macs": shape.dense_macs,
+                "dense_macs": int(shape.dense_macs()),
                 "contended": not clean,
             })
     return rows
@@ -438,8 +397,8 @@ def format_table(rows: Sequence[dict]) -> str:
     for name, cells in by_block.items():
         s = SHAPES_BY_NAME[name]
         line = [name, str(s.stride),
-                f"{s.in_channels}@{s.in_size} -> {s.out_channels}@{s.out_size}",
-                f"{s.dense_macs / 1e9:.3f}"]
+                f"{s.in_channels}@{s.height} -> {s.out_channels}@{s.out_height}",
+                f"{s.dense_macs() / 1e9:.3f}"]
         for v in variants:
             r = cells.get(v)
             if r is None:

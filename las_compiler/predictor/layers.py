@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry import BlockGeometry, PatchGeometry, patch_grid
-from ..models.las_resnet import STAGE_DEPTHS, after_stem
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
@@ -116,6 +115,8 @@ def _windows(axis, stride: int, span: int) -> list[tuple[int, int]]:
 def network_blocks(model: str, height: int = 224, width: int | None = None,
                    batch: int = 1) -> list[BlockLayer]:
     """Every bottleneck of ``model`` (``las_resnet50`` / ``las_resnet101``) in order."""
+    from ..models.las_resnet import STAGE_DEPTHS, after_stem  # torch: imported when used
+
     if model not in STAGE_DEPTHS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(STAGE_DEPTHS)}")
     width = height if width is None else width

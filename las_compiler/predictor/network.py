@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..block_pipelines import AUTO_CANDIDATES
-from ..models.granularity import format_granularity, parse_granularity
-from ..models.las_resnet import STAGE_DEPTHS
 from . import kernels as K
 from .block import BlockPrediction, best_pipeline, predict_block
 from .hardware import Hardware
@@ -42,6 +40,9 @@ class NetworkPrediction:
         return self.dynamic_ms / self.dense_ms
 
     def to_dict(self) -> dict:
+        from ..models.granularity import format_granularity
+        from ..models.las_resnet import STAGE_DEPTHS
+
         return {
             "hardware": self.hardware, "model": self.model, "rate": self.rate,
             "S": list(self.granularity),
@@ -79,6 +80,9 @@ def predict_network(hw: Hardware, model: str, granularity, rate: float, height: 
     """Dense vs dynamic latency of every block of ``model`` with S per ``granularity``
     (``"4-4-2-1"``, an int, or one S per block) at activation rate ``rate``; each block uses
     the fastest of ``pipelines`` by the model. ``backbone``: without the classifier."""
+    from ..models.granularity import parse_granularity
+    from ..models.las_resnet import STAGE_DEPTHS  # torch: imported when used
+
     layers = network_blocks(model, height, width, batch)
     per_block = parse_granularity(granularity, STAGE_DEPTHS[model])
     for layer, s in zip(layers, per_block, strict=True):

@@ -3,10 +3,12 @@
 Correctness only: no timing assertions (speed claims live in the benchmark tables).
 """
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -32,6 +34,7 @@ from benchmarks.peers import (
     measure_peers,
     write_json_atomic,
 )
+from las_compiler.predictor.layers import network_blocks
 
 
 def test_run_isolated_returns_value_and_pins_threads():
@@ -80,13 +83,19 @@ def test_foreign_load_sees_other_processes_not_our_own():
 def test_block_shapes_are_resnet50():
     assert [s.name for s in BLOCK_SHAPES] == [f"s{i}b{j}" for i in (1, 2, 3, 4) for j in (0, 1)]
     s2b0 = SHAPES_BY_NAME["s2b0"]
-    assert (s2b0.in_channels, s2b0.out_channels, s2b0.in_size, s2b0.out_size) == (256, 512, 56, 28)
-    assert s2b0.dense_macs == 256 * 128 * 56**2 + 128 * 128 * 9 * 28**2 + 128 * 512 * 28**2 * 3
+    assert (s2b0.in_channels, s2b0.out_channels, s2b0.height, s2b0.out_height) == \
+        (256, 512, 56, 28)
+    assert s2b0.dense_macs() == 256 * 128 * 56**2 + 128 * 128 * 9 * 28**2 + 128 * 512 * 28**2 * 3
     s4b1 = SHAPES_BY_NAME["s4b1"]
-    assert not s4b1.has_downsample and (s4b1.in_channels, s4b1.out_size) == (2048, 7)
-    assert SHAPES_BY_NAME["s1b0"].has_downsample  # 64 -> 256 channels at stride 1
-    assert as_shape({"stage": 4, "index": 1, "in_channels": 2048, "planes": 512, "stride": 1,
-                     "in_size": 7}) == s4b1
+    assert not s4b1.downsample and (s4b1.in_channels, s4b1.out_height) == (2048, 7)
+    assert SHAPES_BY_NAME["s1b0"].downsample  # 64 -> 256 channels at stride 1
+    assert as_shape(asdict(s4b1)) == s4b1 and as_shape("s4b1") is s4b1  # across processes
+    # the benchmark's blocks are the network's: the predictor's layers of LAS-ResNet-50
+    layers = {b.name: b for b in network_blocks("las_resnet50")}
+    for shape in BLOCK_SHAPES:
+        stage, index = shape.name[1:].split("b")
+        assert dataclasses.replace(shape, name=f"layer{stage}.{index}") == \
+            layers[f"layer{stage}.{index}"]
 
 
 def test_peers_module_does_not_import_frameworks():
