@@ -1,9 +1,10 @@
 """las_compiler.compile: the compiled network equals PyTorch (logits and every mask).
 
 Small-width networks (base_channels=16) cover the S / stride / batch / size / pipeline space
-in seconds per compile; one full-width LAS-ResNet-50 checks the real shapes. The full matrix of
-the issue (ResNet-50 and -101, three S_nets, batch 1 and 2, 224 and 192x256) runs with
-``LAS_FULL_MATRIX=1`` (about 10 minutes).
+in seconds per compile. Full-width shapes compile by default in the main job's test
+(``test_cli``, LAS-ResNet-50 at 64x64) and the mmdet backbone's (``models/test_detection``,
+256x352); ``LAS_FULL_MATRIX=1`` adds one LAS-ResNet-50 at 224 here and the full matrix of the
+issue (ResNet-50 and -101, three S_nets, batch 1 and 2, 224 and 192x256; about 10 minutes).
 """
 
 import copy
@@ -128,7 +129,8 @@ def test_gpu_compiled_network_emulated_on_the_cpu(tag, pipelines):
         tag)), pipelines=pipelines)
 
 
-def test_full_width_las_resnet50():
+@pytest.mark.full_matrix  # full width by default: the main job (test_cli, R50 at 64x64) and
+def test_full_width_las_resnet50():  # the mmdet R50 backbone at 256x352 (models/test_detection)
     torch.manual_seed(0)
     model = build_model("las_resnet50", "4-4-2-1").eval()
     calibrate(model, 0.5, torch.randn(2, 3, 224, 224))
