@@ -136,6 +136,7 @@ def compile(  # noqa: A001 - the public name the design asks for
     """
     from .block_pipelines import check_pipelines
     from .frontend import import_torch
+    from .verify import reference_check
 
     tvm_target = _checked_target(target)
     check_pipelines(pipelines)
@@ -143,8 +144,12 @@ def compile(  # noqa: A001 - the public name the design asks for
     if progress is not None:
         progress("exporting the model (torch.export)")
     mod = import_torch(model, example_input, static_blocks, pipelines, weights_as_inputs)
-    return build(mod, tvm_target, tuning_logs, expected_rate=expected_rate, dump_ir=dump_ir,
-                 metadata=metadata, started=start, threads=threads, progress=progress)
+    compiled = build(mod, tvm_target, tuning_logs, expected_rate=expected_rate,
+                     dump_ir=dump_ir, metadata=metadata, started=start, threads=threads,
+                     progress=progress)
+    # what a board that runs the artifact is checked against (`las deploy`), without torch
+    compiled.check_data = reference_check(model, example_input, static_blocks)
+    return compiled
 
 
 def compile_block(block, example_input, target="host", pipeline: str = "auto", *,

@@ -14,7 +14,7 @@ WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "[las] installing las-compiler and its dependencies into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev,bench,viz,cuda]"
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev,bench,viz,cuda,boards]"
     echo "$WANT" > "$STAMP"
 fi
 export TVM_NUM_THREADS="${TVM_NUM_THREADS:-2}"

@@ -162,14 +162,34 @@ def test_compile_for_a_gpu_here(tmp_path, capfd):
     assert "no CUDA device" in _las_error(["run", str(out)], capfd)
 
 
-@pytest.mark.skipif(__import__("shutil").which("aarch64-linux-gnu-gcc") is not None,
-                    reason="a cross linker is installed")
 @pytest.mark.parametrize("target", [
     '{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a57"}',
     "nvidia/jetson-tx2"])  # a Jetson's host code is aarch64 too
-def test_cross_target_without_linker_fails_before_compiling(tmp_path, target, capfd):
-    assert "needs a cross linker" in _las_error(["compile", "--target", target, "-o",
-                                                 str(tmp_path / "art")], capfd)
+def test_cross_target_without_linker_fails_before_compiling(tmp_path, target, capfd,
+                                                            monkeypatch):
+    """Neither zig cc (the boards extra) nor Debian's cross gcc: one line naming both fixes."""
+    import shutil
+
+    from las_compiler.deploy import cross
+
+    monkeypatch.setattr(cross, "zig_available", lambda: False)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    message = _las_error(["compile", "--target", target, "-o", str(tmp_path / "art")], capfd)
+    assert "needs a cross linker, and none is installed: pip install 'las-compiler[boards]'" \
+        in message and "apt install gcc-aarch64-linux-gnu" in message
+    assert not (tmp_path / "art").exists()
+
+
+def test_boards_by_name(tmp_path, capfd):
+    """`--board` sets the target (and the glibc to link against); unknown boards, a board
+    with --target, and a malformed glibc are one clear line each."""
+    assert "invalid choice: 'jetson-tx3'" in _las_error(
+        ["compile", "--board", "jetson-tx3"], capfd)
+    assert "--board jetson-tx2 sets the target; give --board or --target" in _las_error(
+        ["compile", "--board", "jetson-tx2", "--target", "host"], capfd)
+    assert "glibc version '2.x' is not of the form 2.N" in _las_error(
+        ["compile", "--board", "raspberry-pi-4", "--glibc", "2.x", "-o",
+         str(tmp_path / "art")], capfd)
     assert not (tmp_path / "art").exists()
 
 

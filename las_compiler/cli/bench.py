@@ -7,6 +7,7 @@ import json
 
 from .common import (
     Progress,
+    add_board,
     add_json,
     add_threads,
     add_weights,
@@ -21,10 +22,16 @@ def run(args: argparse.Namespace) -> int:
     from ..deploy import read_input
 
     progress = Progress(not args.json)
+    if args.vs == "dense" and (args.rpc or args.tracker):
+        raise ValueError("--vs dense times the dense peers here; on a board time the artifact "
+                         "alone")
     compiled = load_with_weights(args)
-    x = read_input(None, compiled.metadata["input"]["shape"], args.seed)
-    progress(f"timing the artifact ({args.repeats} runs)")
-    rows = {"las": compiled.benchmark(x, repeat=args.repeats)["median_ms"]}
+    try:
+        x = read_input(None, compiled.metadata["input"]["shape"], args.seed)
+        progress(f"timing the artifact ({args.repeats} runs)")
+        rows = {"las": compiled.benchmark(x, repeat=args.repeats)["median_ms"]}
+    finally:
+        getattr(compiled, "close", lambda: None)()
     if args.vs == "dense":
         for peer in PEERS:
             progress(f"timing the dense network in {peer} (a fresh process: build, "
@@ -53,5 +60,6 @@ def register(sub) -> None:
     parser.add_argument("--repeats", type=positive_int, default=20, help="timed runs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input")
     add_threads(parser)
+    add_board(parser)
     add_json(parser)
     parser.set_defaults(func=run)

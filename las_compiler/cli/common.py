@@ -162,10 +162,45 @@ def add_weights(parser: argparse.ArgumentParser) -> None:
                              "--weights-as-inputs`): a PyTorch state_dict or checkpoint file")
 
 
+def add_board(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """Where the artifact runs: on a board over TVM RPC (default: here)."""
+    group = parser.add_argument_group(
+        "board" if not required else "board (one of --rpc / --tracker)",
+        "run on a board that serves TVM RPC (`python -m tvm.exec.rpc_server` there)")
+    group.add_argument("--rpc", default=None, metavar="HOST:PORT",
+                       help="the board's RPC server")
+    group.add_argument("--tracker", default=None, metavar="HOST:PORT",
+                       help="an RPC tracker the board registered with (with --key)")
+    group.add_argument("--key", default=None, help="the board's device key at the tracker")
+    group.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="longest wait for any one step on the board")
+
+
+def board_of(args: argparse.Namespace, required: bool = False):
+    """The ``deploy.remote.Board`` the options name, or None to run here."""
+    from ..deploy.remote import Board
+
+    if args.rpc is None and args.tracker is None and not required:
+        if args.key is not None:
+            raise ValueError("--key goes with --tracker")
+        return None
+    return Board(args.rpc, args.tracker, args.key, args.timeout)
+
+
 def load_with_weights(args: argparse.Namespace):
-    """The artifact of ``args.artifact``; a code-only one gets ``args.weights`` (an error
-    naming the option when it is missing)."""
+    """The artifact of ``args.artifact``, here or (``--rpc`` / ``--tracker``) loaded on a
+    board; a code-only one gets ``args.weights`` (an error naming the option when it is
+    missing)."""
     from ..deploy import load
+
+    board = board_of(args)
+    if board is not None:
+        from ..deploy.remote import RemoteModel
+
+        if args.weights is not None:
+            raise ValueError("--weights is for code-only artifacts run here; a board runs "
+                             "weight-carrying builds")
+        return RemoteModel(args.artifact, board)
 
     compiled = load(args.artifact, args.threads)
     if compiled.takes_weights:

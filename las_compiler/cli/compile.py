@@ -116,11 +116,19 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
 
     progress = Progress(not args.json)
     # fail fast, before the model is compiled
-    target = resolve_target(args.target)
+    board = None
+    if args.board is not None:
+        from ..deploy.boards import get_board
+
+        board = get_board(args.board)
+        if args.target is not None:
+            raise ValueError(f"--board {args.board} sets the target; give --board or --target")
+    target = resolve_target(board.target if board else args.target or "host")
     family = check_target(target)
+    glibc = args.glibc or (board.glibc if board else None)
     if args.output:
         check_writable(Path(args.output))
-    cross_linker(str(target))  # a cross target needs its linker for the export
+    cross_linker(str(target), glibc)  # a cross target needs its linker for the export
     missing = family.toolchain_problem(target)  # ... and device code its toolchain
     if missing:
         raise RuntimeError(f"cannot build the device code for {describe_target(target)}: "
@@ -142,7 +150,9 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
     compiled = las_compiler.compile(
         model, x, target, args.tuning_logs, pipelines=args.pipeline, expected_rate=rate,
         dump_ir=args.dump_ir, threads=args.threads, progress=progress,
-        metadata={"rate": prepared.rate, "seed": args.seed, "checkpoint": args.checkpoint},
+        metadata={"rate": prepared.rate, "seed": args.seed, "checkpoint": args.checkpoint,
+                  **({"board": board.name} if board else {}),
+                  **({"glibc": glibc} if glibc else {})},
         weights_as_inputs=args.weights_as_inputs)
     progress(f"exporting to {output}")
     path = compiled.export(output)
@@ -182,8 +192,14 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
             report.dense_compile_seconds = dense.metadata["compile_seconds"]
             report.dense_ms = dense.benchmark(x, repeat=args.repeats)["median_ms"]
     else:
-        report.notes.append(f"not run here: {compiled.unrunnable_reason} (deploy the "
-                            "artifact and use `las run` / `las bench` there)")
+        report.notes.append(f"not run here: {compiled.unrunnable_reason} (on the board: "
+                            f"`las deploy {path} --rpc HOST:PORT` checks and times it there)")
+        library = json.loads((path / "metadata.json").read_text())["library"]
+        if "machine" in library:
+            report.notes.append(
+                f"library: {library['bytes'] / 2**20:.1f} MiB of {library['machine']} code"
+                f"{', stripped' if library.get('stripped') else ''}, needs glibc "
+                f"{library.get('glibc') or '(none)'} or newer")
         if "device_code" in compiled.metadata:
             report.notes.append(family.describe_device_code(compiled.metadata["device_code"]))
     stage_values: dict[str, list[float]] = {}
@@ -206,11 +222,18 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from ..block_pipelines import AUTO, PIPELINES
+    from ..deploy.boards import BOARDS
 
     parser = subcommand(sub, "compile", "compile a LAS-ResNet for a target, export, report")
     add_model_args(parser)
-    parser.add_argument("--target", default="host",
-                        help="'host', a TVM tag (e.g. nvidia/jetson-tx2) or a target JSON object")
+    parser.add_argument("--target", default=None,
+                        help="'host' (the default), a TVM tag (e.g. nvidia/jetson-tx2) or a "
+                             "target JSON object")
+    parser.add_argument("--board", default=None, choices=sorted(BOARDS),
+                        help="compile for an edge board: its target, linked against its glibc")
+    parser.add_argument("--glibc", default=None, metavar="X.Y",
+                        help="the oldest glibc the library must load with (a cross target; "
+                             "default: the board's, else 2.17)")
     parser.add_argument("-o", "--output", default=None,
                         help="artifact directory (default: out/<model>-<snet>)")
     parser.add_argument("--tuning-logs", default=None,

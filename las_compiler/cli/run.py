@@ -7,19 +7,31 @@ import json
 
 import numpy as np
 
-from .common import add_json, add_threads, add_weights, load_with_weights, positive_int, subcommand
+from .common import (
+    add_board,
+    add_json,
+    add_threads,
+    add_weights,
+    load_with_weights,
+    positive_int,
+    subcommand,
+)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..deploy import read_input
 
     compiled = load_with_weights(args)
-    x = read_input(args.image, compiled.metadata["input"]["shape"], args.seed)
-    out, masks = compiled.run_with_masks(x, check_finite=not args.no_check_finite)
+    try:
+        x = read_input(args.image, compiled.metadata["input"]["shape"], args.seed)
+        out, masks = compiled.run_with_masks(x, check_finite=not args.no_check_finite)
+        threads = compiled.threads_in_effect
+    finally:
+        getattr(compiled, "close", lambda: None)()
     dynamic = [b for b in compiled.metadata["blocks"] if b["pipeline"] != "static"]
     result = {"activation": {b["name"]: float(m.mean()) for b, m in zip(dynamic, masks,
                                                                        strict=True)},
-              "threads": compiled.threads_in_effect}
+              "threads": threads}
     if compiled.output_names == ["logits"]:
         top = np.argsort(-out, axis=1)[:, : args.top]
         result["top"] = [[{"class": int(c), "logit": float(out[i, c])} for c in row]
@@ -52,5 +64,6 @@ def register(sub) -> None:
     parser.add_argument("--no-check-finite", action="store_true",
                         help="skip the check that the input holds no NaN or infinite values")
     add_threads(parser)
+    add_board(parser)
     add_json(parser)
     parser.set_defaults(func=run)

@@ -9,7 +9,10 @@ Layout::
                       at load time); for GPUs the device binaries (``device_binary``: a
                       fatbin or PTX, not CUDA C)
       metadata.json   model name, S per block, block pipelines, target, input spec, versions;
-                      a code-only build's weight names and shapes (``weights``)
+                      a code-only build's weight names and shapes (``weights``); for a
+                      cross build the library's machine and newest glibc symbol
+      check.npz       an input and PyTorch's outputs and masks for it (``verify.CheckData``):
+                      what ``las deploy`` checks a board's run against, without torch
 
 The directory is built under a temporary name beside the destination and renamed into place,
 so a failed or interrupted export never leaves a half-written artifact; an existing artifact
@@ -30,11 +33,13 @@ import json
 import os
 import re
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 
 LIBRARY_FILE = "model.so"
 METADATA_FILE = "metadata.json"
+CHECK_FILE = "check.npz"  # verify.CheckData: an input and the outputs and masks it must give
 FORMAT = "las-compiler-artifact/2"
 OLD_FORMATS = ("las-compiler-artifact/1",)  # no library checksum; still loaded
 
@@ -43,28 +48,34 @@ class ArtifactError(ValueError):
     """An artifact directory is missing, incomplete or corrupt."""
 
 
-def cross_linker(target_json: str):
-    """``fcompile`` for ``export_library`` when the target's (or a GPU target's host's) triple
-    is not this machine's:
-    TVM's cross compiler driver around ``<triple>-gcc``; None for native targets."""
+def cross_triple(target_json: str) -> str | None:
+    """The triple of the target's host code (a GPU target's host: a Jetson's aarch64 CPU)
+    when it is not this machine's architecture; None for native targets."""
     from ..target import architecture
 
     try:
         fields = json.loads(target_json)
     except json.JSONDecodeError:
         return None
-    # a GPU target's host code runs on its host (a Jetson's aarch64 CPU)
     triple = str(fields.get("mtriple", "") or (fields.get("host") or {}).get("mtriple", ""))
     if not triple or architecture(triple) == architecture():
         return None
-    gcc = shutil.which(f"{triple}-gcc")
-    if gcc is None:
-        arch = triple.split("-")[0]
-        raise ArtifactError(f"exporting for {triple} needs a cross linker, but {triple}-gcc is "
-                            f"not on PATH (Debian/Ubuntu: apt install gcc-{arch}-linux-gnu)")
-    from tvm.support import cc
+    return triple
 
-    return cc.cross_compiler(gcc)
+
+def cross_linker(target_json: str, glibc: str | None = None):
+    """``fcompile`` for ``export_library`` when the target's host code is for another
+    architecture (:mod:`.cross`: zig cc or ``<triple>-gcc``, a stripped library checked
+    against the board's ``glibc``); None for native targets."""
+    from . import cross
+
+    triple = cross_triple(target_json)
+    if triple is None:
+        return None
+    try:
+        return cross.find_linker(triple, glibc).fcompile()
+    except cross.CrossLinkError as err:
+        raise ArtifactError(str(err)) from None
 
 
 def file_sha256(path: Path) -> str:
@@ -101,13 +112,14 @@ def _alive(pid: int) -> bool:
 
 
 def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
-                   fcompile=None, device_code=None) -> Path:
+                   fcompile=None, device_code=None, check=None) -> Path:
     """Export ``executable`` and ``metadata`` to ``directory`` atomically; returns the path.
 
     ``fcompile``: the linker for ``export_library`` (see :func:`cross_linker`);
     ``device_code``: the compiler's packer for GPU builds
     (``TargetFamily.device_code_packer``, e.g. CUDA's: their device binaries go into
-    the library; its summary into the metadata's ``device_code``)."""
+    the library; its summary into the metadata's ``device_code``); ``check``: the
+    ``verify.CheckData`` a board is checked against (``check.npz``)."""
     dest = Path(directory).resolve()
     parent = dest.parent
     if dest.exists() and not dest.is_dir():
@@ -127,9 +139,13 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
         executable.export_library(str(library), **options)
         if device_code is not None:
             metadata = {**metadata, "device_code": device_code.summary}
+        if check is not None:
+            check.save(staging / CHECK_FILE)
+            metadata = {**metadata, "check": {"file": CHECK_FILE, "source": "pytorch",
+                                              "sha256": file_sha256(staging / CHECK_FILE)}}
         record = {**metadata, "format": FORMAT,
                   "library": {"file": LIBRARY_FILE, "bytes": library.stat().st_size,
-                              "sha256": file_sha256(library)}}
+                              "sha256": file_sha256(library), **_elf_facts(library)}}
         check_metadata(record, staging / METADATA_FILE)
         (staging / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         if dest.exists():
@@ -143,6 +159,17 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return dest
+
+
+def _elf_facts(library: Path) -> dict:
+    """What a board checks before loading: the library's machine and newest glibc symbol."""
+    from .cross import CrossLinkError, read_elf
+
+    try:
+        facts = read_elf(library)
+    except (CrossLinkError, struct.error, ValueError, IndexError):
+        return {}
+    return {"machine": facts.machine, "glibc": facts.glibc, "stripped": facts.stripped}
 
 
 # key -> (type, description) of the metadata every artifact must carry
@@ -242,6 +269,22 @@ def check_library(directory: str | os.PathLike, metadata: dict) -> Path:
             raise ArtifactError(f"{library}: damaged library: its SHA-256 differs from the one "
                                 "recorded at export; export it again")
     return library
+
+
+def read_check_data(directory: str | os.PathLike, metadata: dict):
+    """The artifact's ``verify.CheckData`` (checksum checked), or None if it has none."""
+    from ..verify import CheckData
+
+    record = metadata.get("check")
+    if not isinstance(record, dict):
+        return None
+    path = Path(directory) / record.get("file", CHECK_FILE)
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: missing {path.name}, which its metadata lists")
+    if file_sha256(path) != record.get("sha256"):
+        raise ArtifactError(f"{path}: damaged check data: its SHA-256 differs from the one "
+                            "recorded at export; export it again")
+    return CheckData.load(path)
 
 
 def load_private_copy(library: Path):

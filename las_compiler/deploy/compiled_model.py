@@ -50,6 +50,7 @@ class CompiledModel:
         self._machines_made = False
         self._local = threading.local()
         self._prepared = None  # a code-only module's weights, prepared (set_weights)
+        self._check_data = None  # see check_data
         self.threads = threads if threads is not None else default_threads(
             metadata.get("target"))
         if self.threads < 1:
@@ -258,6 +259,19 @@ class CompiledModel:
         return {name: seconds * 1e3 / runs for name, seconds in
                 sorted(totals.items(), key=lambda item: -item[1])}
 
+    @property
+    def check_data(self):
+        """The input, outputs and masks this module must reproduce (``verify.CheckData``):
+        PyTorch's, recorded at compile time and stored in the artifact (``check.npz``), so a
+        board can be checked without torch; None for modules compiled without a model."""
+        if self._check_data is None and self._artifact_dir is not None:
+            self._check_data = artifact.read_check_data(self._artifact_dir, self.metadata)
+        return self._check_data
+
+    @check_data.setter
+    def check_data(self, value) -> None:
+        self._check_data = value
+
     # -- artifacts --------------------------------------------------------------------------
     def export(self, path: str | os.PathLike) -> Path:
         """Write the artifact directory (library + metadata) atomically; returns its path.
@@ -273,11 +287,14 @@ class CompiledModel:
                 artifact.file_sha256(self._library[0]) == self._library[1]:
             linked = self._library[0]
         if linked is not None:
-            metadata = {k: v for k, v in self.metadata.items() if k not in ("format", "library")}
-            return artifact.write_artifact(path, _CopiedLibrary(linked), metadata)
-        linker = artifact.cross_linker(self.metadata["target"])
+            metadata = {k: v for k, v in self.metadata.items()
+                        if k not in ("format", "library", "check")}
+            return artifact.write_artifact(path, _CopiedLibrary(linked), metadata,
+                                           check=self.check_data)
+        linker = artifact.cross_linker(self.metadata["target"], self.metadata.get("glibc"))
         packer = self._device_code_packer
-        written = artifact.write_artifact(path, self._executable, self.metadata, linker, packer)
+        written = artifact.write_artifact(path, self._executable, self.metadata, linker, packer,
+                                          check=self.check_data)
         if packer is not None:
             self.metadata["device_code"] = packer.summary
         self._library = (Path(written) / artifact.LIBRARY_FILE,

@@ -104,11 +104,13 @@ def make_runner(rpc_tracker: str | None = None, rpc_key: str | None = None,
         return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=evaluator,
                                      f_alloc_argument=ALLOC_FUNC,
                                      initializer=register_worker_functions)
+    from ..deploy.remote import check_tracker
+
     host, _, port = rpc_tracker.rpartition(":")
     if not host or not port.isdigit() or not rpc_key:
         raise ValueError(f"--rpc-tracker must be host:port and --rpc-key given, got "
                          f"{rpc_tracker!r} / {rpc_key!r}")
-    _check_tracker(host, int(port), rpc_key)
+    check_tracker(host, int(port), rpc_key)
     config = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port),
                                  tracker_key=rpc_key, session_timeout_sec=int(timeout))
     runner = ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator,
@@ -153,23 +155,6 @@ def _without_tensor_intrinsics():
     finally:
         if sys.modules.get(name) is not None and not hasattr(sys.modules[name], "__file__"):
             del sys.modules[name]
-
-
-def _check_tracker(host: str, port: int, key: str) -> None:
-    """Fail before tuning, not per candidate, when the tracker or the device key is absent."""
-    import socket
-
-    from tvm import rpc
-
-    try:
-        socket.create_connection((host, port), timeout=5).close()  # TVM retries for 60 s
-        summary = rpc.connect_tracker(host, port).summary()
-    except (RuntimeError, OSError) as err:
-        raise ValueError(f"cannot reach the RPC tracker at {host}:{port} ({err})") from None
-    keys = {k for k in summary.get("queue_info", {})}
-    if key not in keys:
-        raise ValueError(f"no device with key {key!r} at the RPC tracker {host}:{port} "
-                         f"(registered: {sorted(keys) or 'none'})")
 
 
 @dataclass

@@ -24,9 +24,13 @@ def compiled():
 def test_round_trip(compiled, tmp_path):
     x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
     path = compiled.export(tmp_path / "art")
-    assert sorted(os.listdir(path)) == ["metadata.json", "model.so"]
+    assert sorted(os.listdir(path)) == ["check.npz", "metadata.json", "model.so"]
     loaded = las_compiler.load(path)
     np.testing.assert_array_equal(loaded.run(x), compiled.run(x))
+    check = loaded.check_data  # PyTorch's outputs and masks, what a board is checked against
+    out, masks = loaded.run_with_masks(check.input)
+    agreement = check.compare([out], masks)
+    assert agreement.masks_equal and agreement.max_abs_error < 1e-4 * agreement.output_scale
     meta = loaded.metadata
     assert meta["model"] == "las_resnet-1-1-1-1" and meta["snet"] == "2-2-1-1"
     assert meta["rate"] == 0.5 and meta["input"]["shape"] == [1, 3, 32, 32]

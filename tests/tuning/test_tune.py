@@ -1,9 +1,6 @@
 """Tuning end to end on a small network: tasks, each cost model, resuming, RPC through a
 local tracker, and a compile that picks the log up and still equals PyTorch."""
 
-import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -18,6 +15,8 @@ from las_compiler.target import host_target
 from las_compiler.tuning import open_log
 from las_compiler.tuning.tasks import extract_tasks, lowered_module
 from las_compiler.tuning.tune import _measured, format_results, tune_tasks
+
+from ..rpc_farm import Farm, free_port
 
 
 @pytest.fixture(scope="module")
@@ -94,74 +93,11 @@ def test_compile_uses_the_log_and_stays_exact(small, tmp_path):
     assert _open_tuning_log(False, target) == (None, "untuned rules (tuning logs disabled)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_key(port: int, key: str, timeout: float = 60.0) -> None:
-    from tvm import rpc
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if key in rpc.connect_tracker("127.0.0.1", port).summary()["queue_info"]:
-                return
-        except (RuntimeError, OSError):
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"RPC server {key} did not register")
-
-
-class _Farm:
-    """A tracker and a server on 127.0.0.1, as a board farm: the server is a process of its own
-    group (it forks the processes that run kernels, so stopping it means killing the group);
-    the tracker runs in TVM's own worker process, started from here while the server's
-    process imports TVM, so the farm is up in one import's time instead of four."""
-
-    def __init__(self, port: int):
-        from tvm.rpc.tracker import Tracker
-
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}",
-             "--key", "local-board", "--host", "127.0.0.1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            self.tracker = Tracker("127.0.0.1", port, port + 1, silent=True)
-            _wait_for_key(port, "local-board")
-        except BaseException:
-            self.stop()
-            raise
-
-    def kill(self, victim: str) -> None:
-        """Stop ``victim`` ("server" or "tracker") the way a crash would: no goodbye."""
-        if victim == "server":
-            _kill_group(self.server)
-        elif getattr(self, "tracker", None) is not None:
-            self.tracker.proc.kill()
-
-    def stop(self) -> None:
-        self.kill("server")
-        self.kill("tracker")
-
-
-def _kill_group(proc) -> None:
-    import os
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group outlives a leader that exited
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 @pytest.mark.full_matrix  # the default tier tunes through RPC in the fault test below
 def test_rpc_runner_through_a_local_tracker(small, tmp_path):
     _, _, target, tasks = small
-    port = _free_port()
-    farm = _Farm(port)
+    farm = Farm()
+    port = farm.port
     try:
         task = next(t for t in tasks if t.kind == "conv1x1")
         with pytest.raises(ValueError, match="no device with key 'tx2'"):
@@ -185,8 +121,8 @@ def test_remote_faults_end_tuning_with_a_clear_error_and_a_valid_log(small, tmp_
 
     _, _, target, tasks = small
     task = next(t for t in tasks if t.kind == "conv1x1")
-    port = _free_port()
-    farm = _Farm(port)
+    farm = Farm()
+    port = farm.port
 
     def log(line):
         if " 1/3 " in line:
@@ -215,4 +151,4 @@ def test_bad_rpc_arguments():
     with pytest.raises(ValueError, match="host:port"):
         make_runner("localhost:9190", None)
     with pytest.raises(ValueError, match="cannot reach the RPC tracker at 127.0.0.1:"):
-        make_runner(f"127.0.0.1:{_free_port()}", "board")
+        make_runner(f"127.0.0.1:{free_port()}", "board")
