@@ -16,6 +16,7 @@ half-written on the board. Nothing is written on the host.
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 from dataclasses import dataclass
@@ -153,7 +154,7 @@ class RemoteModel:
         if "weights" in self.metadata:
             raise RemoteError("this artifact is code only (compiled with --weights-as-inputs): "
                               "deploy a weight-carrying build to a board over RPC")
-        self._session = None
+        self._session = self._vm = None
         self._name = f"las-{self.metadata['library']['sha256'][:16]}.so" \
             if "library" in self.metadata else "las-model.so"
         self._session = board.connect()
@@ -253,7 +254,11 @@ class RemoteModel:
 
     # -- closing ------------------------------------------------------------------------------
     def close(self) -> None:
-        """Remove the uploaded library from the board (best effort) and end the session."""
+        """Remove the uploaded library from the board (best effort) and end the session.
+
+        The connection ends when the last object holding the session (the VM, the remote
+        module, remote tensors) is freed; a server serves one session at a time, so one
+        left open keeps the next client waiting."""
         session, self._session = self._session, None
         self._vm = None
         if session is None:
@@ -262,6 +267,8 @@ class RemoteModel:
             bounded("removing the library from the board", 10, lambda: session.remove(self._name))
         except Exception:  # noqa: BLE001 - the server removes its session folder anyway
             pass
+        session = None
+        gc.collect()  # the VM and module reference each other: free them now
 
     def __enter__(self) -> RemoteModel:
         return self

@@ -20,7 +20,7 @@ from las_compiler.deploy.boards import get_board
 from las_compiler.deploy.remote import Board, RemoteError, RemoteModel, _load_problem
 from las_compiler.models import LASResNet, calibrate
 
-from ..rpc_farm import Farm, free_port, kill_group
+from ..rpc_farm import Farm, free_port
 
 X = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
 
@@ -102,27 +102,6 @@ def test_unreachable_boards_are_named_at_once(host_artifact, farm, capfd):
     assert "no device with key 'tx2'" in _error(
         ["run", str(host_artifact), "--tracker", farm.tracker_address, "--key", "tx2"], capfd)
     assert time.time() - start < 30
-
-
-def test_a_server_that_hangs_or_dies_mid_run_is_an_error_in_bounded_time(host_artifact):
-    farm = Farm(tracker=False, direct=True)
-    try:
-        remote = RemoteModel(host_artifact, Board(rpc=farm.rpc, timeout=5))
-        x = remote.check_data.input
-        remote.run_with_masks(x)
-        os.killpg(farm.server.pid, signal.SIGSTOP)  # hangs: answers nothing
-        start = time.time()
-        with pytest.raises(RemoteError, match="no answer from the board within 5 s"):
-            remote.run_with_masks(x)
-        assert time.time() - start < 8
-        kill_group(farm.server)  # dies
-        start = time.time()
-        with pytest.raises(RemoteError):
-            remote.benchmark(x, repeat=2)
-        assert time.time() - start < 60
-        remote.close()
-    finally:
-        farm.stop()
 
 
 def test_a_board_of_another_architecture_cannot_load_it(arm_artifact, farm, capfd):
@@ -215,3 +194,44 @@ def test_code_only_artifacts_are_refused_with_the_way_out(host_artifact, tmp_pat
     (copy / "metadata.json").write_text(json.dumps({**metadata, "weights": ["conv1.weight"]}))
     with pytest.raises(RemoteError, match="code only"):
         RemoteModel(copy, Board(rpc=f"127.0.0.1:{free_port()}"))
+
+
+def test_a_board_needs_only_the_runtime(host_artifact):
+    """The artifact loads, runs and passes its stored check with TVM's runtime library alone
+    (no compiler library mapped) and torch unimportable, as on a board."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # a board has no torch: importing it fails\n"
+        "import las_compiler\n"
+        "m = las_compiler.load(sys.argv[1])\n"
+        "check = m.check_data\n"
+        "out, masks = m.run_with_masks(check.input)\n"
+        "agreement = check.compare([out], masks)\n"
+        "assert agreement.masks_equal and agreement.max_abs_error < 1e-4, agreement\n"
+        "with open('/proc/self/maps') as f:\n"
+        "    assert not any('libtvm_compiler' in line for line in f)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(host_artifact)],
+                          env={**os.environ, "TVM_USE_RUNTIME_LIB": "1"}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_server_that_hangs_or_dies_mid_run_is_an_error_in_bounded_time(host_artifact, farm):
+    """Last in this file: it stops and then kills the module's servers."""
+    remote = RemoteModel(host_artifact, Board(rpc=farm.rpc, timeout=5))
+    x = remote.check_data.input
+    remote.run_with_masks(x)
+    os.killpg(farm.server.pid, signal.SIGSTOP)  # hangs: answers nothing
+    start = time.time()
+    with pytest.raises(RemoteError, match="no answer from the board within 5 s"):
+        remote.run_with_masks(x)
+    assert time.time() - start < 8
+    farm.kill("server")  # dies
+    start = time.time()
+    with pytest.raises(RemoteError):
+        remote.benchmark(x, repeat=2)
+    assert time.time() - start < 60
+    remote.close()
