@@ -149,6 +149,8 @@ def compile(  # noqa: A001 - the public name the design asks for
                      progress=progress)
     # what a board that runs the artifact is checked against (`las deploy`), without torch
     compiled.check_data = reference_check(model, example_input, static_blocks)
+    if weights_as_inputs:  # for an export with its weights in a file beside the code
+        compiled.source_weights = model.state_dict()
     return compiled
 
 

@@ -51,13 +51,18 @@ def kill_group(proc) -> None:
     proc.wait()
 
 
+# a board has TVM's runtime and no torch: the farm's processes start that way, in a second
+# instead of six (importing tvm imports torch where it is installed, and the compiler library)
+_LEAN = ("import runpy, sys; sys.modules['torch'] = None; "
+         "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)")
+
+
 class Farm:
     """A board farm: with ``tracker``, a tracker on ``port`` and a server registered with it
     under the key ``local-board`` (a server in tracker mode takes only the tracker's
-    clients); with ``direct``, a server of its own on ``server_port`` for ``--rpc``. Servers
-    are processes of their own group (they fork the processes that run kernels, so stopping
-    one means killing the group); the tracker runs in TVM's own worker process, started from
-    here while the servers' processes import TVM, so the farm is up in one import's time."""
+    clients); with ``direct``, a server of its own on ``server_port`` for ``--rpc``. Each is a
+    process of its own group, with TVM's runtime alone and no torch, as on a board (a server
+    forks the processes that run kernels, so stopping one means killing the group)."""
 
     KEY = "local-board"
 
@@ -67,19 +72,20 @@ class Farm:
         self.tracker = None
         self.servers = []
         self.workdir = tempfile.mkdtemp(prefix="las-farm-")  # the servers' session folders
-        base = [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1"]
+        server = ["tvm.exec.rpc_server", "--host", "127.0.0.1"]
         try:
-            if direct:
-                self.servers.append(self._start([*base, "--port", str(self.server_port),
-                                                 "--port-end", str(self.server_port + 1)]))
             if tracker:
+                self.tracker = self._start(["tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                                            "--port", str(self.port),
+                                            "--port-end", str(self.port + 1)])
                 port = free_port()
                 self.servers.append(self._start([
-                    *base, "--port", str(port), "--port-end", str(port + 1),
+                    *server, "--port", str(port), "--port-end", str(port + 1),
                     "--tracker", f"127.0.0.1:{self.port}", "--key", self.KEY]))
-                from tvm.rpc.tracker import Tracker
-
-                self.tracker = Tracker("127.0.0.1", self.port, self.port + 1, silent=True)
+            if direct:
+                self.servers.append(self._start([*server, "--port", str(self.server_port),
+                                                 "--port-end", str(self.server_port + 1)]))
+            if tracker:
                 wait_for_key(self.port, self.KEY)
             if direct:
                 wait_for_port(self.server_port)
@@ -88,9 +94,10 @@ class Farm:
             raise
 
     def _start(self, argv):
-        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ,
-                                                             "TMPDIR": self.workdir})
+        return subprocess.Popen(
+            [sys.executable, "-c", _LEAN, *argv], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "TMPDIR": self.workdir, "TVM_USE_RUNTIME_LIB": "1"})
 
     def files_left(self, pattern: str = "*") -> list[str]:
         """Files the servers' session folders still hold."""
@@ -98,8 +105,8 @@ class Farm:
 
     @property
     def server(self):
-        """The first server (the direct one when there is one)."""
-        return self.servers[0]
+        """The direct server when there is one, else the tracker's."""
+        return self.servers[-1]
 
     @property
     def rpc(self) -> str:
@@ -116,7 +123,7 @@ class Farm:
             for server in self.servers:
                 kill_group(server)
         elif self.tracker is not None:
-            self.tracker.proc.kill()
+            kill_group(self.tracker)
 
     def stop(self) -> None:
         self.kill("server")

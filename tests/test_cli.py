@@ -193,6 +193,22 @@ def test_boards_by_name(tmp_path, capfd):
     assert not (tmp_path / "art").exists()
 
 
+def test_deploy_predicts_the_artifact_on_its_boards_profile(artifact):
+    """`las deploy` prints the predictor's latency beside the measured one: for the main job's
+    LAS-ResNet-50 compiled for a TX2's Cortex-A57 cores, the tx2-cpu profile's estimate."""
+    from las_compiler.cli.deploy import predicted_ms
+    from las_compiler.deploy.boards import get_board
+
+    metadata = json.loads((artifact / "metadata.json").read_text())
+    arm = {**metadata, "target": json.dumps(get_board("jetson-tx2-cpu").target)}
+    ms, profile = predicted_ms(arm)
+    assert profile == "tx2-cpu" and 1 < ms < 1000
+    narrow = {**arm, "model": "las_resnet-1-1-1-1"}
+    assert predicted_ms(narrow) == (None, "no prediction for las_resnet-1-1-1-1 (unknown "
+                                          "model 'las_resnet-1-1-1-1'; choose from "
+                                          "['las_resnet101', 'las_resnet50'])")
+
+
 def test_version_help_and_feedback(artifact, capsys):
     with pytest.raises(SystemExit):
         main(["--version"])

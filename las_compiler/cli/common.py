@@ -198,12 +198,12 @@ def load_with_weights(args: argparse.Namespace):
         from ..deploy.remote import RemoteModel
 
         if args.weights is not None:
-            raise ValueError("--weights is for code-only artifacts run here; a board runs "
-                             "weight-carrying builds")
+            raise ValueError("--weights is for code-only artifacts run here; a board takes "
+                             "them from the artifact (`las compile --weights-beside`)")
         return RemoteModel(args.artifact, board)
 
     compiled = load(args.artifact, args.threads)
-    if compiled.takes_weights:
+    if compiled.takes_weights and not (compiled.weights_set and args.weights is None):
         if args.weights is None:
             raise ValueError(f"{args.artifact} is code only (compiled with --weights-as-inputs): "
                              "give its weights with --weights FILE (a PyTorch state_dict)")

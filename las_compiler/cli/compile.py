@@ -123,6 +123,9 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
         board = get_board(args.board)
         if args.target is not None:
             raise ValueError(f"--board {args.board} sets the target; give --board or --target")
+    if args.weights_beside and not args.weights_as_inputs:
+        raise ValueError("--weights-beside stores a code-only build's weights: add "
+                         "--weights-as-inputs")
     target = resolve_target(board.target if board else args.target or "host")
     family = check_target(target)
     glibc = args.glibc or (board.glibc if board else None)
@@ -155,7 +158,7 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
                   **({"glibc": glibc} if glibc else {})},
         weights_as_inputs=args.weights_as_inputs)
     progress(f"exporting to {output}")
-    path = compiled.export(output)
+    path = compiled.export(output, weights_beside=args.weights_beside)
     with torch.no_grad():
         _, stats = model.forward_with_stats(x)
     report = CompileReport(
@@ -248,6 +251,9 @@ def register(sub) -> None:
     parser.add_argument("--weights-as-inputs", action="store_true",
                         help="compile code only: the artifact carries no weights; they are "
                              "given when it is loaded (a PyTorch state_dict)")
+    parser.add_argument("--weights-beside", action="store_true",
+                        help="with --weights-as-inputs: store the weights beside the code "
+                             "(weights.params, TVM's format), prepared when the artifact loads")
     parser.add_argument("--dump-ir", default=None, metavar="DIR",
                         help="write the IR after every pipeline phase to DIR")
     add_threads(parser)

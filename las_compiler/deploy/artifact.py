@@ -13,6 +13,8 @@ Layout::
                       cross build the library's machine and newest glibc symbol
       check.npz       an input and PyTorch's outputs and masks for it (``verify.CheckData``):
                       what ``las deploy`` checks a board's run against, without torch
+      weights.params  (code-only builds exported with ``weights_beside``) the weights by
+                      name, in TVM's param format: loaded with the runtime alone at start
 
 The directory is built under a temporary name beside the destination and renamed into place,
 so a failed or interrupted export never leaves a half-written artifact; an existing artifact
@@ -40,6 +42,7 @@ from pathlib import Path
 LIBRARY_FILE = "model.so"
 METADATA_FILE = "metadata.json"
 CHECK_FILE = "check.npz"  # verify.CheckData: an input and the outputs and masks it must give
+WEIGHTS_FILE = "weights.params"  # a code-only build's weights, when exported beside it
 FORMAT = "las-compiler-artifact/2"
 OLD_FORMATS = ("las-compiler-artifact/1",)  # no library checksum; still loaded
 
@@ -112,14 +115,15 @@ def _alive(pid: int) -> bool:
 
 
 def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
-                   fcompile=None, device_code=None, check=None) -> Path:
+                   fcompile=None, device_code=None, check=None, weights=None) -> Path:
     """Export ``executable`` and ``metadata`` to ``directory`` atomically; returns the path.
 
     ``fcompile``: the linker for ``export_library`` (see :func:`cross_linker`);
     ``device_code``: the compiler's packer for GPU builds
     (``TargetFamily.device_code_packer``, e.g. CUDA's: their device binaries go into
     the library; its summary into the metadata's ``device_code``); ``check``: the
-    ``verify.CheckData`` a board is checked against (``check.npz``)."""
+    ``verify.CheckData`` a board is checked against (``check.npz``); ``weights``: a
+    code-only build's weights ({name: array}) to store beside it (``weights.params``)."""
     dest = Path(directory).resolve()
     parent = dest.parent
     if dest.exists() and not dest.is_dir():
@@ -143,6 +147,16 @@ def write_artifact(directory: str | os.PathLike, executable, metadata: dict,
             check.save(staging / CHECK_FILE)
             metadata = {**metadata, "check": {"file": CHECK_FILE, "source": "pytorch",
                                               "sha256": file_sha256(staging / CHECK_FILE)}}
+        if weights is not None:
+            import numpy as np
+            import tvm
+
+            blob = tvm.runtime.save_param_dict(
+                {name: tvm.runtime.tensor(np.ascontiguousarray(value, dtype=np.float32))
+                 for name, value in weights.items()})
+            (staging / WEIGHTS_FILE).write_bytes(bytes(blob))
+            metadata = {**metadata, "weights_file": {
+                "file": WEIGHTS_FILE, "sha256": file_sha256(staging / WEIGHTS_FILE)}}
         record = {**metadata, "format": FORMAT,
                   "library": {"file": LIBRARY_FILE, "bytes": library.stat().st_size,
                               "sha256": file_sha256(library), **_elf_facts(library)}}
@@ -285,6 +299,24 @@ def read_check_data(directory: str | os.PathLike, metadata: dict):
         raise ArtifactError(f"{path}: damaged check data: its SHA-256 differs from the one "
                             "recorded at export; export it again")
     return CheckData.load(path)
+
+
+def read_weights(directory: str | os.PathLike, metadata: dict) -> dict | None:
+    """A code-only artifact's weights stored beside it ({name: numpy array}, checksum
+    checked; TVM's runtime alone reads them), or None if it has none."""
+    import tvm
+
+    record = metadata.get("weights_file")
+    if not isinstance(record, dict):
+        return None
+    path = Path(directory) / record.get("file", WEIGHTS_FILE)
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: missing {path.name}, which its metadata lists")
+    if file_sha256(path) != record.get("sha256"):
+        raise ArtifactError(f"{path}: damaged weights: their SHA-256 differs from the one "
+                            "recorded at export; export them again")
+    return {name: value.numpy() for name, value in
+            tvm.runtime.load_param_dict(path.read_bytes()).items()}
 
 
 def load_private_copy(library: Path):

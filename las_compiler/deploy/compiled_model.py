@@ -51,6 +51,7 @@ class CompiledModel:
         self._local = threading.local()
         self._prepared = None  # a code-only module's weights, prepared (set_weights)
         self._check_data = None  # see check_data
+        self.source_weights = None  # a code-only build's weights at compile time (export)
         self.threads = threads if threads is not None else default_threads(
             metadata.get("target"))
         if self.threads < 1:
@@ -155,8 +156,7 @@ class CompiledModel:
         arrays = []
         for index, name in enumerate(names):
             value = state_dict[name]
-            array = np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach")
-                                         else np.asarray(value), dtype=np.float32)
+            array = _array(value)
             if shapes is not None and list(array.shape) != list(shapes[index]):
                 raise ValueError(f"weight {name} has shape {tuple(array.shape)}, the module "
                                  f"was compiled for {tuple(shapes[index])}")
@@ -164,6 +164,13 @@ class CompiledModel:
                 raise ValueError(f"weight {name} holds NaN or infinite values")
             arrays.append(tvm.runtime.tensor(array, self.device))
         self._prepared = list(self._machine()["main_transform_params"](arrays))
+        self.source_weights = state_dict
+
+    @property
+    def weights_set(self) -> bool:
+        """Whether a code-only module has its weights (:meth:`set_weights`, or a weights
+        file beside the artifact, prepared at load)."""
+        return self._prepared is not None
 
     def _weight_args(self) -> list:
         if not self.takes_weights:
@@ -273,13 +280,27 @@ class CompiledModel:
         self._check_data = value
 
     # -- artifacts --------------------------------------------------------------------------
-    def export(self, path: str | os.PathLike) -> Path:
+    def export(self, path: str | os.PathLike, weights_beside: bool = False) -> Path:
         """Write the artifact directory (library + metadata) atomically; returns its path.
+
+        ``weights_beside``: a code-only module's weights go into ``weights.params`` beside
+        the code, and :func:`load` prepares them at start (the weights it was compiled from,
+        else the ones given to :meth:`set_weights`).
 
         Machine code is generated once: the export's library is what a later run here
         loads (before it, a compiled module's first run generated the same code again in
         LLVM's JIT: 46 of the 75 s ``las compile`` spent on LAS-ResNet-50 at 224), and a
         second export copies it."""
+        weights = None
+        if weights_beside:
+            if not self.takes_weights:
+                raise ValueError("weights_beside is for code-only modules (weights_as_inputs); "
+                                 "this one carries its weights")
+            weights = self.source_weights
+            if weights is None:
+                raise ValueError("no weights to store beside the code: compile it from a "
+                                 "model, or load an artifact that has them")
+            weights = {name: _array(weights[name]) for name in self.metadata["weights"]}
         linked = None
         if self._artifact_dir is not None:  # loaded from disk: the library file as it is
             linked = Path(self._artifact_dir) / artifact.LIBRARY_FILE
@@ -288,13 +309,13 @@ class CompiledModel:
             linked = self._library[0]
         if linked is not None:
             metadata = {k: v for k, v in self.metadata.items()
-                        if k not in ("format", "library", "check")}
+                        if k not in ("format", "library", "check", "weights_file")}
             return artifact.write_artifact(path, _CopiedLibrary(linked), metadata,
-                                           check=self.check_data)
+                                           check=self.check_data, weights=weights)
         linker = artifact.cross_linker(self.metadata["target"], self.metadata.get("glibc"))
         packer = self._device_code_packer
         written = artifact.write_artifact(path, self._executable, self.metadata, linker, packer,
-                                          check=self.check_data)
+                                          check=self.check_data, weights=weights)
         if packer is not None:
             self.metadata["device_code"] = packer.summary
         self._library = (Path(written) / artifact.LIBRARY_FILE,
@@ -302,6 +323,11 @@ class CompiledModel:
         if self.runnable and not self._machines_made:
             self._module = artifact.load_private_copy(self._library[0])
         return written
+
+
+def _array(value) -> np.ndarray:
+    return np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach")
+                                else np.asarray(value), dtype=np.float32)
 
 
 class _CopiedLibrary:
@@ -320,4 +346,10 @@ def load(path: str | os.PathLike, threads: int | None = None) -> CompiledModel:
     ``threads``: TVM threads per calling thread (default: ``TVM_NUM_THREADS``, else the cores
     the target was compiled for, at most the CPUs this process may use)."""
     module, metadata = artifact.load_artifact(path)
-    return CompiledModel(module, metadata, artifact_dir=Path(path), threads=threads)
+    compiled = CompiledModel(module, metadata, artifact_dir=Path(path), threads=threads)
+    weights = artifact.read_weights(path, metadata)  # code only, its weights beside it
+    if weights is not None:
+        compiled.source_weights = weights
+        if compiled.runnable:
+            compiled.set_weights(weights)
+    return compiled

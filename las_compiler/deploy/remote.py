@@ -152,8 +152,12 @@ class RemoteModel:
         self.metadata = artifact.read_metadata(self.path)
         library = artifact.check_library(self.path, self.metadata)
         if "weights" in self.metadata:
+            # its main_transform_params takes the weights as one tuple, and TVM's RPC cannot
+            # pass a tuple of tensors: code-only modules prepare their weights where they load
             raise RemoteError("this artifact is code only (compiled with --weights-as-inputs): "
-                              "deploy a weight-carrying build to a board over RPC")
+                              "over RPC TVM cannot hand its weights to the module; deploy a "
+                              "weight-carrying build, or run it on the board with `las run` "
+                              "(weights beside it: `las compile --weights-beside`)")
         self._session = self._vm = None
         self._name = f"las-{self.metadata['library']['sha256'][:16]}.so" \
             if "library" in self.metadata else "las-model.so"
