@@ -107,3 +107,28 @@ def test_bad_weights_are_named(model, code_only, baked):
         fresh.run(X.numpy())
     with pytest.raises(ValueError, match="carries its weights"):
         baked.set_weights(state)
+
+
+def test_weights_beside_the_code_load_with_it(code_only, tmp_path):
+    """A code-only build exported with its weights beside it (``weights.params``, TVM's
+    format): loaded, it prepares them at start with the runtime alone and passes its stored
+    check; damaged weights are named."""
+    import os
+    import shutil
+
+    from las_compiler.deploy import ArtifactError
+
+    path = code_only.export(tmp_path / "code", weights_beside=True)
+    assert sorted(os.listdir(path)) == ["check.npz", "metadata.json", "model.so",
+                                        "weights.params"]
+    here = las_compiler.load(path)
+    assert here.weights_set
+    check = here.check_data
+    out, masks = here.run_with_masks(check.input)
+    agreement = check.compare([out], masks)
+    assert agreement.masks_equal and agreement.max_abs_error < 1e-4 * agreement.output_scale
+    damaged = tmp_path / "damaged"
+    shutil.copytree(path, damaged)
+    (damaged / "weights.params").write_bytes((path / "weights.params").read_bytes()[:-4])
+    with pytest.raises(ArtifactError, match="damaged weights"):
+        las_compiler.load(damaged)

@@ -135,7 +135,7 @@ def test_remote_faults_end_tuning_with_a_clear_error_and_a_valid_log(small, tmp_
                        rpc_key="tx2")
         with pytest.raises(TuningError, match="every candidate of the batch failed to run"):
             tune_tasks([task], target, tmp_path, 3, "seeded", rpc_tracker=f"127.0.0.1:{port}",
-                       rpc_key="local-board", per_batch=1, rpc_timeout=10, log=log,
+                       rpc_key="local-board", per_batch=1, rpc_timeout=6, log=log,
                        measure_untuned=False)
     finally:
         farm.stop()
