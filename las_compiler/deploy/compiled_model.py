@@ -100,26 +100,7 @@ class CompiledModel:
         return self._local.threads
 
     def _host_input(self, x, check_finite: bool = True) -> np.ndarray:
-        spec = self.metadata["input"]
-        array = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-            raise TypeError(f"input of dtype {array.dtype} is not an array of numbers")
-        if list(array.shape) != list(spec["shape"]):
-            raise ValueError(f"input shape {tuple(array.shape)} does not match the compiled "
-                             f"shape {tuple(spec['shape'])} ({spec.get('layout', 'NCHW')}); "
-                             "recompile for other sizes")
-        if array.dtype != np.float32:
-            if not np.issubdtype(array.dtype, np.floating):
-                raise TypeError(f"input dtype {array.dtype} is not floating point; the model "
-                                "takes float32 images")
-            array = array.astype(np.float32)
-        if check_finite and not np.isfinite(array).all():
-            nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-            raise ValueError(f"input holds {nan} NaN and {inf} infinite values: the maskers "
-                             "would decide on them (a NaN logit compares false) and the "
-                             "output would look plausible; pass check_finite=False to skip "
-                             "this check")
-        return np.ascontiguousarray(array)
+        return host_input(x, self.metadata["input"], check_finite)
 
     def _input(self, x, check_finite: bool = True):
         import tvm
@@ -323,6 +304,30 @@ class CompiledModel:
         if self.runnable and not self._machines_made:
             self._module = artifact.load_private_copy(self._library[0])
         return written
+
+
+def host_input(x, spec: dict, check_finite: bool = True) -> np.ndarray:
+    """``x`` (array or tensor) checked against the compiled input ``spec`` (shape, numbers,
+    floating point, and finite unless ``check_finite`` is false), as contiguous float32."""
+    array = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+        raise TypeError(f"input of dtype {array.dtype} is not an array of numbers")
+    if list(array.shape) != list(spec["shape"]):
+        raise ValueError(f"input shape {tuple(array.shape)} does not match the compiled "
+                         f"shape {tuple(spec['shape'])} ({spec.get('layout', 'NCHW')}); "
+                         "recompile for other sizes")
+    if array.dtype != np.float32:
+        if not np.issubdtype(array.dtype, np.floating):
+            raise TypeError(f"input dtype {array.dtype} is not floating point; the model "
+                            "takes float32 images")
+        array = array.astype(np.float32)
+    if check_finite and not np.isfinite(array).all():
+        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        raise ValueError(f"input holds {nan} NaN and {inf} infinite values: the maskers "
+                         "would decide on them (a NaN logit compares false) and the "
+                         "output would look plausible; pass check_finite=False to skip "
+                         "this check")
+    return np.ascontiguousarray(array)
 
 
 def _array(value) -> np.ndarray:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import artifact
+from .compiled_model import host_input
 
 
 class RemoteError(RuntimeError):
@@ -209,20 +210,15 @@ class RemoteModel:
     def check_data(self):
         return artifact.read_check_data(self.path, self.metadata)
 
-    def _input(self, x):
+    def _input(self, x, check_finite: bool = True):
         import tvm
 
-        array = np.ascontiguousarray(x, dtype=np.float32)
-        if list(array.shape) != list(self.metadata["input"]["shape"]):
-            raise ValueError(f"input shape {tuple(array.shape)} does not match the compiled "
-                             f"shape {tuple(self.metadata['input']['shape'])}")
+        array = host_input(x, self.metadata["input"], check_finite)
         return bounded("sending the input", self.board.timeout,
                        lambda: tvm.runtime.tensor(array, self.device))
 
     def run_with_masks(self, x, check_finite: bool = True):
-        if check_finite and not np.isfinite(np.asarray(x)).all():
-            raise ValueError("input holds NaN or infinite values")
-        data = self._input(x)
+        data = self._input(x, check_finite)
         vm = self._vm
 
         def run():
