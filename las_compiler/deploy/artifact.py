@@ -285,20 +285,27 @@ def check_library(directory: str | os.PathLike, metadata: dict) -> Path:
     return library
 
 
+def _recorded_file(directory, metadata: dict, key: str, default: str, what: str):
+    """The file the metadata's ``key`` records beside the library, its SHA-256 checked; None
+    if the artifact has none."""
+    record = metadata.get(key)
+    if not isinstance(record, dict):
+        return None
+    path = Path(directory) / record.get("file", default)
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: missing {path.name}, which its metadata lists")
+    if file_sha256(path) != record.get("sha256"):
+        raise ArtifactError(f"{path}: damaged {what}: the SHA-256 differs from the one "
+                            "recorded at export; export the artifact again")
+    return path
+
+
 def read_check_data(directory: str | os.PathLike, metadata: dict):
     """The artifact's ``verify.CheckData`` (checksum checked), or None if it has none."""
     from ..verify import CheckData
 
-    record = metadata.get("check")
-    if not isinstance(record, dict):
-        return None
-    path = Path(directory) / record.get("file", CHECK_FILE)
-    if not path.is_file():
-        raise ArtifactError(f"{directory}: missing {path.name}, which its metadata lists")
-    if file_sha256(path) != record.get("sha256"):
-        raise ArtifactError(f"{path}: damaged check data: its SHA-256 differs from the one "
-                            "recorded at export; export it again")
-    return CheckData.load(path)
+    path = _recorded_file(directory, metadata, "check", CHECK_FILE, "check data")
+    return None if path is None else CheckData.load(path)
 
 
 def read_weights(directory: str | os.PathLike, metadata: dict) -> dict | None:
@@ -306,15 +313,9 @@ def read_weights(directory: str | os.PathLike, metadata: dict) -> dict | None:
     checked; TVM's runtime alone reads them), or None if it has none."""
     import tvm
 
-    record = metadata.get("weights_file")
-    if not isinstance(record, dict):
+    path = _recorded_file(directory, metadata, "weights_file", WEIGHTS_FILE, "weights")
+    if path is None:
         return None
-    path = Path(directory) / record.get("file", WEIGHTS_FILE)
-    if not path.is_file():
-        raise ArtifactError(f"{directory}: missing {path.name}, which its metadata lists")
-    if file_sha256(path) != record.get("sha256"):
-        raise ArtifactError(f"{path}: damaged weights: their SHA-256 differs from the one "
-                            "recorded at export; export them again")
     return {name: value.numpy() for name, value in
             tvm.runtime.load_param_dict(path.read_bytes()).items()}
 
