@@ -1,6 +1,7 @@
 """An aarch64 artifact, built here, run on an emulated board and compared with the x86 build.
 
     bash scripts/aarch64_check.sh [--board jetson-tx2-cpu] [--input-size 64] [--out DIR]
+                                  [--json results/aarch64_check.json]
 
 The board is Debian 12 arm64 under qemu-user (``scripts/emulated_board.sh``) with the aarch64
 TVM runtime from PyPI's wheels and nothing else: it serves TVM RPC on 127.0.0.1, and the
@@ -167,7 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--board", default="jetson-tx2-cpu",
                         choices=[n for n, b in BOARDS.items() if isinstance(b.target, dict)])
     parser.add_argument("--input-size", type=input_size, default=(64, 64))
-    parser.add_argument("--out", type=Path, default=Path("results/aarch64_check"))
+    parser.add_argument("--out", type=Path, default=Path("build/aarch64_check"),
+                        help="where the two artifacts go (about 100 MB each)")
+    parser.add_argument("--json", type=Path, default=Path("results/aarch64_check.json"),
+                        help="the result record")
     args = parser.parse_args(argv)
 
     def log(msg):
@@ -175,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     result = check(args.root, args.board, args.input_size, args.out, log)
-    (args.out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(table(result))
     passed = result["masks_equal_vs_x86"] and result["max_abs_diff_vs_x86"] <= \
         1e-4 * max(result["output_scale"], 1.0) and result["masks_equal_vs_pytorch"]

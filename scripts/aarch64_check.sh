@@ -4,7 +4,7 @@
 # the emulated board (scripts/emulated_board.sh, ~4 minutes the first time); then ~3 minutes.
 #
 #   bash scripts/aarch64_check.sh [--board jetson-tx2-cpu|raspberry-pi-4] [--input-size 64]
-#                                  [--out results/aarch64_check]
+#                                  [--out build/aarch64_check] [--json results/aarch64_check.json]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 cd "$ROOT"
