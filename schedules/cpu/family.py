@@ -26,8 +26,9 @@ class CPUFamily(TargetFamily):
         from tvm.s_tir import dlight
 
         from .generic import Generic
+        from .window_pool import WindowPool
 
-        return [dlight.cpu.GEMV(), dlight.cpu.Reduction(), Generic()]
+        return [WindowPool(), dlight.cpu.GEMV(), dlight.cpu.Reduction(), Generic()]
 
     def hardware(self, target):
         """This machine's profile (calibrated when available) for a CPU target of this

@@ -216,3 +216,55 @@ def test_kernels_compile_for_targets_we_cannot_run(target, fma):
     lib = tvm.compile(tvm.IRModule({"main": func}), target=target)
     asm = lib.mod.inspect_source("asm") if hasattr(lib, "mod") else lib.inspect_source("asm")
     assert fma in asm
+
+
+# -- pooling -------------------------------------------------------------------------------------
+def _legalised_pool(kind: str, shape=(1, 20, 20, 24)):
+    """Relax's NHWC max / average pool (3x3, stride 2, pad 1: ResNet's stem pool), legalised
+    to a PrimFunc the way the compiler's dense phase does."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
+    pool = relax.op.nn.max_pool2d if kind == "max" else relax.op.nn.avg_pool2d
+    with bb.function("main", [x]):
+        out = bb.emit(pool(x, 3, 2, 1, layout="NHWC"))
+        bb.emit_func_output(out)
+    mod = relax.transform.LegalizeOps()(bb.get())
+    return next(f for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc))
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_window_pool_reads_the_input_once_per_tap_in_vectors(kind):
+    import numpy as np
+    import torch
+
+    from las_compiler.schedules.cpu.window_pool import WindowPool
+
+    func = _legalised_pool(kind)
+    assert rule_for(func, ZNVER3) is None  # foreign: not one of our kernels
+    sch = WindowPool().apply(func, ZNVER3)
+    assert sch is not None
+    scheduled = sch.mod["main"]
+    window = "pool_max" if kind == "max" else "pool_sum"
+    assert loops(scheduled, f"{window}_update") == [(PARALLEL, 100), (SERIAL, 3), (SERIAL, 3),
+                                                    (VECTORIZED, 24)]
+    assert "pad_temp" not in scheduled.script()  # padding inlined: no padded copy
+    lib = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}),
+                      target=ZNVER3)
+    x = np.random.default_rng(0).standard_normal((1, 20, 20, 24), dtype=np.float32)
+    out = tvm.runtime.empty((1, 10, 10, 24), "float32")
+    lib["main"](tvm.runtime.tensor(x), out)
+    nchw = torch.from_numpy(x).permute(0, 3, 1, 2)
+    ref = torch.nn.functional.max_pool2d(nchw, 3, 2, 1) if kind == "max" else \
+        torch.nn.functional.avg_pool2d(nchw, 3, 2, 1, count_include_pad=False)
+    np.testing.assert_allclose(out.numpy(), ref.permute(0, 2, 3, 1).numpy(), rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_window_pool_leaves_other_reductions_alone():
+    from las_compiler.schedules.cpu.window_pool import WindowPool
+
+    assert WindowPool().apply(foreign, ZNVER3) is None  # no reduction
+    assert WindowPool().apply(op.relu_inplace(16), ZNVER3) is None  # ours
+    assert WindowPool().apply(_legalised_pool("max", (1, 8, 8, 2)), ZNVER3) is None  # 2 channels
