@@ -1,10 +1,12 @@
 """Dense peers of a compiled LAS network: the same architecture, every block dense, in ONNX
-Runtime or PyTorch eager (channels_last).
+Runtime, OpenVINO (CPU plugin) or PyTorch eager (channels_last).
 
 Each peer runs in its own spawned interpreter: thread pools of different frameworks in one
 process slow each other down severalfold. Dense latency does not depend on weight values, so
 peers use random weights of the artifact's architecture; ONNX Runtime needs the ``bench``
-extra (onnxruntime, onnxscript). ``las bench --vs dense`` and ``benchmarks/e2e.py`` use these.
+extra (onnxruntime, onnxscript), OpenVINO the ``bench`` extra's ``openvino``. Which of ONNX
+Runtime and OpenVINO is faster depends on the CPU, so speed goals hold against the best of them.
+``las bench --vs dense`` and ``benchmarks/e2e.py`` use these.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from .timing import median_ms
 
-PEERS = ("onnxruntime", "torch_eager")
+PEERS = ("onnxruntime", "openvino", "torch_eager")
 
 
 def dense_network(model):
@@ -64,6 +66,31 @@ def onnx_session(net, x, threads: int = 2):
         return ort_session(path, threads)  # reads the external weights now; tmp may go
 
 
+def openvino_model(net, x, threads: int = 2):
+    """``net`` exported to ONNX as for :func:`onnx_session`, compiled by OpenVINO's CPU plugin
+    the way its latency guide says: f32 (no bf16/f16 inference precision), ``threads``
+    inference threads, the LATENCY hint (one stream). Returns a callable taking a numpy input
+    and returning the list of outputs."""
+    import openvino as ov
+    import torch
+
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1}
+    with tempfile.TemporaryDirectory(prefix="las-openvino-") as tmp:
+        path = Path(tmp, "dense.onnx")
+        torch.onnx.export(net, (x,), str(path), dynamo=True, opset_version=18, verbose=False)
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(array):
+        request.infer([array])
+        return [request.get_output_tensor(i).data.copy()
+                for i in range(len(compiled.outputs))]
+
+    return run
+
+
 def _architecture(metadata: dict):
     import torch
 
@@ -88,6 +115,10 @@ def _peer_child(peer: str, metadata: dict, repeats: int, threads: int) -> float:
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             return median_ms(lambda: net(x), repeats, warmup=3)
+    if peer == "openvino":
+        run = openvino_model(net, x, threads)
+        array = x.numpy()
+        return median_ms(lambda: run(array), repeats, warmup=3)
     session = onnx_session(net, x, threads)
     feed = {session.get_inputs()[0].name: x.numpy()}
     return median_ms(lambda: session.run(None, feed), repeats, warmup=3)
@@ -103,6 +134,13 @@ def measure_dense_peer(peer: str, metadata: dict, repeats: int = 20, threads: in
             import onnxscript  # noqa: F401
         except ImportError:
             raise ValueError("the ONNX Runtime peer needs the bench extra: "
+                             "pip install 'las-compiler[bench]'") from None
+    if peer == "openvino":
+        try:
+            import onnxscript  # noqa: F401
+            import openvino  # noqa: F401
+        except ImportError:
+            raise ValueError("the OpenVINO peer needs the bench extra: "
                              "pip install 'las-compiler[bench]'") from None
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TVM_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))

@@ -15,13 +15,13 @@ def test_plan_full_and_quick():
     for model in ("las_resnet50", "las_resnet101"):
         mine = [c for c in full if c["model"] == model]
         dense = [c["system"] for c in mine if c["rate"] is None]
-        assert dense == ["onnxruntime", "torch_eager", "torch_compile", "tvm_dense"]
+        assert dense == ["onnxruntime", "openvino", "torch_eager", "torch_compile", "tvm_dense"]
         assert [c["rate"] for c in mine if c["system"] == "las"] == [0.3, 0.5, 0.7]
-        assert all(c["snet"] == "4-4-2-1" for c in mine)
+        assert all(c["snet"] == "4-4-2-1" and c["batch"] == 1 for c in mine)
     quick = e2e.plan(quick=True)
     assert [(c["model"], c["system"], c["rate"]) for c in quick] == [
-        ("las_resnet50", "onnxruntime", None), ("las_resnet50", "torch_eager", None),
-        ("las_resnet50", "tvm_dense", None), ("las_resnet50", "las", 0.5)]
+        ("las_resnet50", s, None) for s in e2e.DENSE_SYSTEMS] + [("las_resnet50", "las", 0.5)]
+    assert {c["batch"] for c in e2e.plan(quick=True, batch=4)} == {4}
     json.dumps(full)  # configurations cross process boundaries and land in the JSON
 
 
@@ -32,6 +32,8 @@ def test_plan_rejects_unknown_names():
         e2e.plan(systems=["tensorrt"])
     with pytest.raises(ValueError, match="1.5"):
         e2e.plan(rates=[1.5])
+    with pytest.raises(ValueError, match="batch"):
+        e2e.plan(batch=0)
 
 
 @pytest.mark.parametrize("name,kind", [
@@ -70,6 +72,8 @@ def _rows():
     rows = [
         {"model": "las_resnet50", "snet": "4-4-2-1", "rate": None, "system": "onnxruntime",
          "median_ms": 100.0},
+        {"model": "las_resnet50", "snet": "4-4-2-1", "rate": None, "system": "openvino",
+         "median_ms": 80.0},
         {"model": "las_resnet50", "snet": "4-4-2-1", "rate": None, "system": "tvm_dense",
          "median_ms": 90.0, "compile_seconds": 12.0},
         {"model": "las_resnet50", "snet": "4-4-2-1", "rate": 0.5, "system": "las",
@@ -82,15 +86,27 @@ def _rows():
     return e2e.add_ratios(rows)
 
 
-def test_ratios_are_per_architecture():
+def test_ratios_are_per_architecture_against_ort_and_the_best_peer():
     rows = _rows()
-    assert [r["ratio_vs_onnxruntime"] for r in rows] == [1.0, 0.9, 0.65, None, None]
+    assert [r["ratio_vs_onnxruntime"] for r in rows] == [1.0, 0.8, 0.9, 0.65, None, None]
+    assert [r["ratio_vs_best_peer"] for r in rows] == [1.25, 1.0, 1.125, 0.8125, None, None]
+    assert {r["best_peer"] for r in rows[:5]} == {"openvino"} and rows[5]["best_peer"] is None
+
+
+def test_ratios_are_per_batch():
+    rows = e2e.add_ratios([
+        {"model": "m", "system": "onnxruntime", "rate": None, "batch": 1, "median_ms": 10.0},
+        {"model": "m", "system": "onnxruntime", "rate": None, "batch": 4, "median_ms": 40.0},
+        {"model": "m", "system": "tvm_dense", "rate": None, "batch": 4, "median_ms": 30.0}])
+    assert [r["ratio_vs_best_peer"] for r in rows] == [1.0, 1.0, 0.75]
 
 
 def test_goals_report_met_missed_and_missing():
     text = "\n".join(e2e.goals(_rows()))
-    assert "<= 0.60x): 0.65x -> missed (actual r 0.490)" in text
-    assert "(goal <= 0.95x): 0.90x -> met" in text
+    assert "LAS-ResNet-50, batch 1: LAS 4-4-2-1 at r=0.5 / best dense peer (openvino) " \
+        "(goal <= 0.60x): 0.81x -> missed (actual r 0.490)" in text
+    assert "our dense build / best dense peer (openvino) (goal <= 1.00x): 1.12x -> missed" \
+        in text
     assert "70.0 s -> missed (las_resnet101 las r=0.5)" in text
     assert "2.00% -> met (las_resnet101 las r=0.5)" in text
     assert "not measured" in "\n".join(e2e.goals([]))
@@ -99,8 +115,9 @@ def test_goals_report_met_missed_and_missing():
 def test_summary_has_a_table_per_architecture():
     md = e2e.summarise(_rows(), {"date": "today", "cpu": "cpu", "threads": 2, "repeats": 20})
     assert "### LAS-ResNet-50 (S_net 4-4-2-1)" in md and "### LAS-ResNet-101" in md
-    assert "| onnxruntime | dense | - | 100.00 | 1.00 | - | - |" in md
-    assert "| las | 0.5 | 0.490 | 65.00 | 0.65 | 15.0 | 1.2% |" in md
+    assert "| onnxruntime | dense | - | 100.00 | 1.25 | 1.00 | - | - |" in md
+    assert "| las | 0.5 | 0.490 | 65.00 | 0.81 | 0.65 | 15.0 | 1.2% |" in md
+    assert "Best dense peer: openvino." in md
     assert "failed: IsolatedError: child / died" in md  # a '|' would break the table
     assert "120.00*" in md and "\\* other processes" in md
     assert md.index("| las | 0.3 |") < md.index("| las | 0.5 |")
