@@ -71,6 +71,63 @@ def _read_probe(units: int, elems: int, reps: int):
     return sch.mod["main"]
 
 
+FMA_CHAINS = 12  # independent accumulators: > FMA pipes x latency on every CPU we target
+
+
+def _fma_probe(units: int, lanes: int, reps: int):
+    """PrimFunc: each of ``units`` threads runs ``reps`` rounds of :data:`FMA_CHAINS`
+    independent ``lanes``-wide multiply-adds on registers (no memory traffic)."""
+    from tvm import s_tir
+    from tvm.script import tirx as T
+
+    J = FMA_CHAINS  # noqa: N806
+
+    @T.prim_func(s_tir=True)
+    def probe(scale: T.Buffer((lanes,), "float32"), shift: T.Buffer((lanes,), "float32"),
+              out: T.Buffer((units, J, lanes), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        acc = T.sblock_alloc_buffer((units, J, lanes), "float32")
+        for t, r, j, lane in T.grid(units, reps, J, lanes):
+            with T.sblock("fma"):
+                vt, _vr, vj, vl = T.axis.remap("SRSS", [t, r, j, lane])
+                with T.init():
+                    acc[vt, vj, vl] = T.float32(1)
+                acc[vt, vj, vl] = acc[vt, vj, vl] * scale[vl] + shift[vl]
+        for t, j, lane in T.grid(units, J, lanes):
+            with T.sblock("out"):
+                vt, vj, vl = T.axis.remap("SSS", [t, j, lane])
+                out[vt, vj, vl] = acc[vt, vj, vl]
+
+    sch = s_tir.Schedule(probe)
+    block = sch.get_sblock("fma")
+    t, _, j, lane = sch.get_loops(block)
+    sch.parallel(t)
+    sch.set_scope(block, 0, "local")
+    sch.reverse_compute_at(sch.get_sblock("out"), t)
+    sch.unroll(j)
+    sch.vectorize(lane)
+    init = sch.decompose_reduction(block, sch.get_loops(block)[1])
+    for b in (init, sch.get_sblock("out")):
+        sch.vectorize(sch.get_loops(b)[-1])
+    return sch.mod["main"]
+
+
+def measure_fma_ceiling(target, units: int, lanes: int, reps: int = 200_000) -> float:
+    """GFLOP/s of fp32 multiply-adds from registers on ``units`` threads with
+    ``lanes``-wide vectors: the machine's FMA ceiling, to rate kernels against (the best of
+    5 timings: a VM's neighbours only ever slow a probe down)."""
+    import tvm
+
+    func = tvm.compile(tvm.IRModule({"main": _fma_probe(units, lanes, reps)}), target=target)
+    scale = tvm.runtime.tensor(np.full(lanes, 0.5, "float32"))
+    shift = tvm.runtime.tensor(np.full(lanes, 1.0, "float32"))
+    out = tvm.runtime.empty((units, FMA_CHAINS, lanes), "float32")
+    seconds = min(_median_seconds(lambda: func(scale, shift, out), 3) for _ in range(5))
+    if not np.allclose(out.numpy(), 2.0):  # x -> x / 2 + 1 converges to 2
+        raise RuntimeError("the FMA probe computed a wrong value")
+    return 2.0 * units * FMA_CHAINS * lanes * reps / seconds / 1e9
+
+
 def measure_bandwidth(target, units: int, bytes_per_unit: int, moved: int = 256 << 20) -> float:
     """GB/s of the read probe with ``bytes_per_unit`` per thread, ``moved`` bytes in total."""
     import tvm

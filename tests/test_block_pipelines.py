@@ -157,6 +157,18 @@ def test_profile_names_every_kernel_of_the_pipeline():
     assert all(v >= 0 for v in times.values())
 
 
+def test_trace_records_the_active_patch_count_of_each_call():
+    """``trace`` gives every VM call with its arguments' shapes: a sparse kernel's work list
+    is as long as the patches active on this input (what ``benchmarks.kernels`` rates)."""
+    block, compiled = compiled_case(GEOMETRIES[0], "fused")
+    for mask, active in ((torch.ones(2, 3, 3), 18), (torch.eye(3).expand(2, 3, 3), 6)):
+        x = pin_mask(block, torch.rand(2, 64, 14, 14), mask)
+        calls = compiled.trace(nhwc(x))
+        gathers = [shapes for name, ms, shapes in calls if name.startswith("gather_conv3x3")]
+        assert len(gathers) == 1 and (active,) in gathers[0]
+        assert all(ms >= 0 for _, ms, _ in calls)
+
+
 def test_bad_choices_are_clear_errors():
     block = make_block(64, 16, 1, 2)
     x = torch.zeros(1, 16, 16, 64)

@@ -3,9 +3,12 @@
 import pytest
 
 from las_compiler.hardware_calibration import (
+    FMA_CHAINS,
     CalibrationBlock,
+    _fma_probe,
     measure_bandwidth,
     measure_blocks,
+    measure_fma_ceiling,
     measure_overheads,
     samples_from_rows,
 )
@@ -25,6 +28,18 @@ def test_bandwidth_probe_and_overheads(target):
     overheads = measure_overheads(target)
     assert 0.0 < overheads["launch_us"] < 1000.0
     assert overheads["sync_us"] > 0.0 and overheads["scan_ns"] >= 0.0
+
+
+def test_fma_ceiling_probe_is_register_fmas(target):
+    """The ceiling kernels are rated against: FMA instructions on registers, one per chain
+    per round (so LLVM neither drops nor splits them), and a plausible figure."""
+    import tvm
+
+    lib = tvm.compile(tvm.IRModule({"main": _fma_probe(2, 8, 100)}), target=target)
+    asm = lib.mod.inspect_source("asm")
+    assert asm.count("vfmadd") >= FMA_CHAINS and "vmulps" not in asm
+    gflops = measure_fma_ceiling(target, 1, 8, reps=20_000)  # checks its own result
+    assert 1.0 < gflops < 10_000.0
 
 
 def test_measured_blocks_feed_the_fit(target, cpu_profile):

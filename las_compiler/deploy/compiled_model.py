@@ -220,19 +220,32 @@ class CompiledModel:
         """Milliseconds per forward pass spent in each kernel / VM builtin (mean over ``runs``),
         from the Relax VM's instrument hook. Per-call overhead of the hook (~10 us) is included,
         so the sum exceeds :meth:`benchmark`'s latency a little."""
+        totals: dict[str, float] = {}
+        for name, ms, _shapes in self.trace(x, runs):
+            totals[name] = totals.get(name, 0.0) + ms / runs
+        return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+    def trace(self, x=None, runs: int = 1) -> list[tuple[str, float, tuple]]:
+        """Every VM call of ``runs`` instrumented forward passes (after an uninstrumented
+        warm-up), in order: ``(name, ms, shapes)``, where ``shapes`` are the shapes of the
+        call's tensor arguments (what a symbolic patch count was on this input). Per-call
+        overhead of the hook (~10 us) is included in each ``ms``."""
         if runs < 1:
             raise ValueError(f"profile needs runs >= 1, got {runs}")
         vm = self._machine()
         host = self._example(x)
         data = self._input(host)
-        totals: dict[str, float] = {}
-        started: list[float] = []
+        calls: list[tuple[str, float, tuple]] = []
+        started: list[tuple[float, tuple]] = []
 
-        def instrument(_func, name, before_run, _ret, *_args):
+        def instrument(_func, name, before_run, _ret, *args):
             if before_run:
-                started.append(time.perf_counter())
+                shapes = tuple(tuple(int(d) for d in a.shape) for a in args
+                               if hasattr(a, "shape"))
+                started.append((time.perf_counter(), shapes))
             else:
-                totals[name] = totals.get(name, 0.0) + time.perf_counter() - started.pop()
+                start, shapes = started.pop()
+                calls.append((name, (time.perf_counter() - start) * 1e3, shapes))
             return 0
 
         vm["main"](data, *self._weight_args())  # warm-up, uninstrumented
@@ -244,8 +257,7 @@ class CompiledModel:
                 vm["main"](data, *self._weight_args())
         finally:
             vm.set_instrument(lambda *_args: 0)
-        return {name: seconds * 1e3 / runs for name, seconds in
-                sorted(totals.items(), key=lambda item: -item[1])}
+        return calls
 
     @property
     def check_data(self):
