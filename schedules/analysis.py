@@ -71,6 +71,12 @@ def input_row_bytes(func: tvm.tirx.PrimFunc) -> int:
     return row
 
 
+def innermost_reduction(func: tvm.tirx.PrimFunc) -> int:
+    """Static extent of the reduction block's innermost reduction (0 when symbolic)."""
+    extent = reduce_block(func).iter_vars[-1].dom.extent
+    return int(extent) if isinstance(extent, tvm.tirx.IntImm) else 0
+
+
 def weights_dominate(func: tvm.tirx.PrimFunc | None) -> bool:
     """Packed weights ``w`` larger than twice the first (input) parameter, static shapes."""
     if func is None or not is_static(func):

@@ -21,16 +21,23 @@ measured), K- or C-blocking, wider channel tiles (all measured slower on AVX2 in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import tvm
 from tvm import s_tir
 
 from ...op.sparse_rows import ROW_KERNELS
-from ...register_tile import PIXEL_CHOICES, ROW_GROUP, default_pixels
+from ...register_tile import (
+    PIXEL_CHOICES,
+    ROW_GROUP,
+    UNROLLED_REDUCTION,
+    channel_blocks,
+    default_pixels,
+)
 from ..analysis import (
     has_attr,
     has_outer_loop,
+    innermost_reduction,
     input_row_bytes,
     is_static,
     kernel_kind,
@@ -51,11 +58,17 @@ class Config:
     pixels: int = 6  # output pixels per register tile (an ExprRV while tuning)
     channels: int = 16  # output channels per register tile (= weight packing)
     channel_outer: bool = False  # channel tiles outside pixel tiles (dense kernels only)
+    # the core, for the number of channel blocks per tile (register_tile.channel_blocks);
+    # vector_bits 0: one block
+    cpu: str = ""
+    vector_bits: int = 0
+    memory_operands: bool = True  # FMAs can read a weight from memory (x86; not NEON)
 
 
 def get_config(target: tvm.target.Target, func: tvm.tirx.PrimFunc | None = None) -> Config:
     """The default tile (:func:`las_compiler.register_tile.default_pixels`: 6x16 on AVX2 and
-    NEON, 12x16 on AVX-512, 6 pixels over input rows that alias in L1) and loop order.
+    NEON, 12x16 on AVX-512, 6 pixels over input rows that alias in L1, fewer on NEON where a
+    short unrolled reduction keeps its weights in registers) and loop order.
 
     Loop order of dense kernels: channel tiles outermost when the weights are more than twice
     the input (stages 3-4: a weight tile is read once and reused over every pixel tile, and in
@@ -63,8 +76,18 @@ def get_config(target: tvm.target.Target, func: tvm.tirx.PrimFunc | None = None)
     here: 7x7x512 3x3 187 -> 216 GFLOP/s; 28x28x128 3x3 225 vs 193 the other way round.
     """
     rows = (input_row_bytes(func) or 0) if func is not None else 0
-    return Config(pixels=default_pixels(vector_bits(target), rows),
-                  channel_outer=weights_dominate(func))
+    live = 0  # weights live in registers: NEON FMAs cannot read memory (register_tile)
+    if func is not None and "arm_cpu" in target.keys:
+        steps = innermost_reduction(func)
+        live = steps if 0 < steps <= UNROLLED_REDUCTION else 0
+    return Config(pixels=default_pixels(vector_bits(target), rows, live),
+                  channel_outer=weights_dominate(func), **core_facts(target))
+
+
+def core_facts(target: tvm.target.Target) -> dict:
+    """The Config fields the tile's channel blocks depend on, read from the target."""
+    return {"cpu": str(target.attrs.get("mcpu", "") or ""), "vector_bits": vector_bits(target),
+            "memory_operands": "arm_cpu" not in target.keys}
 
 
 class TiledConv(CPURule):
@@ -104,7 +127,8 @@ class TiledConv(CPURule):
         """Apply the strategy to ``sch`` with these knobs; ``knobs["pixels"]`` may be a
         sampled ExprRV."""
         cfg = Config(pixels=knobs["pixels"], channels=knobs.get("channels", 16),
-                     channel_outer=bool(knobs.get("channel_outer", False)))
+                     channel_outer=bool(knobs.get("channel_outer", False)),
+                     **core_facts(target))
         conv = sch.get_sblock(str(func.attrs["las.reduce_block"]))
         num_reduce = int(func.attrs["las.num_reduce"])
         producers = sch.get_producers(conv)
@@ -148,42 +172,55 @@ def tile_reduction(sch: s_tir.Schedule, conv, epilogue, num_reduce: int, cfg: Co
                                            "(not a tunable knob)")
         patch = outer.pop()
         pixel = sch.fuse(patch, pixel) if pixel is not None else patch
-        cfg = Config(cfg.pixels, cfg.channels, channel_outer=True)
+        cfg = replace(cfg, channel_outer=True)
     extent = sch.get(channel).extent
     check(isinstance(extent, tvm.tirx.IntImm) and int(extent) % cfg.channels == 0,
           f"{name}: {extent} output channels are not a multiple of {cfg.channels}")
+    # pixels the tile really holds: a patch smaller than the tile fills only part of it
+    tile_pixels = cfg.pixels if isinstance(cfg.pixels, int) else 0  # 0: a tuning draw
+    if pixel is None:
+        tile_pixels = 1
+    elif outer and not fused_patches:
+        tile_pixels = min(tile_pixels, per_patch)
+    blocks = channel_blocks(tile_pixels, cfg.vector_bits, cfg.cpu, int(extent),
+                            cfg.memory_operands) if cfg.vector_bits and tile_pixels else 1
     channel_o, channel_i = sch.split(channel, [None, cfg.channels])
+    lanes = [channel_i]  # the tile's channel loops, innermost last
+    if blocks > 1:
+        channel_o, channel_b = sch.split(channel_o, [None, blocks])
+        lanes = [channel_b, channel_i]
     if pixel is None:  # one pixel per patch (S = 1): the tile is 1 x channels
         pixel_o = pixel_i = None
-        sch.reorder(channel_o, *reductions, channel_i)
+        sch.reorder(channel_o, *reductions, *lanes)
     else:
         pixel_o, pixel_i = sch.split(pixel, [None, cfg.pixels])
         if cfg.channel_outer and not outer:
-            sch.reorder(channel_o, pixel_o, *reductions, pixel_i, channel_i)
+            sch.reorder(channel_o, pixel_o, *reductions, pixel_i, *lanes)
         else:
-            sch.reorder(pixel_o, channel_o, *reductions, pixel_i, channel_i)  # outer outermost
+            sch.reorder(pixel_o, channel_o, *reductions, pixel_i, *lanes)  # outer outermost
     channel_outer = cfg.channel_outer and not outer and pixel_o is not None
     first, last = (channel_o, pixel_o) if channel_outer else (pixel_o, channel_o)
     if parallel:
         sch.parallel(outer[0] if outer else first if first is not None else channel_o)
     sch.set_scope(conv, 0, "local")
     sch.reverse_compute_at(epilogue, last if last is not None else channel_o)
-    if pixel_i is not None:
-        sch.unroll(pixel_i)
+    for loop in ([pixel_i] if pixel_i is not None else []) + lanes[:-1]:
+        sch.unroll(loop)
     sch.vectorize(channel_i)
     init = sch.decompose_reduction(conv, reductions[0])
-    for block in (init, epilogue):
+    tile_loops = (pixel_i is not None) + len(lanes)  # the init's loops: the whole tile
+    for block, loops in ((init, tile_loops), (epilogue, 1 + (pixel_i is not None))):
         inner = sch.get_loops(block)
-        if pixel_i is not None:
-            sch.unroll(inner[-2])
+        for loop in inner[-loops:-1]:
+            sch.unroll(loop)
         sch.vectorize(inner[-1])
     if fused_patches:
         # The tile over a symbolic pixel count is predicated, and TVM cannot shrink the
         # accumulator to it (the build fails on an n-sized register array). Index it modulo
         # the tile instead: each thread's tile owns its pixels x channels registers.
-        tile, lanes = cfg.pixels, cfg.channels
+        tile, width = cfg.pixels, cfg.channels * blocks
         sch.transform_layout(conv, ("write", 0),
-                             lambda p, m, k: ((p * per_patch + m) % tile, k % lanes),
+                             lambda p, m, k: ((p * per_patch + m) % tile, k % width),
                              assume_injective_transform=True)
     return outer
 

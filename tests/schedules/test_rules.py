@@ -268,3 +268,82 @@ def test_window_pool_leaves_other_reductions_alone():
     assert WindowPool().apply(foreign, ZNVER3) is None  # no reduction
     assert WindowPool().apply(op.relu_inplace(16), ZNVER3) is None  # ours
     assert WindowPool().apply(_legalised_pool("max", (1, 8, 8, 2)), ZNVER3) is None  # 2 channels
+
+
+# -- tile shape from the core's FMA chains and registers ------------------------------------------
+def _hot_loop(func, target):
+    from benchmarks.inner_loops import hot_loop
+
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                      target=target)
+    arch = "aarch64" if "arm_cpu" in target.keys else "x86"
+    return hot_loop(lib.mod.inspect_source("asm"), arch)
+
+
+SAPPHIRE_RAPIDS = tvm.target.Target({"kind": "llvm", "mcpu": "sapphirerapids"})
+ZNVER4 = tvm.target.Target({"kind": "llvm", "mcpu": "znver4"})
+
+
+def test_small_tiles_take_two_channel_blocks_where_the_fma_chains_need_them():
+    """A 4-pixel patch (S = 2) gives a 4 x 16 zmm tile 4 accumulators: Intel's two 512-bit
+    FMA ports need 8 chains, so the tile covers 32 channels; Zen 4 (one zmm FMA a cycle)
+    needs 4 and AVX2's 4 x 2 ymm already has 8, so both keep one block."""
+    func = op.gather_conv3x3(PatchGeometry(1, 28, 28, 2, 1), 32, 64)
+    assert loops(schedule(func, SAPPHIRE_RAPIDS), "conv_update")[-3:] == [
+        (UNROLLED, 12), (UNROLLED, 2), (VECTORIZED, 16)]
+    assert _hot_loop(schedule(func, SAPPHIRE_RAPIDS), SAPPHIRE_RAPIDS)["accumulators"] == 8
+    for target in (ZNVER4, ZNVER3):
+        assert loops(schedule(func, target), "conv_update")[-1] == (VECTORIZED, 16)
+        assert loops(schedule(func, target), "conv_update")[-2][0] == UNROLLED
+    assert _hot_loop(schedule(func, ZNVER3), ZNVER3)["accumulators"] == 8
+
+
+@pytest.mark.parametrize("kernel", ["gather_conv3x3", "conv1x1"])
+def test_two_channel_block_tiles_compute_the_same_numbers(kernel):
+    """Run here: a 2-pixel AVX2 tile (2 x 2 ymm, fewer than 8 chains) takes two channel
+    blocks; its outputs equal PyTorch's."""
+    import numpy as np
+    import torch
+
+    from las_compiler.op.params import pack_weight
+
+    rng = np.random.default_rng(0)
+    c, k = 16, 64
+    g = PatchGeometry(1, 12, 12, 2, 1)
+    x = rng.standard_normal((1, 12, 12, c)).astype("float32")
+    size = 3 if kernel == "gather_conv3x3" else 1
+    w = (rng.standard_normal((k, c, size, size)) * 0.1).astype("float32")
+    b = rng.standard_normal(k).astype("float32")
+    ref = torch.relu(torch.nn.functional.conv2d(
+        torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(w), torch.from_numpy(b),
+        padding=size // 2)).permute(0, 2, 3, 1).numpy()
+    if kernel == "gather_conv3x3":
+        func = op.gather_conv3x3(g, c, k)
+        idx = np.array([0, 7, 20, 35], "int32")
+        args = [x, idx, pack_weight(w), b]
+        out = np.zeros((len(idx), 4, k), "float32")
+        cells = [(i // 6, i % 6) for i in idx]
+        expected = np.stack([ref[0, 2 * r:2 * r + 2, 2 * q:2 * q + 2].reshape(4, k)
+                             for r, q in cells])
+    else:
+        func = op.conv1x1(1, 12, 12, c, k, 1, "relu")
+        args = [x.reshape(144, c), pack_weight(w), b, np.zeros((1, 1), "float32")]
+        out = np.zeros((144, k), "float32")
+        expected = ref.reshape(144, k)
+    scheduled = TiledConv().apply_knobs(func, ZNVER3, {"pixels": 2, "channel_outer": 0})
+    nest = loops(scheduled.mod["main"], "conv_update")
+    assert nest[-3:] == [(UNROLLED, 2), (UNROLLED, 2), (VECTORIZED, 16)]
+    lib = tvm.compile(tvm.IRModule({"main": scheduled.mod["main"]}), target=ZNVER3)
+    result = tvm.runtime.tensor(out)
+    lib["main"](*[tvm.runtime.tensor(a) for a in args], result)
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_neon_stem_tile_fits_the_registers():
+    """The stem's 3 input channels are unrolled whole: on NEON (no memory operands in FMAs)
+    their 12 weight vectors stay live, so the tile drops to 4 pixels and nothing spills."""
+    stem = op.conv2d(1, 32, 32, 3, 64, 7, 2, 3, "relu")
+    assert get_config(CORTEX_A57, stem).pixels == 4
+    assert get_config(ZNVER3, stem).pixels == 6  # x86 FMAs read weights from memory
+    loop = _hot_loop(schedule(stem, CORTEX_A57), CORTEX_A57)
+    assert loop["stack"] == 0 and loop["accumulators"] == 16
