@@ -10,7 +10,8 @@ machinery of :mod:`benchmarks.e2e`, same statistics):
 
 * ``las``: ``las_compiler.compile`` of the backbone (its four feature maps and every mask);
 * ``tvm_dense``: the same compiler with every block static;
-* ``onnxruntime``, ``torch_eager`` (channels_last): the dense backbone.
+* ``onnxruntime``, ``openvino``, ``torch_eager`` (channels_last): the dense backbone ("vs best
+  dense": the fastest dense system of the run, ours included).
 
 Beside the CPU measurement, the latency predictor's dense and dynamic figures for the same
 backbone on a Jetson TX2, a GTX 1080 and a V100 (the paper's devices; their profiles are the
@@ -31,7 +32,7 @@ from .peers import write_json_atomic
 
 MODEL, SNET, RATE, SIZE = "las_resnet101", "4-4-7-1", 0.5, (800, 1333)
 QUICK = {"model": "las_resnet50", "size": (400, 667), "repeats": 5, "rounds": 1}
-SYSTEMS = ("onnxruntime", "torch_eager", "tvm_dense", "las")
+SYSTEMS = ("onnxruntime", "openvino", "torch_eager", "tvm_dense", "las")
 DEVICES = ("tx2", "gtx1080", "v100")
 
 

@@ -102,7 +102,7 @@ def test_run_and_bench_use_the_artifact(artifact, tmp_path, capsys):
     assert len(result["top"][0]) == 5 and len(result["activation"]) == 16
     assert main(["bench", str(artifact), "--vs", "dense", "--repeats", "3", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["median_ms"]
-    assert set(rows) == {"las", "dense_onnxruntime", "dense_torch_eager"}
+    assert set(rows) == {"las", "dense_onnxruntime", "dense_openvino", "dense_torch_eager"}
     assert all(v > 0 for v in rows.values())
 
 

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.vs == "dense":
         for peer in PEERS:
             progress(f"timing the dense network in {peer} (a fresh process: build, "
-                     f"{'export, ' if peer == 'onnxruntime' else ''}{args.repeats} runs)")
+                     f"{'export, ' if peer != 'torch_eager' else ''}{args.repeats} runs)")
             rows[f"dense_{peer}"] = measure_dense_peer(peer, compiled.metadata, args.repeats,
                                                        compiled.threads)
     progress.done()
@@ -56,7 +56,8 @@ def register(sub) -> None:
     parser.add_argument("artifact", help="directory written by `las compile`")
     add_weights(parser)
     parser.add_argument("--vs", choices=("none", "dense"), default="none",
-                        help="'dense': also time the dense network in ONNX Runtime and PyTorch")
+                        help="'dense': also time the dense network in ONNX Runtime, OpenVINO and "
+                             "PyTorch")
     parser.add_argument("--repeats", type=positive_int, default=20, help="timed runs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input")
     add_threads(parser)
