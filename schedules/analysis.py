@@ -87,6 +87,17 @@ def weights_dominate(func: tvm.tirx.PrimFunc | None) -> bool:
     return weights is not None and bool(sizes) and weights > 2 * sizes[0][1]
 
 
+def sparse_weights_dominate(func: tvm.tirx.PrimFunc) -> bool:
+    """:func:`las_compiler.register_tile.weights_read_once` for a kernel: its packed weights
+    ``w`` against its first parameter (symbolic extents counted as 1)."""
+    from ..register_tile import weights_read_once
+
+    names = [str(p.name) for p in func.params]
+    if "w" not in names:
+        return False
+    return weights_read_once(param_bytes(func, names.index("w")), param_bytes(func, 0))
+
+
 def static_extent(sch: s_tir.Schedule, loop) -> int:
     """Static extent of a loop (1 for a missing unit loop; large for a symbolic one)."""
     if loop is None:

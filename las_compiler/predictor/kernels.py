@@ -51,7 +51,13 @@ import math
 from dataclasses import dataclass, field, replace
 
 from ..geometry import PatchGeometry
-from ..register_tile import CHANNEL_BLOCK, ROW_GROUP, default_pixels, patch_tiles
+from ..register_tile import (
+    CHANNEL_BLOCK,
+    ROW_GROUP,
+    default_pixels,
+    patch_tiles,
+    weights_read_once,
+)
 from .hardware import Hardware
 from .layers import BlockLayer
 
@@ -304,10 +310,12 @@ def conv1_rows(hw, tile, layer: BlockLayer, pixels: float, kind: str = "conv1x1_
     groups = math.ceil(pixels / tile.row_group)
     c, w = layer.in_channels, layer.planes
     tile = tile.for_rows(hw, c * F32)
+    once = _rows_read_weights_once(hw, c * w, _map_bytes(layer, c))
     return conv_work(hw, tile, kind, tiles=groups * tile.row_group / tile.pixels,
                  pixels=groups * tile.row_group, reduce=c, out_channels=w,
                  in_bytes=groups * tile.row_group * c * F32,
-                 out_bytes=groups * tile.row_group * w * F32, tasks=groups,
+                 out_bytes=groups * tile.row_group * w * F32,
+                 tasks=math.ceil(w / tile.channels) if once else groups, weights_once=once,
                  map_bytes=_map_bytes(layer, c), row_bytes=c * F32)
 
 
@@ -339,10 +347,12 @@ def gather_conv3x3_rows(hw, tile, layer: BlockLayer, n: float) -> Work:
     groups = math.ceil(n / tile.row_group)
     w = layer.planes
     tile = tile.for_rows(hw, w * F32)
+    once = _rows_read_weights_once(hw, 9 * w * w, _map_bytes(layer, w))
     return conv_work(hw, tile, "gather_conv3x3_rows", tiles=groups * tile.row_group / tile.pixels,
                  pixels=groups * tile.row_group, reduce=9 * w, out_channels=w,
                  in_bytes=groups * tile.row_group * 9 * w * F32,
-                 out_bytes=groups * tile.row_group * w * F32, tasks=groups,
+                 out_bytes=groups * tile.row_group * w * F32,
+                 tasks=math.ceil(w / tile.channels) if once else groups, weights_once=once,
                  map_bytes=_map_bytes(layer, w), row_bytes=w * F32)
 
 
@@ -363,11 +373,20 @@ def conv1x1_scatter_add_rows(hw, tile, layer: BlockLayer, n: float) -> Work:
     groups = math.ceil(n / tile.row_group)
     w, k = layer.planes, layer.out_channels
     tile = tile.for_rows(hw, w * F32)
+    # the kernel's first input is the group's rows (m, ROW_GROUP, w): m counts as 1
+    once = _rows_read_weights_once(hw, w * k, tile.row_group * w * F32)
     return conv_work(hw, tile, "conv1x1_scatter_add_rows",
                  tiles=groups * tile.row_group / tile.pixels, pixels=groups * tile.row_group,
                  reduce=w, out_channels=k, in_bytes=groups * tile.row_group * w * F32,
-                 out_bytes=2 * groups * tile.row_group * k * F32, tasks=groups,
+                 out_bytes=2 * groups * tile.row_group * k * F32,
+                 tasks=math.ceil(k / tile.channels) if once else groups, weights_once=once,
                  map_bytes=_map_bytes(layer, k, out=True), row_bytes=w * F32)
+
+
+def _rows_read_weights_once(hw, weights: int, first_input_bytes: float) -> bool:
+    """The CPU rule's loop order for a row-group kernel (``register_tile.weights_read_once``);
+    GPUs run a thread block per (group, channel tile) either way."""
+    return hw.kind == "cpu" and weights_read_once(weights * F32, first_input_bytes)
 
 
 def streaming(hw, kind: str, nbytes: float, map_bytes: float, tasks: float) -> Work:

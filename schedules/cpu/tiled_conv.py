@@ -42,6 +42,7 @@ from ..analysis import (
     is_static,
     kernel_kind,
     loops_by_iter,
+    sparse_weights_dominate,
     static_extent,
     vectorize_chunked,
     weights_dominate,
@@ -58,6 +59,9 @@ class Config:
     pixels: int = 6  # output pixels per register tile (an ExprRV while tuning)
     channels: int = 16  # output channels per register tile (= weight packing)
     channel_outer: bool = False  # channel tiles outside pixel tiles (dense kernels only)
+    # channel tiles outside the row-group loop too (row kernels whose weights dominate:
+    # register_tile.weights_read_once): each weight tile is read once per call
+    weights_outer: bool = False
     # the core, for the number of channel blocks per tile (register_tile.channel_blocks);
     # vector_bits 0: one block
     cpu: str = ""
@@ -70,6 +74,9 @@ def get_config(target: tvm.target.Target, func: tvm.tirx.PrimFunc | None = None)
     NEON, 12x16 on AVX-512, 6 pixels over input rows that alias in L1, fewer on NEON where a
     short unrolled reduction keeps its weights in registers) and loop order.
 
+    Row-group kernels whose weights dominate put their channel tiles outside the groups
+    (``weights_outer``, :func:`las_compiler.register_tile.weights_read_once`).
+
     Loop order of dense kernels: channel tiles outermost when the weights are more than twice
     the input (stages 3-4: a weight tile is read once and reused over every pixel tile, and in
     a network the weights arrive cold from DRAM); pixel tiles outermost otherwise. Measured
@@ -81,7 +88,9 @@ def get_config(target: tvm.target.Target, func: tvm.tirx.PrimFunc | None = None)
         steps = innermost_reduction(func)
         live = steps if 0 < steps <= UNROLLED_REDUCTION else 0
     return Config(pixels=default_pixels(vector_bits(target), rows, live),
-                  channel_outer=weights_dominate(func), **core_facts(target))
+                  channel_outer=weights_dominate(func), **core_facts(target),
+                  weights_outer=func is not None and kernel_kind(func) in ROW_KERNELS
+                  and sparse_weights_dominate(func))
 
 
 def core_facts(target: tvm.target.Target) -> dict:
@@ -128,6 +137,7 @@ class TiledConv(CPURule):
         sampled ExprRV."""
         cfg = Config(pixels=knobs["pixels"], channels=knobs.get("channels", 16),
                      channel_outer=bool(knobs.get("channel_outer", False)),
+                     weights_outer=get_config(target, func).weights_outer,
                      **core_facts(target))
         conv = sch.get_sblock(str(func.attrs["las.reduce_block"]))
         num_reduce = int(func.attrs["las.num_reduce"])
@@ -184,6 +194,7 @@ def tile_reduction(sch: s_tir.Schedule, conv, epilogue, num_reduce: int, cfg: Co
         tile_pixels = min(tile_pixels, per_patch)
     blocks = channel_blocks(tile_pixels, cfg.vector_bits, cfg.cpu, int(extent),
                             cfg.memory_operands) if cfg.vector_bits and tile_pixels else 1
+    weights_outer = cfg.weights_outer and bool(outer) and pixel is not None
     channel_o, channel_i = sch.split(channel, [None, cfg.channels])
     lanes = [channel_i]  # the tile's channel loops, innermost last
     if blocks > 1:
@@ -194,14 +205,17 @@ def tile_reduction(sch: s_tir.Schedule, conv, epilogue, num_reduce: int, cfg: Co
         sch.reorder(channel_o, *reductions, *lanes)
     else:
         pixel_o, pixel_i = sch.split(pixel, [None, cfg.pixels])
-        if cfg.channel_outer and not outer:
+        if weights_outer:
+            sch.reorder(channel_o, *outer, pixel_o, *reductions, pixel_i, *lanes)
+        elif cfg.channel_outer and not outer:
             sch.reorder(channel_o, pixel_o, *reductions, pixel_i, *lanes)
         else:
             sch.reorder(pixel_o, channel_o, *reductions, pixel_i, *lanes)  # outer outermost
-    channel_outer = cfg.channel_outer and not outer and pixel_o is not None
+    channel_outer = (cfg.channel_outer and not outer or weights_outer) and pixel_o is not None
     first, last = (channel_o, pixel_o) if channel_outer else (pixel_o, channel_o)
     if parallel:
-        sch.parallel(outer[0] if outer else first if first is not None else channel_o)
+        sch.parallel(channel_o if weights_outer else outer[0] if outer else
+                     first if first is not None else channel_o)
     sch.set_scope(conv, 0, "local")
     sch.reverse_compute_at(epilogue, last if last is not None else channel_o)
     for loop in ([pixel_i] if pixel_i is not None else []) + lanes[:-1]:
@@ -222,7 +236,7 @@ def tile_reduction(sch: s_tir.Schedule, conv, epilogue, num_reduce: int, cfg: Co
         sch.transform_layout(conv, ("write", 0),
                              lambda p, m, k: ((p * per_patch + m) % tile, k % width),
                              assume_injective_transform=True)
-    return outer
+    return [] if weights_outer else outer  # [] : producers stage every patch at root
 
 
 def _parallel_root_stage(sch: s_tir.Schedule, block) -> None:

@@ -347,3 +347,16 @@ def test_neon_stem_tile_fits_the_registers():
     assert get_config(ZNVER3, stem).pixels == 6  # x86 FMAs read weights from memory
     loop = _hot_loop(schedule(stem, CORTEX_A57), CORTEX_A57)
     assert loop["stack"] == 0 and loop["accumulators"] == 16
+
+
+def test_row_kernels_read_dominant_weights_once():
+    """Stage-4-like 3x3 over row groups: 9 x 256 x 256 weights against a 7x7x256 map, so the
+    channel tiles run outermost and in parallel, every group's rows staged first at root;
+    with a map larger than the weights the groups stay outermost."""
+    g = PatchGeometry(1, 14, 14, 1, 2)
+    big = schedule(op.gather_conv3x3_rows(g, 256, 256), ZNVER3)
+    nest = loops(big, "conv_update")
+    assert nest[0] == (PARALLEL, 16) and nest[1][1] == "m"  # 256 / 16 channel tiles, groups
+    assert loops(big, "gather")[0][0] == PARALLEL  # staged at root, in parallel
+    small = schedule(op.gather_conv3x3_rows(PatchGeometry(1, 56, 56, 1, 1), 16, 16), ZNVER3)
+    assert loops(small, "conv_update")[0] == (PARALLEL, "m")
