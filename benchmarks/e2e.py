@@ -481,9 +481,12 @@ def summarise(rows: list[dict], meta: dict | None = None) -> str:
     return "\n".join(lines + notes)
 
 
-def write_readme_section(markdown: str, command: str, readme: Path = README) -> None:
-    """Replace the text between our markers (or append it), leaving other sections alone."""
-    replace_section("e2e", f"End to end (`{command}`)", markdown, readme)
+def write_readme_section(markdown: str, command: str, readme: Path = README,
+                         batch: int = 1) -> None:
+    """Replace the text between our markers (or append it), leaving other sections alone:
+    ``e2e`` for batch 1, ``e2e-batch<N>`` for another batch."""
+    name = "e2e" if batch == 1 else f"e2e-batch{batch}"
+    replace_section(name, f"End to end (`{command}`)", markdown, readme)
 
 
 def _commit() -> str | None:
@@ -556,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_readme:
         command = "python -m benchmarks.e2e" + (" --quick" if args.quick else "") + \
             (f" --batch {args.batch}" if args.batch != 1 else "")
-        write_readme_section(markdown + f"\n\nJSON: `{args.json}`.", command)
+        write_readme_section(markdown + f"\n\nJSON: `{args.json}`.", command, batch=args.batch)
     return 1 if failures else 0
 
 
