@@ -142,6 +142,9 @@ def test_readme_section_is_appended_then_replaced(tmp_path):
     assert again.count(e2e.BEGIN) == 1 and again.count(e2e.END) == 1
     assert again.split(e2e.BEGIN)[0] == text.split(e2e.BEGIN)[0]
     assert not list(tmp_path.glob("*.tmp"))
+    e2e.write_readme_section("batch four", "python -m benchmarks.e2e --batch 4", readme, batch=4)
+    both = readme.read_text()
+    assert "<!-- e2e-batch4:begin -->" in both and "second table" in both  # its own section
 
 
 def test_each_row_reports_its_fastest_round_and_ratios_follow():
