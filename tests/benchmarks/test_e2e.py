@@ -156,3 +156,17 @@ def test_each_row_reports_its_fastest_round_and_ratios_follow():
     assert [r["median_ms"] for r in rows] == [40.0, 60.0]
     assert rows[1]["round_medians_ms"] == [60.0, None]
     assert rows[1]["ratio_vs_onnxruntime"] == 1.5
+    assert rows[1]["round_ratios_vs_best_peer"] == [1.5, None]
+
+
+def test_claims_are_checked_against_every_round():
+    base = [{"model": "m", "system": "onnxruntime", "rate": None},
+            {"model": "m", "system": "tvm_dense", "rate": None}]
+    rounds = [[{**base[0], "median_ms": 72.0}, {**base[1], "median_ms": 58.0}],
+              [{**base[0], "median_ms": 60.0}, {**base[1], "median_ms": 72.0}]]
+    rows = e2e.best_of_rounds(rounds)
+    assert rows[1]["ratio_vs_best_peer"] == pytest.approx(58 / 60)  # fastest of each
+    assert rows[1]["round_ratios_vs_best_peer"] == pytest.approx([58 / 72, 72 / 60])
+    assert e2e.ratio_range(rows[1]) == " (0.81-1.20)"
+    text = "\n".join(e2e.goals(rows))
+    assert "0.97x -> met; rounds disagree: 0.81, 1.20" in text
