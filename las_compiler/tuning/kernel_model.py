@@ -12,9 +12,15 @@ import math
 import numpy as np
 import tvm
 
+from ..op.sparse_rows import ROW_KERNELS
 from ..predictor import kernels as K
 from ..predictor.hardware import Hardware
-from ..schedules.analysis import input_row_bytes, param_bytes, reduce_block
+from ..schedules.analysis import (
+    input_row_bytes,
+    param_bytes,
+    reduce_block,
+    sparse_weights_dominate,
+)
 
 
 def _extent(dom) -> int:
@@ -44,11 +50,15 @@ def kernel_work(hw: Hardware, func: tvm.tirx.PrimFunc, knobs: dict) -> K.Work:
     row_bytes = input_row_bytes(func)  # what the rule picks its tile by
     tile_pixels = min(pixels_knob, pixels) if per_patch else pixels_knob
     kind = str(func.attrs["las.kernel"])
-    tasks = outer_count if outer else (math.ceil(channels / K.CHANNEL_BLOCK)
-                                       if channel_outer else tiles)
+    # row-group kernels whose weights dominate run channel tiles outermost (the CPU rule's
+    # weights_outer, register_tile.weights_read_once)
+    weights_outer = hw.kind == "cpu" and kind in ROW_KERNELS and sparse_weights_dominate(func)
+    tasks = outer_count if outer and not weights_outer else (
+        math.ceil(channels / K.CHANNEL_BLOCK) if channel_outer or weights_outer else tiles)
     return K.conv_work(hw, tile, kind, tiles=tiles, pixels=slots, reduce=reduce,
                        out_channels=channels, in_bytes=in_bytes, out_bytes=out_bytes,
-                       tasks=tasks, map_bytes=in_bytes, weights_once=channel_outer,
+                       tasks=tasks, map_bytes=in_bytes,
+                       weights_once=channel_outer or weights_outer,
                        row_bytes=row_bytes, tile_pixels=tile_pixels)
 
 
