@@ -36,7 +36,6 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 def _read_probe(units: int, elems: int, reps: int):
     """PrimFunc: each of ``units`` threads sums its row of ``a`` ``reps`` times."""
-    from tvm import s_tir
     from tvm.script import tirx as T
 
     J, L = 8, 16  # noqa: N806 - 8 independent 16-lane accumulators hide the add latency
@@ -57,9 +56,18 @@ def _read_probe(units: int, elems: int, reps: int):
                 vt, vj, vl = T.axis.remap("SSS", [t, j, lane])
                 out[vt, vj, vl] = acc[vt, vj, vl]
 
+    return _register_accumulators(probe, "sum")
+
+
+def _register_accumulators(probe, block_name: str):
+    """A probe's schedule: threads over the first loop, the ``(J, L)`` accumulators of
+    ``block_name`` in registers (J unrolled, L vectorised), its result copied to ``out``."""
+    from tvm import s_tir
+
     sch = s_tir.Schedule(probe)
-    block = sch.get_sblock("sum")
-    t, _, _, j, lane = sch.get_loops(block)
+    block = sch.get_sblock(block_name)
+    loops = sch.get_loops(block)
+    t, j, lane = loops[0], loops[-2], loops[-1]
     sch.parallel(t)
     sch.set_scope(block, 0, "local")
     sch.reverse_compute_at(sch.get_sblock("out"), t)
@@ -77,7 +85,6 @@ FMA_CHAINS = 12  # independent accumulators: > FMA pipes x latency on every CPU 
 def _fma_probe(units: int, lanes: int, reps: int):
     """PrimFunc: each of ``units`` threads runs ``reps`` rounds of :data:`FMA_CHAINS`
     independent ``lanes``-wide multiply-adds on registers (no memory traffic)."""
-    from tvm import s_tir
     from tvm.script import tirx as T
 
     J = FMA_CHAINS  # noqa: N806
@@ -98,18 +105,7 @@ def _fma_probe(units: int, lanes: int, reps: int):
                 vt, vj, vl = T.axis.remap("SSS", [t, j, lane])
                 out[vt, vj, vl] = acc[vt, vj, vl]
 
-    sch = s_tir.Schedule(probe)
-    block = sch.get_sblock("fma")
-    t, _, j, lane = sch.get_loops(block)
-    sch.parallel(t)
-    sch.set_scope(block, 0, "local")
-    sch.reverse_compute_at(sch.get_sblock("out"), t)
-    sch.unroll(j)
-    sch.vectorize(lane)
-    init = sch.decompose_reduction(block, sch.get_loops(block)[1])
-    for b in (init, sch.get_sblock("out")):
-        sch.vectorize(sch.get_loops(b)[-1])
-    return sch.mod["main"]
+    return _register_accumulators(probe, "fma")
 
 
 def measure_fma_ceiling(target, units: int, lanes: int, reps: int = 200_000) -> float:
