@@ -7,16 +7,22 @@ intermediate buffer -> one epilogue block writing the output (bias/ReLU/residual
 Schedule strategy:
 1. split pixel by ``pixels`` and channel by ``channels`` (16 = the weight packing), reorder to
    ``outer, pixel_o, channel_o, reductions, pixel_i, channel_i``: a pixels x 16 output tile
-   lives in registers across the whole reduction (6x16 on AVX2 = 12 ymm accumulators);
+   lives in registers across the whole reduction (6x16 on AVX2 = 12 ymm accumulators); a
+   tile with fewer accumulators than the core's FMA chains need covers two 16-channel blocks
+   (``register_tile.channel_blocks``: 6- and 4-pixel zmm tiles on Intel AVX-512); row-group
+   kernels whose weights dominate put the channel tiles outermost, outside the groups;
 2. the accumulator buffer becomes ``local`` (registers) and the epilogue is computed at the
    tile, so bias, ReLU, the residual add and scattered stores happen once per output element
    straight from registers;
 3. producers (per-patch halo staging) are computed at the patch loop (L1-resident), or stay at
-   root and run in parallel (dense pad stage);
-4. parallel over patches (sparse) or pixel tiles (dense); unroll pixel_i, vectorize channel_i;
+   root and run in parallel (dense pad stage; the row staging of channel-outermost row
+   kernels);
+4. parallel over patches (sparse), channel tiles (channel-outermost) or pixel tiles (dense);
+   unroll pixel_i, vectorize channel_i;
    decompose the reduction so the init is a vector zero.
 Deliberately not done: unrolling the reduction (LLVM spills with the 6x16 tile: 73 GFLOP/s
-measured), K- or C-blocking, wider channel tiles (all measured slower on AVX2 in the probes).
+measured), K- or C-blocking, wider channel tiles on AVX2 (all measured slower there in the
+probes: 12 ymm accumulators already cover Zen 3's 8 FMA chains).
 """
 
 from __future__ import annotations
