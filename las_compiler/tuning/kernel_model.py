@@ -12,15 +12,10 @@ import math
 import numpy as np
 import tvm
 
-from ..op.sparse_rows import ROW_KERNELS
 from ..predictor import kernels as K
 from ..predictor.hardware import Hardware
-from ..schedules.analysis import (
-    input_row_bytes,
-    param_bytes,
-    reduce_block,
-    sparse_weights_dominate,
-)
+from ..schedules.analysis import input_row_bytes, param_bytes, reduce_block
+from ..schedules.cpu.tiled_conv import reads_weights_once
 
 
 def _extent(dom) -> int:
@@ -52,7 +47,7 @@ def kernel_work(hw: Hardware, func: tvm.tirx.PrimFunc, knobs: dict) -> K.Work:
     kind = str(func.attrs["las.kernel"])
     # row-group kernels whose weights dominate run channel tiles outermost (the CPU rule's
     # weights_outer, register_tile.weights_read_once)
-    weights_outer = hw.kind == "cpu" and kind in ROW_KERNELS and sparse_weights_dominate(func)
+    weights_outer = hw.kind == "cpu" and reads_weights_once(func)
     tasks = outer_count if outer and not weights_outer else (
         math.ceil(channels / K.CHANNEL_BLOCK) if channel_outer or weights_outer else tiles)
     return K.conv_work(hw, tile, kind, tiles=tiles, pixels=slots, reduce=reduce,

@@ -22,13 +22,20 @@ from ..base import new_schedule
 _ITER_SPATIAL = 0
 
 
-class Generic(ScheduleRule):
+class ForeignCPURule(ScheduleRule):
+    """A rule for the functions that are not our kernels (no ``las.kernel``), on CPUs."""
+
     def is_target_available(self, target: tvm.target.Target) -> bool:
         return "cpu" in target.keys
 
+    def takes(self, func, target) -> bool:
+        return isinstance(func, tvm.tirx.PrimFunc) and self.is_target_available(target) \
+            and kernel_kind(func) is None
+
+
+class Generic(ForeignCPURule):
     def apply(self, func, target, _tunable: bool = False) -> s_tir.Schedule | None:
-        if not isinstance(func, tvm.tirx.PrimFunc) or not self.is_target_available(target) \
-                or kernel_kind(func) is not None:
+        if not self.takes(func, target):
             return None
         sch = new_schedule(func)
         for block in root_blocks(sch):

@@ -95,8 +95,12 @@ def get_config(target: tvm.target.Target, func: tvm.tirx.PrimFunc | None = None)
         live = steps if 0 < steps <= UNROLLED_REDUCTION else 0
     return Config(pixels=default_pixels(vector_bits(target), rows, live),
                   channel_outer=weights_dominate(func), **core_facts(target),
-                  weights_outer=func is not None and kernel_kind(func) in ROW_KERNELS
-                  and sparse_weights_dominate(func))
+                  weights_outer=func is not None and reads_weights_once(func))
+
+
+def reads_weights_once(func: tvm.tirx.PrimFunc) -> bool:
+    """A row-group kernel whose weights dominate: channel tiles outside the groups."""
+    return kernel_kind(func) in ROW_KERNELS and sparse_weights_dominate(func)
 
 
 def core_facts(target: tvm.target.Target) -> dict:
@@ -143,7 +147,7 @@ class TiledConv(CPURule):
         sampled ExprRV."""
         cfg = Config(pixels=knobs["pixels"], channels=knobs.get("channels", 16),
                      channel_outer=bool(knobs.get("channel_outer", False)),
-                     weights_outer=get_config(target, func).weights_outer,
+                     weights_outer=reads_weights_once(func),
                      **core_facts(target))
         conv = sch.get_sblock(str(func.attrs["las.reduce_block"]))
         num_reduce = int(func.attrs["las.num_reduce"])

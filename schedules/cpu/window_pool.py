@@ -25,22 +25,18 @@ from __future__ import annotations
 
 import tvm
 from tvm import s_tir
-from tvm.s_tir.dlight import ScheduleRule
 
-from ..analysis import kernel_kind, root_blocks, static_extent, vectorize_chunked
+from ..analysis import root_blocks, static_extent, vectorize_chunked
 from ..base import new_schedule
+from .generic import ForeignCPURule
 
 _SPATIAL, _REDUCE = 0, 2
 MIN_CHANNELS = 4  # fewer channels than a vector: the generic rule does as well
 
 
-class WindowPool(ScheduleRule):
-    def is_target_available(self, target: tvm.target.Target) -> bool:
-        return "cpu" in target.keys
-
+class WindowPool(ForeignCPURule):
     def apply(self, func, target, _tunable: bool = False) -> s_tir.Schedule | None:
-        if not isinstance(func, tvm.tirx.PrimFunc) or not self.is_target_available(target) \
-                or kernel_kind(func) is not None:
+        if not self.takes(func, target):
             return None
         sch = new_schedule(func)
         window = _window_block(sch)
