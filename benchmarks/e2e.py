@@ -81,9 +81,9 @@ README = Path(__file__).with_name("README.md")
 BEGIN, END = "<!-- e2e:begin -->", "<!-- e2e:end -->"
 
 # Kernels that handle masks and active-patch indices (VM instrument names; fnmatch patterns):
-# the masker, compaction to active cell ids + count, the count's int32->int64 cast and its
-# conversion to a symbolic shape, the idx[:n] prefix, and the reshape+cast of the int32 flags to
-# the bool mask outputs.
+# the masker, compaction to active cell ids + count, the count's conversion to a symbolic shape
+# (a cast kernel before it until the scans wrote int64 counts), the idx[:n] prefix, and the
+# reshape+cast of the int32 flags to the bool mask outputs.
 MASK_KERNELS = ("masker*", "compact*", "active_prefix*", "active_rows*", "dilated_rows*",
                 "fused_cast*", "fused_reshape*_cast*",
                 "vm.builtin.tensor_to_shape", "vm.builtin.match_shape")

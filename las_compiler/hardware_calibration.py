@@ -181,7 +181,7 @@ def measure_overheads(target) -> dict[str, float]:
     cells = 12544
     compact = kernel_function("compact", cells, target=target)
     mask = tvm.runtime.tensor((np.random.default_rng(0).random(cells) < 0.5).astype("int32"))
-    idx, cnt = tvm.runtime.empty((cells,), "int32"), tvm.runtime.empty((1,), "int32")
+    idx, cnt = tvm.runtime.empty((cells,), "int32"), tvm.runtime.empty((1,), "int64")
     scan = _median_seconds(lambda: compact(mask, idx, cnt), 200) * 1e6
     return {"launch_us": launch, "sync_us": sync,
             "scan_ns": max(scan - launch, 0.0) * 1e3 / (2 * cells)}  # compact scans twice

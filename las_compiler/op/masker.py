@@ -73,8 +73,9 @@ def masker(geometry: PatchGeometry, in_channels: int):
 
 @kernel("compact")
 def compact(num_cells: int):
-    """PrimFunc ``(mask[cells] int32, idx[cells] int32, count[1] int32)``: a stable partition,
-    active cell ids first (in order), then the inactive ones; ``count`` = active cells.
+    """PrimFunc ``(mask[cells] int32, idx[cells] int32, count[1] int64)``: a stable partition,
+    active cell ids first (in order), then the inactive ones; ``count`` = active cells, in
+    int64, the dtype of the Relax shape it becomes (no cast kernel between them).
 
     Chunked (:mod:`.scan`): per chunk, the actives go to their offset among all actives, the
     inactives after all actives at their offset among the inactives.
@@ -87,7 +88,7 @@ def compact(num_cells: int):
     def func(
         mask: T.Buffer((L,), "int32"),
         idx: T.Buffer((L,), "int32"),
-        count: T.Buffer((1,), "int32"),
+        count: T.Buffer((1,), "int64"),
     ):
         T.func_attr({"tirx.noalias": True})
         counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
@@ -113,7 +114,7 @@ def compact(num_cells: int):
                                 idx[inactive[0]] = vt * size + i
                                 inactive[0] = inactive[0] + 1
                     if vt == CHUNKS - 1:
-                        count[0] = inclusive[CHUNKS - 1]
+                        count[0] = T.Cast("int64", inclusive[CHUNKS - 1])
 
     return func
 

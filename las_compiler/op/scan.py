@@ -94,6 +94,6 @@ def listed_in_groups(length: int, group: int, max_groups: int, pad_with_last: bo
                                             pad_with_last, vt * size + i, -1)
                             at[0] = at[0] + 1
                 if vt == CHUNKS - 1:
-                    groups[0] = (last[0] + G) // G
+                    groups[0] = T.Cast("int64", (last[0] + G) // G)
 
     return write

@@ -33,7 +33,7 @@ def max_row_groups(geometry: PatchGeometry) -> int:
 
 @kernel("dilated_rows")
 def dilated_rows(geometry: PatchGeometry):
-    """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int32)``.
+    """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int64)``.
 
     Input pixel (b, r, c) (flat index ``(b*H + r)*W + c``) is listed when an active cell's conv
     window (the ``span_h x span_w`` window of its tile, :class:`PatchGeometry`) contains it:
@@ -54,7 +54,7 @@ def dilated_rows(geometry: PatchGeometry):
     def func(
         flags: T.Buffer((total,), "int32"),
         rows: T.Buffer((groups_max, G), "int32"),
-        groups: T.Buffer((1,), "int32"),
+        groups: T.Buffer((1,), "int64"),
     ):
         T.func_attr({"tirx.noalias": True})
         marked = T.sblock_alloc_buffer((M,), "int32")
@@ -139,7 +139,7 @@ def conv1x1_rows(pixels: int, in_channels: int, out_channels: int):
 
 @kernel("active_rows")
 def active_rows(geometry: PatchGeometry):
-    """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int32)``: active
+    """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int64)``: active
     cell ids in groups of 12, the last group padded with -1 (kernels skip negative ids)."""
     g, G = geometry, ROW_GROUP  # noqa: N806
     groups_max = -(-g.num_cells // G)
@@ -152,7 +152,7 @@ def active_rows(geometry: PatchGeometry):
     def func(
         flags: T.Buffer((L,), "int32"),
         rows: T.Buffer((groups_max, G), "int32"),
-        groups: T.Buffer((1,), "int32"),
+        groups: T.Buffer((1,), "int64"),
     ):
         T.func_attr({"tirx.noalias": True})
         counts = T.sblock_alloc_buffer((CHUNKS,), "int32")

@@ -125,7 +125,7 @@ class StepEmitter:
         both = self.builder.emit(relax.call_tir(gvar, args, out_ty=[list_type, count_type]),
                                  step.name)
         full = self.builder.emit(relax.TupleGetItem(both, 0))
-        count = self.builder.emit(relax.op.astype(relax.TupleGetItem(both, 1), "int64"))
+        count = self.builder.emit(relax.TupleGetItem(both, 1))  # int64: the shape dtype
         length = tirx.Var(f"{step.prefix}_{self.label}", "int64")
         self.builder.match_cast(self.builder.emit(relax.op.tensor_to_shape(count)),
                                 relax.ShapeType([length]))

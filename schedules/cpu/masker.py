@@ -5,8 +5,8 @@ Pattern matched: ``las.kernel == "masker"``.
 Schedule strategy: 1. one task per patch cell (parallel); 2. pooling and logits computed at
 the cell, so a cell's pooled vector never leaves L1; 3. the pooling window is walked row by
 row with the channel loop innermost and vectorised (contiguous NHWC reads); 4. the 2 x C dot
-product is split into 8 vector lanes (rfactor) and summed at the end: as one serial chain of
-C dependent adds it cost more than the pooling (0.107 -> measured in the benchmark).
+product is split into :data:`DOT_CHAINS` vectors of lanes (rfactor) and summed at the end: as
+one serial chain of C dependent adds it cost more than the pooling.
 The S = 1 alternative, the masker as one more tile of a dense conv1 (``op.masker_conv1x1``, a
 plain conv for the micro-kernel rule), measured a wash against this kernel plus conv1 on the
 dilated pixels (see ``benchmarks/README.md``).
@@ -17,7 +17,7 @@ from __future__ import annotations
 from tvm import s_tir
 
 from ..analysis import kernel_kind, vectorize_chunked
-from .base import CPURule
+from .base import CPURule, vector_bits
 
 
 class MaskerRule(CPURule):
@@ -28,9 +28,13 @@ class MaskerRule(CPURule):
         pool, logits, compare = (sch.get_sblock(n) for n in ("pool", "logits", "compare"))
         partial = None
         channels = sch.get_loops(logits)[-1]
-        if _extent(sch, channels) % LANES == 0:  # rfactor works on the block at root only
-            _, lane = sch.split(channels, [None, LANES])
-            partial = sch.rfactor(lane, 0)
+        vector = vector_bits(target) // 32
+        for lanes in (DOT_CHAINS * vector, vector):
+            # at least two steps (a unit loop would vanish); rfactor needs the block at root
+            if _extent(sch, channels) % lanes == 0 and _extent(sch, channels) > lanes:
+                _, lane = sch.split(channels, [None, lanes])
+                partial = sch.rfactor(lane, 0)
+                break
         cell = sch.get_loops(compare)[0]
         sch.compute_at(logits, cell)
         if partial is not None:
@@ -47,7 +51,11 @@ class MaskerRule(CPURule):
         return sch
 
 
-LANES = 8
+# Independent vector accumulators per logit. The dot product loads two operands per FMA, so
+# it issues at most one FMA a cycle (two loads a cycle); four chains hide an FMA latency of 4.
+# One chain of 8 lanes made the masker of a 7x7x2048 map latency-bound: 21 -> 11 us (znver3,
+# 2 threads; 14x14x1024: 16 -> 14 us).
+DOT_CHAINS = 4
 
 
 def _extent(sch, loop) -> int:
