@@ -583,8 +583,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown = summarise(rows, meta)
     print(markdown)
     if not args.no_readme:
-        command = "python -m benchmarks.e2e" + (" --quick" if args.quick else "") + \
-            (f" --batch {args.batch}" if args.batch != 1 else "")
+        given = sys.argv[1:] if argv is None else list(argv)
+        command = " ".join(["python -m benchmarks.e2e",  # as run, so the heading reproduces it
+                            *(a for a in given if a != "--no-readme")])
         write_readme_section(markdown + f"\n\nJSON: `{args.json}`.", command, batch=args.batch)
     return 1 if failures else 0
 
