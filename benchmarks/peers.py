@@ -1,4 +1,5 @@
-"""Dense LAS-ResNet-50 bottleneck blocks in peer frameworks (ONNX Runtime, PyTorch eager).
+"""Dense LAS-ResNet-50 bottleneck blocks in peer frameworks (ONNX Runtime, OpenVINO, PyTorch
+eager and torch.compile).
 
 These are the baselines our TVM kernels are compared against: the *dense* block
 ``relu(identity(x) + residual(x))`` (every patch on, no masker), at the ResNet-50 shapes of a
@@ -67,7 +68,7 @@ WARMUP_S = 0.3
 # ORT output vs torch eager: max |diff| must stay below this fraction of max |output|.
 ORT_RTOL = 1e-4
 # A measurement during which other processes used more CPU than this is repeated / flagged.
-FRAMEWORKS = ("onnxruntime", "torch_eager")
+FRAMEWORKS = ("onnxruntime", "openvino", "torch_eager", "torch_compile")
 QUICK_SHAPES = ("s1b0", "s4b1")
 MODULE = "benchmarks.peers"  # not __name__: that is "__main__" under `python -m`
 
@@ -252,14 +253,36 @@ def measure_child(
         session, feed = check["session"], check["feed"]
         time.sleep(SETTLE_S)
         return timed_runs(lambda: session.run(None, feed), repeats, warmup_s)
-    if framework == "torch_eager":
+    if framework == "openvino":
+        import numpy as np
+        import torch
+
+        from las_compiler.dense_peers import openvino_model
+
+        torch.set_num_threads(1)  # the reference only; no torch pool spinning beside OpenVINO
+        model, x = make_dense_block(shape, seed), make_input(shape, seed)
+        run = openvino_model(model, x, THREADS)
+        array = np.ascontiguousarray(x.numpy())
+        with torch.inference_mode():
+            ref = model(x).numpy()
+        err, scale = float(np.abs(run(array)[0] - ref).max()), float(np.abs(ref).max())
+        if not err <= ORT_RTOL * scale:
+            raise PeerMismatchError(f"{shape.name}: OpenVINO output differs from torch eager: "
+                                    f"max |diff| {err:.3g} > {ORT_RTOL:g} x {scale:.3g}")
+        time.sleep(SETTLE_S)
+        return timed_runs(lambda: run(array), repeats, warmup_s)
+    if framework in ("torch_eager", "torch_compile"):
         import torch
 
         torch.set_num_threads(THREADS)
         model = make_dense_block(shape, seed).to(memory_format=torch.channels_last)
         x = make_input(shape, seed).contiguous(memory_format=torch.channels_last)
-        time.sleep(SETTLE_S)
         with torch.inference_mode():
+            if framework == "torch_compile":
+                model = torch.compile(model)
+                for _ in range(3):  # compiles, then settles its caches
+                    model(x)
+            time.sleep(SETTLE_S)
             return timed_runs(lambda: model(x), repeats, warmup_s)
     raise ValueError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORKS)}")
 
