@@ -27,6 +27,20 @@ def build(*args, **kwargs):
     return _build(*args, **kwargs)
 
 
+def compile_onnx(*args, **kwargs):
+    """See :func:`las_compiler.compiler.compile_onnx`."""
+    from .compiler import compile_onnx as _compile_onnx
+
+    return _compile_onnx(*args, **kwargs)
+
+
+def export_onnx(*args, **kwargs):
+    """See :func:`las_compiler.frontend.onnx.export.export_onnx`."""
+    from .frontend.onnx.export import export_onnx as _export_onnx
+
+    return _export_onnx(*args, **kwargs)
+
+
 def compile_block(*args, **kwargs):
     """See :func:`las_compiler.compiler.compile_block`."""
     from .compiler import compile_block as _compile_block
@@ -34,4 +48,5 @@ def compile_block(*args, **kwargs):
     return _compile_block(*args, **kwargs)
 
 
-__all__ = ["__version__", "build", "compile", "compile_block", "load"]
+__all__ = ["__version__", "build", "compile", "compile_block", "compile_onnx", "export_onnx",
+           "load"]

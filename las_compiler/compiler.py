@@ -154,6 +154,46 @@ def compile(  # noqa: A001 - the public name the design asks for
     return compiled
 
 
+def compile_onnx(source, target="host", tuning_logs: str | os.PathLike | None = None, *,
+                 batch: int | None = None, input_size: tuple[int, int] | None = None,
+                 pipelines: str | dict[str, str] = "auto", expected_rate: float = 0.5,
+                 dump_ir: str | os.PathLike | None = None, metadata: dict | None = None,
+                 threads: int | None = None, progress=None, seed: int = 0) -> CompiledModel:
+    """Compile an ONNX file (a path or ``onnx.ModelProto``): its ``ai.las`` nodes as sparse
+    blocks, every standard op dense (a file without LAS ops compiles as a dense network).
+
+    ``batch`` / ``input_size`` fix the input shape where the file leaves it dynamic;
+    ``pipelines``: one block pipeline, or one per block name. The artifact's check data
+    (what ``las deploy`` compares a board against) is ONNX Runtime's result on a seeded
+    random image, where onnxruntime is installed. Other parameters as in :func:`compile`.
+    """
+    import numpy as np
+
+    from .block_pipelines import check_pipelines
+    from .frontend.onnx import import_onnx, load_model
+
+    tvm_target = _checked_target(target)
+    check_pipelines(pipelines if isinstance(pipelines, str) else list(pipelines.values()))
+    start = time.perf_counter()
+    if progress is not None:
+        progress("importing the ONNX model")
+    model = load_model(source)
+    mod = import_onnx(model, batch, input_size, pipelines)
+    origin = {"onnx": str(source)} if not hasattr(source, "SerializeToString") else {}
+    compiled = build(mod, tvm_target, tuning_logs, expected_rate=expected_rate,
+                     dump_ir=dump_ir, metadata={**origin, **(metadata or {})}, started=start,
+                     threads=threads, progress=progress)
+    try:
+        from .frontend.onnx import reference_check
+
+        shape = compiled.metadata["input"]["shape"]
+        image = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+        compiled.check_data = reference_check(model, image, compiled.metadata["outputs"])
+    except RuntimeError:  # no onnxruntime here: the artifact has no check data
+        pass
+    return compiled
+
+
 def compile_block(block, example_input, target="host", pipeline: str = "auto", *,
                   static: bool = False, tuning_logs=None, expected_rate: float = 0.5,
                   dump_ir: str | os.PathLike | None = None) -> CompiledModel:

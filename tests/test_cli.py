@@ -306,3 +306,43 @@ def test_code_only_artifact_runs_with_its_weights(artifact, tmp_path, capfd):
                           (["run", str(artifact), "--weights", str(weights)],
                            "carries its weights")]:
         assert message in _las_error(argv, capfd)
+
+
+def test_official_checkpoint_through_onnx_equals_compiling_it_from_pytorch(tmp_path, capfd):
+    """The README's two ONNX commands on an official-format LASNet checkpoint: `las
+    export-onnx` (checked in ONNX Runtime against PyTorch) then `las compile model.onnx`
+    (checked against ONNX Runtime); the artifact's logits and masks equal the module compiled
+    from PyTorch."""
+    import las_compiler
+    from las_compiler.models import parse_granularity, prepare_model
+    from las_compiler.models.las_resnet import STAGE_DEPTHS
+
+    from .models.test_official import official_checkpoint
+
+    pytest.importorskip("onnxruntime")
+    depths = STAGE_DEPTHS["las_resnet50"]
+    checkpoint = tmp_path / "checkpoint.pth.tar"
+    official_checkpoint(checkpoint, "dyn_resnet50", depths, parse_granularity("4-4-2-1", depths),
+                        64, seed=3)
+    model_file, out = tmp_path / "model.onnx", tmp_path / "from-onnx"
+    capfd.readouterr()
+    assert main(["export-onnx", "--checkpoint", str(checkpoint), "-o", str(model_file),
+                 "--json"]) == 0
+    exported = json.loads(capfd.readouterr().out)
+    assert exported["las_nodes"] == 16 and exported["snet"] == "4-4-2-1"
+    assert exported["max_abs_error"] < 1e-3 and exported["mask_cells_differing"] == 0
+    assert main(["compile", str(model_file), "--repeats", "2", "-o", str(out), "--json"]) == 0
+    report = json.loads(capfd.readouterr().out)
+    assert report["masks_equal"] and report["max_abs_error"] < 1e-3 and report["las_ms"] > 0
+    assert len(report["blocks"]) == 16 and report["snet"] == "4-4-2-1"
+
+    model = prepare_model(checkpoint=str(checkpoint)).model
+    x = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype("float32")
+    from_torch = las_compiler.compile(model, x, "host")
+    logits, masks = las_compiler.load(out).run_with_masks(x)
+    expected, expected_masks = from_torch.run_with_masks(x)
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4)
+    for got, want in zip(masks, expected_masks, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert "las: error: --snet does not apply to an ONNX file (model.onnx)" in _las_error(
+        ["compile", str(model_file), "--snet", "4-4-4-1"], capfd)

@@ -8,10 +8,10 @@ import argparse
 import sys
 import warnings
 
-from . import bench, deploy, predict, reference, run, tune, viz
+from . import bench, deploy, export_onnx, predict, reference, run, tune, viz
 from . import compile as compile_command
 
-SUBCOMMANDS = (reference, compile_command, run, bench, deploy, predict, tune, viz)
+SUBCOMMANDS = (reference, compile_command, export_onnx, run, bench, deploy, predict, tune, viz)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ class CompiledBlockRow:
     stride: int
     pipeline: str
     activation: float  # mean of the compiled module's mask on the example input
-    flops_ratio: float
+    flops_ratio: float | None  # None: not known (a model compiled from an ONNX file)
 
 
 @dataclass
@@ -47,7 +47,7 @@ class CompileReport:
     compile_seconds: float
     blocks: list[CompiledBlockRow]
     stage_activation: list[float]
-    flops_ratio: float
+    flops_ratio: float | None
     max_abs_error: float | None = None
     masks_equal: bool | None = None
     mask_cells_differing: int | None = None
@@ -60,6 +60,7 @@ class CompileReport:
     warnings: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=lambda: ["logits"])
     output_scale: float | None = None  # largest |output| of PyTorch's, beside the error
+    reference: str = "PyTorch"  # what the compiled module was checked against
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,19 +73,22 @@ class CompileReport:
                  f"{'block':<11}{'S':>3}{'stride':>7}  {'pipeline':<13}{'active':>7}"
                  f"{'FLOPs':>7}"]
         for b in self.blocks:
+            flops = "-" if b.flops_ratio is None else f"{b.flops_ratio:.3f}"
             lines.append(f"{b.name:<11}{b.granularity:>3}{b.stride:>7}  {b.pipeline:<13}"
-                         f"{b.activation:>7.3f}{b.flops_ratio:>7.3f}")
+                         f"{b.activation:>7.3f}{flops:>7}")
         stages = "  ".join(f"stage {i + 1}: {a:.3f}" for i, a in enumerate(self.stage_activation))
-        lines.append(f"activation per stage: {stages}")
-        lines.append(f"network FLOPs ratio (sparse / dense): {self.flops_ratio:.3f}")
+        if stages:
+            lines.append(f"activation per stage: {stages}")
+        if self.flops_ratio is not None:
+            lines.append(f"network FLOPs ratio (sparse / dense): {self.flops_ratio:.3f}")
         if self.max_abs_error is not None:
             masks = "masks identical" if self.masks_equal else (
                 f"masks differ at {self.mask_cells_differing} patch cells (logits that tie "
-                "within float rounding can compare differently in TVM and PyTorch)")
+                f"within float rounding can compare differently in TVM and {self.reference})")
             what = "logit" if self.outputs == ["logits"] else \
                 f"feature ({'/'.join(self.outputs)}, values up to {self.output_scale:.3g})"
-            lines.append(f"compiled vs PyTorch: max |{what} diff| {self.max_abs_error:.2e}, "
-                         f"{masks}")
+            lines.append(f"compiled vs {self.reference}: max |{what} diff| "
+                         f"{self.max_abs_error:.2e}, {masks}")
         if self.las_ms is not None:
             line = f"latency (median, {self.threads} threads): LAS {self.las_ms:.2f} ms"
             if self.dense_ms is not None:
@@ -138,7 +142,7 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
                            f"{missing}")
     progress("building the model" + (f" from {Path(args.checkpoint).name}" if args.checkpoint
                                      else ""))
-    prepared = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch,
+    prepared = prepare_model(args.model, args.snet, args.rate, args.input_size, args.batch or 1,
                              args.checkpoint, args.seed, out_stages(args))
     model, x = prepared.model, prepared.example
     for line in prepared.notes:
@@ -218,7 +222,12 @@ def compile_report(args: argparse.Namespace) -> CompileReport:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = compile_report(args)
+    if args.source is not None:
+        from .compile_onnx import compile_onnx_report
+
+        report = compile_onnx_report(args)
+    else:
+        report = compile_report(args)
     print(json.dumps(report.to_dict(), indent=1) if args.json else report.format())
     return 0
 
@@ -227,8 +236,14 @@ def register(sub) -> None:
     from ..block_pipelines import AUTO, PIPELINES
     from ..deploy.boards import BOARDS
 
-    parser = subcommand(sub, "compile", "compile a LAS-ResNet for a target, export, report")
+    parser = subcommand(sub, "compile", "compile a LAS-ResNet (or an ONNX file) for a target, "
+                        "export, report")
+    parser.add_argument("source", nargs="?", default=None, metavar="MODEL.onnx",
+                        help="an ONNX file to compile (its ai.las operators sparse, see "
+                             "`las export-onnx`) instead of building a model from --model")
     add_model_args(parser)
+    # None: an ONNX file keeps its own batch; a built model takes 1
+    parser.set_defaults(batch=None)
     parser.add_argument("--target", default=None,
                         help="'host' (the default), a TVM tag (e.g. nvidia/jetson-tx2) or a "
                              "target JSON object")
