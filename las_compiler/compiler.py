@@ -184,11 +184,11 @@ def compile_onnx(source, target="host", tuning_logs: str | os.PathLike | None = 
                      dump_ir=dump_ir, metadata={**origin, **(metadata or {})}, started=start,
                      threads=threads, progress=progress)
     try:
-        from .frontend.onnx import reference_check
+        from .verify import onnx_reference_check
 
         shape = compiled.metadata["input"]["shape"]
         image = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-        compiled.check_data = reference_check(model, image, compiled.metadata["outputs"])
+        compiled.check_data = onnx_reference_check(model, image, compiled.metadata["outputs"])
     except RuntimeError:  # no onnxruntime here: the artifact has no check data
         pass
     return compiled

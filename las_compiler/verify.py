@@ -115,6 +115,19 @@ def reference_check(model, x, static_blocks=(), sample: bool = True) -> CheckDat
                         [r.numpy() for r in reference[count:]], sample)
 
 
+def onnx_reference_check(model, x, outputs: list[str], sample: bool = True) -> CheckData:
+    """ONNX Runtime's outputs and masks for ``x`` on an ONNX file (every ``ai.las`` op through
+    its standard-op body); ``outputs``: the compiled module's output names (``mask:...`` ones
+    are masks), in the file's output order. Needs onnxruntime (RuntimeError without)."""
+    from .frontend.onnx import run_reference
+
+    results = run_reference(model, x)
+    values = [r for r, name in zip(results, outputs, strict=True)
+              if not name.startswith("mask:")]
+    masks = [r for r, name in zip(results, outputs, strict=True) if name.startswith("mask:")]
+    return CheckData.of(np.ascontiguousarray(x, dtype=np.float32), values, masks, sample)
+
+
 def compare_with_pytorch(compiled, model, x) -> Agreement:
     """Run ``compiled`` and ``model`` (eval) on ``x``; the static blocks of the compiled
     module (its metadata) run dense in the reference too."""

@@ -9,7 +9,7 @@ Each half imports only what it needs: the domain and the runtime reference need 
 _LAZY = {
     "export_onnx": "export", "to_onnx": "export",
     "import_onnx": "importer", "load_model": "importer",
-    "run_reference": "runtime", "reference_check": "runtime",
+    "run_reference": "runtime",
 }
 
 

@@ -43,15 +43,3 @@ def run_reference(model, x: np.ndarray, threads: int = 1) -> list[np.ndarray]:
     sess = session(model, threads)
     (name,) = [i.name for i in sess.get_inputs()]
     return sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})
-
-
-def reference_check(model, x: np.ndarray, outputs: list[str], sample: bool = True):
-    """:class:`las_compiler.verify.CheckData` from ONNX Runtime: ``outputs`` are the compiled
-    module's output names (``mask:...`` ones are masks), in the file's output order."""
-    from ...verify import CheckData
-
-    results = run_reference(model, x)
-    values = [r for r, name in zip(results, outputs, strict=True)
-              if not name.startswith("mask:")]
-    masks = [r for r, name in zip(results, outputs, strict=True) if name.startswith("mask:")]
-    return CheckData.of(np.ascontiguousarray(x, dtype=np.float32), values, masks, sample)
