@@ -16,6 +16,7 @@ import torch
 
 import las_compiler
 import las_compiler.target
+from las_compiler.compiler import resolve_target
 from las_compiler.frontend import ExportableLASResNet
 from las_compiler.models import LASResNet, build_model, calibrate
 
@@ -125,7 +126,7 @@ def test_gpu_compiled_network_emulated_on_the_cpu(tag, pipelines):
     from las_compiler.target import EmulatedGPU
 
     model = _small("4-2-1-2", depths=(2, 1, 1, 1), size=(48, 56))
-    _check(model, torch.randn(1, 3, 48, 56), EmulatedGPU(las_compiler.compiler.resolve_target(
+    _check(model, torch.randn(1, 3, 48, 56), EmulatedGPU(resolve_target(
         tag)), pipelines=pipelines)
 
 

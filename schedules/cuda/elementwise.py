@@ -2,14 +2,11 @@
 
 Pattern matched: a LAS kernel with no reduction block of its own (``relu_inplace``,
 ``add_relu``, gathers, scatters, ``copy_inactive``, ``masker_flags``, the work-list prefix
-copies) and the ``masker`` (pool + 2-logit 1x1 + compare).
+copies); the masker has its own rule (``masker.py``), which the family tries first.
 
 Schedule strategy: dlight's ``Fallback`` - inline what is injective, fuse each remaining
 block's spatial loops and split them over ``blockIdx.x`` x ``threadIdx.x`` (the target's
-threads per block); reductions stay serial per thread. For the masker that is one thread per
-(cell, channel) pooling a window, then one per (cell, logit) summing C products: per layer a
-few microseconds of a block that costs a millisecond. Deliberately not done: a fused masker
-kernel (one launch instead of three); measure on a GPU first.
+threads per block); reductions stay serial per thread.
 """
 
 from __future__ import annotations

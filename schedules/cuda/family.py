@@ -59,11 +59,12 @@ class CUDAFamily(TargetFamily):
     @functools.cache  # noqa: B019 - one family object per process; rules are stateless
     def rules(self) -> tuple:
         from .elementwise import ElementwiseGPU
+        from .masker import MaskerGPU
         from .patch_chain import PatchChainGPU
         from .scan import ScanGPU
         from .tiled_conv import TiledConvGPU
 
-        return (TiledConvGPU(), PatchChainGPU(), ScanGPU(), ElementwiseGPU())
+        return (TiledConvGPU(), PatchChainGPU(), ScanGPU(), MaskerGPU(), ElementwiseGPU())
 
     def foreign_rules(self) -> list:
         from tvm.s_tir import dlight

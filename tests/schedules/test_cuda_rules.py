@@ -67,6 +67,28 @@ def test_tiled_conv_structure_on_a_patch_kernel():
     assert block_resources(func)["shared_bytes"] == (36 * 16 + 64 * 9 * 16) * 4
 
 
+def test_masker_is_one_launch_with_a_block_per_cell():
+    """Pooling, the 2 x C dot product and the compare in one kernel: a thread block per cell,
+    256 threads each owning 4 of the 1024 channels, everything in registers (no shared
+    memory of the rule's own), the sums across threads by TVM's cross-thread reduction."""
+    g = PatchGeometry(1, 14, 14, 2, 1)
+    func = schedule(get_kernel("masker")(g, 1024), gpu(TX2))
+    assert thread_loops(func) == {"blockIdx.x": g.num_cells, "threadIdx.x": 256}
+    grids = []
+
+    def visit(node):
+        if node.kind == tirx.ForKind.THREAD_BINDING and \
+                str(node.thread_binding.thread_tag) == "blockIdx.x":
+            grids.append(node)
+        return node
+
+    import tvm_ffi
+
+    tvm_ffi.structural_map(func.body, [(tirx.For, visit)], order="post")
+    assert len(grids) == 1  # one launch (dlight's fallback made three)
+    assert block_resources(func)["shared_bytes"] == 0 and fits(func, gpu(TX2))
+
+
 def test_limits_come_from_the_target():
     """A target with less shared memory gets smaller chunks, not an over-limit kernel."""
     g = PatchGeometry(1, 28, 28, 4, 1)
