@@ -85,6 +85,7 @@ BEGIN, END = "<!-- e2e:begin -->", "<!-- e2e:end -->"
 # (a cast kernel before it until the scans wrote int64 counts), the idx[:n] prefix, and the
 # reshape+cast of the int32 flags to the bool mask outputs.
 MASK_KERNELS = ("masker*", "compact*", "active_prefix*", "active_rows*", "dilated_rows*",
+                "pixel_rows*",
                 "fused_cast*", "fused_reshape*_cast*",
                 "vm.builtin.tensor_to_shape", "vm.builtin.match_shape")
 # Runtime work that is neither a kernel of the network nor mask handling (reported apart).

@@ -68,10 +68,10 @@ class Case:
 
 def cases(quick: bool = False) -> list[Case]:
     """The blocks to check: every pipeline on stage 1 at S = 4, fused, halo and dense on
-    stage 2 (S = 4) and the row kernels at S = 1 (fused, masker_conv1, halo), fused and halo on
-    stage 3 (S = 2): every kernel of every pipeline (batch 128 runs in the networks), in
-    about 26 MiB of artifacts for a GPU (50 MiB with the networks and the runtime: under what
-    may travel)."""
+    stage 2 (S = 4) and the row kernels at S = 1 (fused, masker_conv1, halo), fused,
+    pixel_rows (several 2x2 patches per thread block) and halo on stage 3 (S = 2): every
+    kernel of every pipeline (batch 128 runs in the networks), in about 26 MiB of artifacts
+    for a GPU (50 MiB with the networks and the runtime: under what may travel)."""
     from las_compiler.block_pipelines import PIPELINES
 
     if quick:
@@ -80,7 +80,7 @@ def cases(quick: bool = False) -> list[Case]:
     out += [Case(shape, 4, pipeline) for shape in ("s2b0", "s2b1")
             for pipeline in ("fused", "halo", "dense")]
     out += [Case("s2b1", 1, pipeline) for pipeline in ("fused", "masker_conv1", "halo")]
-    out += [Case("s3b1", 2, pipeline) for pipeline in ("fused", "halo")]
+    out += [Case("s3b1", 2, pipeline) for pipeline in ("fused", "pixel_rows", "halo")]
     return out
 
 

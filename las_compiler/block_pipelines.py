@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .geometry import BlockGeometry
+from .geometry import BlockGeometry, PatchGeometry
 
 
 def _always(_block: BlockGeometry) -> bool:
@@ -195,6 +195,21 @@ SCATTER_CONV3 = Step("conv3", "conv1x1_scatter_add", _conv3_args,
 SCATTER_CONV3_ROWS = Step("conv3", "conv1x1_scatter_add_rows", _conv3_args,
                           ("y2", "cell_rows", "w3", "b3", "shortcut", "shortcut"),
                           updates="shortcut")
+
+
+def _pixels(b: BlockGeometry) -> PatchGeometry:
+    """The block's map at S = 1: its cells are the output pixels ``pixel_rows`` lists."""
+    return PatchGeometry(b.batch, b.height, b.map_width, 1, b.stride)
+
+
+PIXEL_ROWS = Scan("pixels", "pixel_rows", _patches, ("flags",), prefix="pixel_rows")
+GATHER_CONV2_PIXELS = Step("conv2", "gather_conv3x3_rows", lambda b: (_pixels(b), b.width,
+                                                                      b.width),
+                           ("h1", "pixel_rows", "w2", "b2"), ("y2",))
+SCATTER_CONV3_PIXELS = Step("conv3", "conv1x1_scatter_add_rows",
+                            lambda b: (_pixels(b), b.width, b.out_channels),
+                            ("y2", "pixel_rows", "w3", "b3", "shortcut", "shortcut"),
+                            updates="shortcut")
 # Inactive pixels of a projected shortcut still need relu(identity) (the plain shortcut is a
 # block input, already >= 0); relu is idempotent, so it runs over the whole map.
 RELU_SHORTCUT = Step("relu", "relu_inplace", lambda b: (b.out_size,), ("shortcut", "shortcut"),
@@ -221,6 +236,14 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
          CELL_ROWS, GATHER_CONV2_ROWS, SCATTER_CONV3_ROWS, RELU_SHORTCUT),
         applies=_single_pixel_stride1,
         requirement="S = 1 and stride 1 (the masker and conv1 read the same pixels)"),
+    Pipeline(
+        "pixel_rows",
+        "masker, conv1 on the pixels active windows read, then gather+conv3x3 and "
+        "conv1x1+scatter-add on the active cells' output pixels in groups of 12: several "
+        "small patches share a register tile (CPU) or a thread block (GPU)",
+        (MASKER, DILATED_ROWS, CONV1_ROWS, PIXEL_ROWS, GATHER_CONV2_PIXELS,
+         SCATTER_CONV3_PIXELS, RELU_SHORTCUT),
+        applies=multi_pixel, requirement="S >= 2 (at S = 1, fused runs on the same lists)"),
     Pipeline(
         "halo",
         "masker, compaction, conv1+conv3x3 on each active patch's halo, conv1x1+scatter-add in "
@@ -286,6 +309,15 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
 AUTO = "auto"
 # What "auto" chooses from: the pipelines the predictor is calibrated for.
 AUTO_CANDIDATES = ("fused", "halo", "dense")
+# GPUs weigh pixel_rows too: a thread block tiles 16 pixel slots, which one 2x2 patch fills a
+# quarter of and a 12-pixel group three quarters. On CPUs it measured the same as fused at
+# S = 2 (0.99-1.04x, AVX2: the register tile already fits a small patch), so it stays out.
+GPU_AUTO_CANDIDATES = (*AUTO_CANDIDATES, "pixel_rows")
+
+
+def auto_candidates(device_kind: str) -> tuple[str, ...]:
+    """What "auto" chooses from on a ``"cpu"`` or ``"gpu"`` (a hardware profile's kind)."""
+    return GPU_AUTO_CANDIDATES if device_kind == "gpu" else AUTO_CANDIDATES
 
 
 def get_pipeline(name: str) -> Pipeline:

@@ -37,6 +37,7 @@ from .sparse_rows import (
     dilated_rows,
     gather_conv3x3_rows,
     max_row_groups,
+    pixel_rows,
     row_groups_prefix,
 )
 from .unfused import add_relu, gather_patches, gathered_conv3x3, patch_conv1x1, scatter_patches
@@ -69,6 +70,7 @@ __all__ = [
     "masker_conv1x1",
     "masker_flags",
     "patch_conv1x1",
+    "pixel_rows",
     "relu_inplace",
     "row_groups_prefix",
     "scatter_patches",

@@ -165,6 +165,49 @@ def active_rows(geometry: PatchGeometry):
     return func
 
 
+@kernel("pixel_rows")
+def pixel_rows(geometry: PatchGeometry):
+    """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int64)``: the
+    output pixels of the active cells, in groups of 12, the last group padded with -1.
+
+    A pixel's id is its flat index ``(b*Ho + r)*Wo + c`` in the output map, i.e. its cell id
+    in the same map at S = 1, so the S = 1 row kernels (``gather_conv3x3_rows``,
+    ``conv1x1_scatter_add_rows``) run an S >= 2 block's conv2 and conv3 on the list: 12 pixels
+    of one or several patches fill a register tile or a GPU thread block, where one 2x2 patch
+    fills a third of either. Cells of the floor grid differ in size (``cell_of`` maps each
+    pixel to its cell), so the list is exact for any map.
+    """
+    g, G = geometry, ROW_GROUP  # noqa: N806
+    ix = PatchIndex(g)
+    N, Ho, Wo = g.batch, g.out_height, g.out_width  # noqa: N806
+    M, total = N * Ho * Wo, g.num_cells  # noqa: N806
+    groups_max = -(-M // G)
+    offsets = chunked_offsets(M)
+    write = listed_in_groups(M, G, groups_max, pad_with_last=False)
+
+    @T.prim_func(s_tir=True)
+    def func(
+        flags: T.Buffer((total,), "int32"),
+        rows: T.Buffer((groups_max, G), "int32"),
+        groups: T.Buffer((1,), "int64"),
+    ):
+        T.func_attr({"tirx.noalias": True})
+        marked = T.sblock_alloc_buffer((M,), "int32")
+        counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        for p in range(M):
+            with T.sblock("mark"):
+                vp = T.axis.spatial(M, p)
+                marked[vp] = flags[ix.cell_of_pixel(vp // (Ho * Wo), vp % (Ho * Wo) // Wo,
+                                                    vp % Wo)]
+        for block in range(1):  # noqa: B007 - the GPU thread block
+            offsets(marked, counts, inclusive, swap)
+            write(marked, counts, inclusive, rows, groups)
+
+    return func
+
+
 @kernel("gather_conv3x3_rows")
 def gather_conv3x3_rows(geometry: PatchGeometry, in_channels: int, out_channels: int):
     """PrimFunc ``(x[N,H,W,C], rows[m,12], w[K/16,3,3,C,16], bias[K], y[m,12,K])``: the S = 1

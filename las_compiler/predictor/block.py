@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..block_pipelines import AUTO_CANDIDATES, Scan, candidates_for, get_pipeline
+from ..block_pipelines import Scan, auto_candidates, candidates_for, get_pipeline
 from ..geometry import PatchGeometry
 from . import kernels as K
 from .hardware import Hardware
@@ -80,6 +80,14 @@ def _fused_block(c: _Context, *_args) -> K.Work:
     return block
 
 
+def _listed(c: _Context, g: PatchGeometry) -> float:
+    """Entries of a row kernel's list: the active cells, or (``pixel_rows``: the kernel runs
+    on the map at S = 1) the active cells' output pixels."""
+    if g.granularity == c.patches.granularity:
+        return c.active
+    return c.active / c.patches.num_cells * g.batch * g.out_height * g.out_width
+
+
 def _inactive_bytes(c: _Context) -> float:
     return (c.patches.num_cells - c.active) * c.patches.tile_pixels * c.layer.out_channels * F32
 
@@ -90,13 +98,15 @@ MODELS: dict[str, Callable[..., K.Work]] = {
     "compact": lambda c, cells: K.scan("compact", cells),
     "dilated_rows": lambda c, g: K.scan("dilated_rows", g.batch * g.height * g.width),
     "active_rows": lambda c, g: K.scan("active_rows", g.num_cells),
+    "pixel_rows": lambda c, g: K.scan("pixel_rows", g.batch * g.out_height * g.out_width),
     "conv1x1_rows": lambda c, *_: K.conv1_rows(c.hw, c.tile, c.layer, c.dilated),
     "gather_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.patches, c.active),
-    "gather_conv3x3_rows": lambda c, *_: K.gather_conv3x3_rows(c.hw, c.tile, c.layer, c.active),
+    "gather_conv3x3_rows":
+        lambda c, g, *_: K.gather_conv3x3_rows(c.hw, c.tile, c.layer, _listed(c, g)),
     "conv1x1_scatter_add":
         lambda c, *_: K.conv1x1_scatter_add(c.hw, c.tile, c.layer, c.patches, c.active),
     "conv1x1_scatter_add_rows":
-        lambda c, *_: K.conv1x1_scatter_add_rows(c.hw, c.tile, c.layer, c.active),
+        lambda c, g, *_: K.conv1x1_scatter_add_rows(c.hw, c.tile, c.layer, _listed(c, g)),
     "relu_inplace": _stream("relu_inplace", lambda c: 2 * _out_map(c), _out_map,
                             lambda c: _out_map(c) / 256),
     "masker_conv1x1": lambda c, *_: K.dense_conv1x1(
@@ -212,9 +222,11 @@ def predict_block(hw: Hardware, layer: BlockLayer, granularity: int | None, rate
 
 
 def best_pipeline(hw: Hardware, layer: BlockLayer, granularity: int, rate: float,
-                  pipelines: Sequence[str] = AUTO_CANDIDATES,
+                  pipelines: Sequence[str] | None = None,
                   footprint_bytes: float | None = None) -> BlockPrediction:
-    """The fastest of ``pipelines`` (those that apply to the block) for this S and r."""
+    """The fastest of ``pipelines`` (those that apply to the block; default: what "auto"
+    weighs on this kind of device) for this S and r."""
+    pipelines = auto_candidates(hw.kind) if pipelines is None else pipelines
     names = candidates_for(layer.geometry(granularity), pipelines)
     if not names:
         raise ValueError(f"none of the pipelines {list(pipelines)} applies to "

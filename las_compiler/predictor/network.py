@@ -11,7 +11,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..block_pipelines import AUTO_CANDIDATES
 from . import kernels as K
 from .block import BlockPrediction, best_pipeline, predict_block
 from .hardware import Hardware
@@ -75,7 +74,7 @@ def fixed_parts_us(hw: Hardware, height: int, width: int, batch: int,
 
 def predict_network(hw: Hardware, model: str, granularity, rate: float, height: int = 224,
                     width: int | None = None, batch: int = 1,
-                    pipelines: Sequence[str] = AUTO_CANDIDATES,
+                    pipelines: Sequence[str] | None = None,
                     backbone: bool = False) -> NetworkPrediction:
     """Dense vs dynamic latency of every block of ``model`` with S per ``granularity``
     (``"4-4-2-1"``, an int, or one S per block) at activation rate ``rate``; each block uses
@@ -128,7 +127,7 @@ class Selection:
 def select_granularity(hw: Hardware, model: str, rate: float, per: str = "stage",
                        candidates: Sequence[int] = CANDIDATE_S, height: int = 224,
                        width: int | None = None, batch: int = 1,
-                       pipelines: Sequence[str] = AUTO_CANDIDATES) -> Selection:
+                       pipelines: Sequence[str] | None = None) -> Selection:
     """For each stage (or block), the S in ``candidates`` that fits every block there and
     minimises predicted latency at rate ``rate``."""
     if per not in ("stage", "block"):

@@ -1,8 +1,9 @@
 """ChooseBlockPipelines: give every ``las.sparse_bottleneck`` call a concrete block pipeline.
 
 The one place ``"auto"`` is resolved: for each block the latency predictor's fastest pipeline
-among those that apply (``block_pipelines.AUTO_CANDIDATES``), on the target's hardware profile
-(``TargetFamily.hardware``), at the activation rate the caller expects, with
+among those that apply (``block_pipelines.auto_candidates`` of the device kind), on the
+target's hardware profile (``TargetFamily.hardware``), at the activation rate the caller
+expects, with
 every kernel's weights arriving cold as they do inside a network (the module's blocks give the
 footprint); on GPUs only among those whose kernels fit the target's limits. Pipelines the
 caller named are checked against the block (S, stride) with an error
@@ -15,7 +16,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from ..block_pipelines import AUTO, AUTO_CANDIDATES, get_pipeline
+from ..block_pipelines import AUTO, auto_candidates, get_pipeline
 from ..las_ops import SPARSE_BOTTLENECK, SparseBottleneck, las_blocks, las_op_name
 
 
@@ -34,12 +35,12 @@ class ChooseBlockPipelines:
     """
 
     def __init__(self, target: tvm.target.Target, expected_rate: float = 0.5, hardware=None,
-                 candidates=AUTO_CANDIDATES):
+                 candidates=None):
         if not 0.0 <= expected_rate <= 1.0:
             raise ValueError(f"expected activation rate must lie in [0, 1], got "
                              f"{expected_rate}")
         self.target, self.rate, self.hardware = target, expected_rate, hardware
-        self.candidates = tuple(candidates)
+        self.candidates = None if candidates is None else tuple(candidates)
 
     def _check_fits(self, op: SparseBottleneck) -> None:
         from ..schedules import pipeline_fits
@@ -70,9 +71,11 @@ class ChooseBlockPipelines:
 
         from ..schedules import pipeline_fits
 
+        weighed = self.candidates or auto_candidates(hw.kind)
+
         def choose(op: SparseBottleneck) -> str:
             geometry = op.geometry()  # a GPU's per-patch chains may exceed its limits
-            candidates = tuple(c for c in self.candidates
+            candidates = tuple(c for c in weighed
                                if pipeline_fits(get_pipeline(c), geometry, self.target))
             return best_pipeline(hw, op.layer(), op.granularity, self.rate,
                                  candidates, footprint).pipeline

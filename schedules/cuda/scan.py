@@ -1,7 +1,7 @@
 """Work-list scans on CUDA: one thread block of ``CHUNKS`` threads, counts in shared memory.
 
 Pattern matched: the chunked compaction kernels (``compact``, ``active_rows``,
-``dilated_rows``; see ``las_compiler.op.scan``).
+``dilated_rows``, ``pixel_rows``; see ``las_compiler.op.scan``).
 
 Schedule strategy: the kernels are written as phases of independent chunk loops inside a
 unit ``block`` loop. 1. that loop becomes the one thread block (``blockIdx.x``), every chunk
@@ -25,7 +25,7 @@ from ..analysis import kernel_kind
 from ..base import check, new_schedule
 from .base import GPURule, Limits
 
-SCAN_KERNELS = ("compact", "active_rows", "dilated_rows")
+SCAN_KERNELS = ("compact", "active_rows", "dilated_rows", "pixel_rows")
 PHASES = ("count", "scan_add", "scan_copy", "write")
 SHARED = {"count": (0, 1), "scan_add": (0,)}  # block -> indices of the writes kept in shared
 

@@ -229,6 +229,24 @@ def test_dilated_rows_are_the_pixels_active_windows_read(target, g, rate, seed):
     assert set(np.flatnonzero(needed[:, 0].flatten().numpy())) <= set(expected)
 
 
+@settings(max_examples=12)
+@given(g=GEOMETRIES, rate=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 99))
+def test_pixel_rows_are_the_output_pixels_of_the_active_cells(target, g, rate, seed):
+    """In order, each once, the last group padded with -1: what the official upsampled mask
+    switches on, on any floor grid (cells of unequal size where S does not divide)."""
+    flags = np.zeros(g.num_cells, "int32")
+    flags[active_list(g, rate, seed)] = 1
+    pixels = g.batch * g.out_height * g.out_width
+    rows = tvm.runtime.empty((-(-pixels // op.ROW_GROUP), op.ROW_GROUP), "int32")
+    groups = tvm.runtime.empty((1,), "int64")
+    kernel_function("pixel_rows", g, target=target)(tensor(flags), rows, groups)
+    listed = rows.numpy()[: int(groups.numpy()[0])].flatten()
+    mask = torch.from_numpy(flags.reshape(g.batch, *g.grid).astype("float32"))
+    on = np.flatnonzero(upsample_mask(mask, g.out_height, g.out_width).flatten().numpy())
+    assert listed[listed >= 0].tolist() == on.tolist()
+    assert (listed[len(on):] == -1).all() and listed.size - len(on) < op.ROW_GROUP
+
+
 def test_conv1x1_rows_writes_only_listed_rows(target):
     pixels, c, k = 143, 32, 48
     x = RNG.standard_normal((pixels, c)).astype("float32")

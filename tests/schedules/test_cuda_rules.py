@@ -147,7 +147,7 @@ def test_gpu_verification_at_every_layer_shape(geometry):
     target = gpu(tag)
     assert pipeline_fits(PIPELINES["fused"], geometry, target)
     seen = set()
-    for name in ("fused", "halo", "whole", "dense"):
+    for name in ("fused", "pixel_rows", "halo", "whole", "dense"):
         pipeline = PIPELINES[name]
         if not pipeline_fits(pipeline, geometry, target):
             continue
