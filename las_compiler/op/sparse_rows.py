@@ -31,6 +31,35 @@ def max_row_groups(geometry: PatchGeometry) -> int:
     return -(-geometry.batch * geometry.height * geometry.width // ROW_GROUP)
 
 
+def _listed_pixels(cells: int, pixels: int, groups_max: int, mark, pad_with_last: bool):
+    """PrimFunc ``(flags[cells] int32, rows[groups_max, 12] int32, groups[1] int64)`` of a
+    pixel work list: ``mark(flags, marked)`` (a TVMScript macro) sets ``marked[p]`` non-zero
+    for each of the ``pixels`` pixels to list; they are listed in order in groups of
+    :data:`ROW_GROUP` (a chunked compaction, :mod:`.scan`), the last group padded with its
+    last pixel (``pad_with_last``) or -1."""
+    G = ROW_GROUP  # noqa: N806
+    offsets = chunked_offsets(pixels)
+    write = listed_in_groups(pixels, G, groups_max, pad_with_last=pad_with_last)
+
+    @T.prim_func(s_tir=True)
+    def func(
+        flags: T.Buffer((cells,), "int32"),
+        rows: T.Buffer((groups_max, G), "int32"),
+        groups: T.Buffer((1,), "int64"),
+    ):
+        T.func_attr({"tirx.noalias": True})
+        marked = T.sblock_alloc_buffer((pixels,), "int32")
+        counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        mark(flags, marked)
+        for block in range(1):  # noqa: B007 - the GPU thread block
+            offsets(marked, counts, inclusive, swap)
+            write(marked, counts, inclusive, rows, groups)
+
+    return func
+
+
 @kernel("dilated_rows")
 def dilated_rows(geometry: PatchGeometry):
     """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int64)``.
@@ -45,22 +74,10 @@ def dilated_rows(geometry: PatchGeometry):
     N, H, W = g.batch, g.height, g.width  # noqa: N806
     M, total = N * H * W, g.num_cells  # noqa: N806
     sh, sw = g.span_h, g.span_w
-    groups_max, G = max_row_groups(g), ROW_GROUP  # noqa: N806
+    groups_max = max_row_groups(g)
 
-    offsets = chunked_offsets(M)
-    write = listed_in_groups(M, G, groups_max, pad_with_last=True)
-
-    @T.prim_func(s_tir=True)
-    def func(
-        flags: T.Buffer((total,), "int32"),
-        rows: T.Buffer((groups_max, G), "int32"),
-        groups: T.Buffer((1,), "int64"),
-    ):
-        T.func_attr({"tirx.noalias": True})
-        marked = T.sblock_alloc_buffer((M,), "int32")
-        counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+    @T.macro
+    def mark(flags, marked):
         for p in range(M):
             with T.sblock("clear"):
                 vp = T.axis.spatial(M, p)
@@ -74,11 +91,8 @@ def dilated_rows(geometry: PatchGeometry):
                 if flags[vq] != 0 and ix.window_inside(vq, va, vb):
                     marked[(ix.window_pixel(vq, va, vb)[0] * H + ix.window_pixel(vq, va, vb)[1])
                            * W + ix.window_pixel(vq, va, vb)[2]] = 1
-        for block in range(1):  # noqa: B007 - the GPU thread block
-            offsets(marked, counts, inclusive, swap)
-            write(marked, counts, inclusive, rows, groups)
 
-    return func
+    return _listed_pixels(total, M, groups_max, mark, pad_with_last=True)
 
 
 @kernel("row_groups_prefix")
@@ -182,30 +196,16 @@ def pixel_rows(geometry: PatchGeometry):
     N, Ho, Wo = g.batch, g.out_height, g.out_width  # noqa: N806
     M, total = N * Ho * Wo, g.num_cells  # noqa: N806
     groups_max = -(-M // G)
-    offsets = chunked_offsets(M)
-    write = listed_in_groups(M, G, groups_max, pad_with_last=False)
 
-    @T.prim_func(s_tir=True)
-    def func(
-        flags: T.Buffer((total,), "int32"),
-        rows: T.Buffer((groups_max, G), "int32"),
-        groups: T.Buffer((1,), "int64"),
-    ):
-        T.func_attr({"tirx.noalias": True})
-        marked = T.sblock_alloc_buffer((M,), "int32")
-        counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+    @T.macro
+    def mark(flags, marked):
         for p in range(M):
             with T.sblock("mark"):
                 vp = T.axis.spatial(M, p)
                 marked[vp] = flags[ix.cell_of_pixel(vp // (Ho * Wo), vp % (Ho * Wo) // Wo,
                                                     vp % Wo)]
-        for block in range(1):  # noqa: B007 - the GPU thread block
-            offsets(marked, counts, inclusive, swap)
-            write(marked, counts, inclusive, rows, groups)
 
-    return func
+    return _listed_pixels(total, M, groups_max, mark, pad_with_last=False)
 
 
 @kernel("gather_conv3x3_rows")
