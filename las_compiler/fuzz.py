@@ -104,6 +104,13 @@ def _block_config(rng: np.random.Generator, seed: int) -> FuzzBlock:
                            int(rng.integers(1, 4)), str(rng.choice(names)), seed)
 
 
+def _at_granularity(s: int):
+    """A block geometry at S = ``s`` (what the pipelines' ``applies`` look at: S, stride)."""
+    from .geometry import BlockGeometry, PatchGeometry
+
+    return BlockGeometry(PatchGeometry(1, s, s, s, 1), 64, 16, 64, False)
+
+
 def _network_config(rng: np.random.Generator, seed: int) -> NetworkConfig:
     from .block_pipelines import PIPELINES
 
@@ -118,8 +125,11 @@ def _network_config(rng: np.random.Generator, seed: int) -> NetworkConfig:
     blocks = sum(depths)
     static = tuple(int(i) for i in range(blocks) if rng.random() < 0.2)
     dynamic = blocks - len(static)
-    names = [n for n in PIPELINES if n != "masker_conv1"]  # masker_conv1 needs S=1, stride 1
-    pipelines = tuple(str(rng.choice(names)) for _ in range(dynamic))
+    # per dynamic block, a pipeline that applies at its S (masker_conv1 needs stride 1 too,
+    # which a stage's first block lacks: left to the block configurations)
+    pipelines = tuple(str(rng.choice([n for n, p in PIPELINES.items() if n != "masker_conv1"
+                                      and p.applies(_at_granularity(snet[i]))]))
+                      for i in range(blocks) if i not in static)
     forced = tuple(int(rng.choice([0, 0, 0, 1, -1])) for _ in range(dynamic))
     backbone = None
     if rng.random() < 0.3:
