@@ -311,7 +311,8 @@ AUTO = "auto"
 AUTO_CANDIDATES = ("fused", "halo", "dense")
 # GPUs weigh pixel_rows too: a thread block tiles 16 pixel slots, which one 2x2 patch fills a
 # quarter of and a 12-pixel group three quarters. On CPUs it measured the same as fused at
-# S = 2 (0.99-1.04x, AVX2: the register tile already fits a small patch), so it stays out.
+# S = 2 (0.99-1.04x, AVX2: the register tile already fits a small patch); at S = 7 one quick
+# block round had it ahead at r = 0.25 and 1, so the CPU adds it once networks confirm that.
 GPU_AUTO_CANDIDATES = (*AUTO_CANDIDATES, "pixel_rows")
 
 
