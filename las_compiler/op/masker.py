@@ -15,7 +15,7 @@ from ..geometry import PatchGeometry
 from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
-from .scan import CHUNKS, chunk_size, chunked_offsets
+from .scan import scan_layout, work_list
 
 
 @kernel("masker")
@@ -81,8 +81,32 @@ def compact(num_cells: int):
     inactives after all actives at their offset among the inactives.
     """
     L = num_cells  # noqa: N806
-    size = chunk_size(L)
-    offsets = chunked_offsets(L)
+    layout = scan_layout(L)
+    C, size = layout.chunks, layout.size  # noqa: N806
+
+    @T.macro
+    def write(mask, starts, total, idx, count):
+        for c in range(C):
+            with T.sblock("write"):
+                vc = T.axis.spatial(C, c)
+                T.reads(mask[0:L], starts[vc], total[0])
+                T.writes(idx[0:L], count[0:1])
+                active = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                inactive = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                active[0] = starts[vc]
+                inactive[0] = total[0] + T.min(vc * size, L) - active[0]
+                for i in range(size):
+                    if vc * size + i < L:
+                        if mask[vc * size + i] != 0:
+                            idx[active[0]] = vc * size + i
+                            active[0] = active[0] + 1
+                        else:
+                            idx[inactive[0]] = vc * size + i
+                            inactive[0] = inactive[0] + 1
+                if vc == C - 1:
+                    count[0] = T.Cast("int64", total[0])
+
+    phases = work_list(layout, write)
 
     @T.prim_func(s_tir=True)
     def func(
@@ -91,30 +115,7 @@ def compact(num_cells: int):
         count: T.Buffer((1,), "int64"),
     ):
         T.func_attr({"tirx.noalias": True})
-        counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        for block in range(1):  # noqa: B007 - the GPU thread block
-            offsets(mask, counts, inclusive, swap)
-            for t in range(CHUNKS):
-                with T.sblock("write"):
-                    vt = T.axis.spatial(CHUNKS, t)
-                    T.reads(mask[0:L], counts[vt], inclusive[0:CHUNKS])
-                    T.writes(idx[0:L], count[0:1])
-                    active = T.sblock_alloc_buffer((1,), "int32", scope="local")
-                    inactive = T.sblock_alloc_buffer((1,), "int32", scope="local")
-                    active[0] = inclusive[vt] - counts[vt]
-                    inactive[0] = inclusive[CHUNKS - 1] + T.min(vt * size, L) - active[0]
-                    for i in range(size):
-                        if vt * size + i < L:
-                            if mask[vt * size + i] != 0:
-                                idx[active[0]] = vt * size + i
-                                active[0] = active[0] + 1
-                            else:
-                                idx[inactive[0]] = vt * size + i
-                                inactive[0] = inactive[0] + 1
-                    if vt == CHUNKS - 1:
-                        count[0] = T.Cast("int64", inclusive[CHUNKS - 1])
+        phases(mask, idx, count)
 
     return func
 

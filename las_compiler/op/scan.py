@@ -1,52 +1,75 @@
 """Ordered compaction in chunks: the shared core of the work-list kernels.
 
-``compact``, ``active_rows`` and ``dilated_rows`` list, in order, the positions ``i`` of an
-int32 array whose entry is non-zero. Written as one serial loop, a GPU would run it on one
-thread. Here the array is cut into :data:`CHUNKS` chunks, and the kernels are written in
-three phases, each a loop over chunks whose iterations are independent:
+``compact``, ``active_rows``, ``dilated_rows`` and ``pixel_rows`` list, in order, the positions
+``i`` of an int32 array whose entry is non-zero. Written as one serial loop, a GPU would run
+it on one thread. Here the array is cut into chunks and the kernels are written in phases,
+each a loop whose iterations are independent:
 
 1. ``count``: each chunk counts its non-zero entries;
-2. ``scan``: an inclusive prefix sum over the chunk counts, Hillis-Steele style (log2 CHUNKS
-   steps, each a loop over chunks reading the previous step's values);
+2. in one thread block of :data:`CHUNKS` threads, each owning ``per_thread`` consecutive
+   chunks: ``thread_total`` sums a thread's chunk counts, ``scan_add`` / ``scan_copy`` take the
+   inclusive prefix sum of the thread totals Hillis-Steele style (log2 CHUNKS steps, each a
+   loop over threads reading the previous step's values), ``chunk_offsets`` gives every chunk
+   the number of entries before it (and the last thread the total);
 3. ``write`` (in each kernel): each chunk writes its entries from its offset on.
 
-On a CPU the phases run in order on one thread (microseconds); on a GPU each chunk loop is one
-thread of a single thread block, the counts live in shared memory, and the barriers between
-the phases come from TVM's thread-sync pass. The outer loop ``block`` (extent 1) is that
-thread block. Work is O(length) in parallel plus O(CHUNKS log CHUNKS) for the scan.
+Two layouts (``las_compiler.scan_layout``). A short array (at most ``CHUNKS * GRID_CHUNK``
+entries, every list of a batch-1 ImageNet network) has ``CHUNKS`` chunks, one per thread, and all
+phases sit inside the unit ``block`` loop: on a GPU one thread block, one launch, counts and
+offsets in shared memory. A long one (a batch of 128, or an 800x1333 detection map at S = 1)
+has chunks of ``GRID_CHUNK`` entries; ``count`` and ``write`` are loops over all chunks
+outside the ``block`` loop, so on a GPU they are grid-wide kernels that fill the device, and
+only the scan of the chunk counts (``per_thread`` per thread) runs in one block: three
+launches, where a single block would walk hundreds of thousands of entries on one SM.
+On a CPU the phases run in order on one thread (microseconds).
 """
 
 from __future__ import annotations
 
 from tvm.script import tirx as T
 
-CHUNKS = 256  # threads of the GPU thread block; chunk count on every target
-LOG_CHUNKS = 8
+from ..scan_layout import CHUNKS, LOG_CHUNKS, ScanLayout, scan_layout
+
+__all__ = ["CHUNKS", "ScanLayout", "listed_in_groups", "scan_layout", "work_list"]
 
 
-def chunk_size(length: int) -> int:
-    return max(1, -(-length // CHUNKS))
-
-
-def chunked_offsets(length: int):
-    """A TVMScript macro ``(src, counts, inclusive, swap)``: per chunk its count of non-zero
-    ``src`` entries (``counts``) and the inclusive prefix sum of the counts (``inclusive``;
-    ``swap`` is scratch). Call it inside the kernel's ``block`` loop."""
-    size = chunk_size(length)
+def _count(layout: ScanLayout):
+    L, C, size = layout.length, layout.chunks, layout.size  # noqa: N806
 
     @T.macro
-    def offsets(src, counts, inclusive, swap):
-        for t in range(CHUNKS):
+    def count(src, counts):
+        for c in range(C):
             with T.sblock("count"):
-                vt = T.axis.spatial(CHUNKS, t)
-                T.reads(src[0:length])
-                T.writes(counts[vt], inclusive[vt])
-                counts[vt] = 0
+                vc = T.axis.spatial(C, c)
+                T.reads(src[0:L])
+                T.writes(counts[vc])
+                n = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                n[0] = 0
                 for i in range(size):
-                    if vt * size + i < length:
-                        if src[vt * size + i] != 0:
-                            counts[vt] = counts[vt] + 1
-                inclusive[vt] = counts[vt]
+                    if vc * size + i < L:
+                        if src[vc * size + i] != 0:
+                            n[0] = n[0] + 1
+                counts[vc] = n[0]
+
+    return count
+
+
+def _offsets(layout: ScanLayout):
+    per = layout.per_thread
+
+    @T.macro
+    def offsets(counts, totals, inclusive, swap, starts, total):
+        for t in range(CHUNKS):
+            with T.sblock("thread_total"):
+                vt = T.axis.spatial(CHUNKS, t)
+                T.reads(counts[vt * per:vt * per + per])
+                T.writes(totals[vt], inclusive[vt])
+                n = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                n[0] = 0
+                for j in range(per):
+                    n[0] = n[0] + counts[vt * per + j]
+                totals[vt] = n[0]
+                inclusive[vt] = n[0]
         for step in range(LOG_CHUNKS):
             for t in range(CHUNKS):
                 with T.sblock("scan_add"):
@@ -60,40 +83,90 @@ def chunked_offsets(length: int):
                 with T.sblock("scan_copy"):
                     vt = T.axis.spatial(CHUNKS, t)
                     inclusive[vt] = swap[vt]
+        for t in range(CHUNKS):
+            with T.sblock("chunk_offsets"):
+                vt = T.axis.spatial(CHUNKS, t)
+                T.reads(counts[vt * per:vt * per + per], totals[vt], inclusive[0:CHUNKS])
+                T.writes(starts[vt * per:vt * per + per], total[0:1])
+                at = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                last = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                at[0] = inclusive[vt] - totals[vt]
+                last[0] = inclusive[CHUNKS - 1]  # (GPU: shared reads stay out of ifs)
+                for j in range(per):
+                    starts[vt * per + j] = at[0]
+                    at[0] = at[0] + counts[vt * per + j]
+                if vt == CHUNKS - 1:
+                    total[0] = last[0]
 
     return offsets
 
 
-def listed_in_groups(length: int, group: int, max_groups: int, pad_with_last: bool):
-    """A TVMScript macro ``(src, counts, inclusive, rows, groups)``: phase 3 for the row-group
-    lists - the non-zero positions of ``src`` in order, as ``rows[max_groups, group]``, the
-    last group padded with its last entry (``pad_with_last``) or with -1; ``groups[0]`` = the
-    groups used. Call it after :func:`chunked_offsets` in the same ``block`` loop."""
-    size = chunk_size(length)
-    G = group  # noqa: N806
+def work_list(layout: ScanLayout, write):
+    """A TVMScript macro ``(src, out_a, out_b)``: the phases of the module docstring over the
+    int32 array ``src``, ending in ``write(src, starts, total, out_a, out_b)`` - a macro
+    looping over the layout's chunks (``starts[c]``: entries before chunk c; ``total[0]``:
+    all of them). Call it at the top of a kernel."""
+    C = layout.chunks  # noqa: N806
+    count, offsets = _count(layout), _offsets(layout)
+
+    if layout.grid:
+        @T.macro
+        def phases(src, out_a, out_b):
+            counts = T.sblock_alloc_buffer((C,), "int32")
+            starts = T.sblock_alloc_buffer((C,), "int32")
+            total = T.sblock_alloc_buffer((1,), "int32")
+            totals = T.sblock_alloc_buffer((CHUNKS,), "int32")
+            inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
+            swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+            count(src, counts)
+            for block in range(1):  # noqa: B007 - the scanning thread block
+                offsets(counts, totals, inclusive, swap, starts, total)
+            write(src, starts, total, out_a, out_b)
+    else:
+        @T.macro
+        def phases(src, out_a, out_b):
+            counts = T.sblock_alloc_buffer((C,), "int32")
+            starts = T.sblock_alloc_buffer((C,), "int32")
+            total = T.sblock_alloc_buffer((1,), "int32")
+            totals = T.sblock_alloc_buffer((CHUNKS,), "int32")
+            inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
+            swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+            for block in range(1):  # noqa: B007 - the GPU thread block
+                count(src, counts)
+                offsets(counts, totals, inclusive, swap, starts, total)
+                write(src, starts, total, out_a, out_b)
+
+    return phases
+
+
+def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_last: bool):
+    """The ``write`` phase of the row-group lists (for :func:`work_list`): the non-zero
+    positions of ``src`` in order, as ``rows[max_groups, group]``, the last group padded with
+    its last entry (``pad_with_last``) or with -1; ``groups[0]`` = the groups used (int64)."""
+    L, C, size, G = layout.length, layout.chunks, layout.size, group  # noqa: N806
 
     @T.macro
-    def write(src, counts, inclusive, rows, groups):
-        for t in range(CHUNKS):
+    def write(src, starts, total, rows, groups):
+        for c in range(C):
             with T.sblock("write"):
-                vt = T.axis.spatial(CHUNKS, t)
-                T.reads(src[0:length], counts[vt], inclusive[0:CHUNKS])
+                vc = T.axis.spatial(C, c)
+                T.reads(src[0:L], starts[vc], total[0])
                 T.writes(rows[0:max_groups, 0:G], groups[0:1])
                 at = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 last = T.sblock_alloc_buffer((1,), "int32", scope="local")
-                at[0] = inclusive[vt] - counts[vt]
-                last[0] = inclusive[CHUNKS - 1] - 1  # (GPU: shared reads stay out of ifs)
+                at[0] = starts[vc]
+                last[0] = total[0] - 1  # (GPU: shared reads stay out of ifs)
                 for i in range(size):
-                    if vt * size + i < length:
-                        if src[vt * size + i] != 0:
-                            rows[at[0] // G, at[0] % G] = vt * size + i
+                    if vc * size + i < L:
+                        if src[vc * size + i] != 0:
+                            rows[at[0] // G, at[0] % G] = vc * size + i
                             if at[0] == last[0]:  # the last entry pads the rest of its group
                                 for u in range(G):
                                     if u > at[0] % G:
                                         rows[at[0] // G, u] = T.if_then_else(
-                                            pad_with_last, vt * size + i, -1)
+                                            pad_with_last, vc * size + i, -1)
                             at[0] = at[0] + 1
-                if vt == CHUNKS - 1:
+                if vc == C - 1:
                     groups[0] = T.Cast("int64", (last[0] + G) // G)
 
     return write

@@ -21,7 +21,7 @@ from ..register_tile import ROW_GROUP
 from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
-from .scan import CHUNKS, chunked_offsets, listed_in_groups
+from .scan import listed_in_groups, scan_layout, work_list
 
 # the kernels that work on groups of ROW_GROUP listed pixels or cells
 ROW_KERNELS = ("conv1x1_rows", "gather_conv3x3_rows", "conv1x1_scatter_add_rows")
@@ -38,8 +38,8 @@ def _listed_pixels(cells: int, pixels: int, groups_max: int, mark, pad_with_last
     :data:`ROW_GROUP` (a chunked compaction, :mod:`.scan`), the last group padded with its
     last pixel (``pad_with_last``) or -1."""
     G = ROW_GROUP  # noqa: N806
-    offsets = chunked_offsets(pixels)
-    write = listed_in_groups(pixels, G, groups_max, pad_with_last=pad_with_last)
+    layout = scan_layout(pixels)
+    phases = work_list(layout, listed_in_groups(layout, G, groups_max, pad_with_last))
 
     @T.prim_func(s_tir=True)
     def func(
@@ -49,13 +49,8 @@ def _listed_pixels(cells: int, pixels: int, groups_max: int, mark, pad_with_last
     ):
         T.func_attr({"tirx.noalias": True})
         marked = T.sblock_alloc_buffer((pixels,), "int32")
-        counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
         mark(flags, marked)
-        for block in range(1):  # noqa: B007 - the GPU thread block
-            offsets(marked, counts, inclusive, swap)
-            write(marked, counts, inclusive, rows, groups)
+        phases(marked, rows, groups)
 
     return func
 
@@ -159,8 +154,8 @@ def active_rows(geometry: PatchGeometry):
     groups_max = -(-g.num_cells // G)
 
     L = g.num_cells  # noqa: N806
-    offsets = chunked_offsets(L)
-    write = listed_in_groups(L, G, groups_max, pad_with_last=False)
+    layout = scan_layout(L)
+    phases = work_list(layout, listed_in_groups(layout, G, groups_max, pad_with_last=False))
 
     @T.prim_func(s_tir=True)
     def func(
@@ -169,12 +164,7 @@ def active_rows(geometry: PatchGeometry):
         groups: T.Buffer((1,), "int64"),
     ):
         T.func_attr({"tirx.noalias": True})
-        counts = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
-        for block in range(1):  # noqa: B007 - the GPU thread block
-            offsets(flags, counts, inclusive, swap)
-            write(flags, counts, inclusive, rows, groups)
+        phases(flags, rows, groups)
 
     return func
 

@@ -95,10 +95,11 @@ def _inactive_bytes(c: _Context) -> float:
 # kernel name -> model(context, *generator arguments)
 MODELS: dict[str, Callable[..., K.Work]] = {
     "masker": lambda c, *_: K.masker(c.hw, c.tile, c.layer, c.patches),
-    "compact": lambda c, cells: K.scan("compact", cells),
-    "dilated_rows": lambda c, g: K.scan("dilated_rows", g.batch * g.height * g.width),
-    "active_rows": lambda c, g: K.scan("active_rows", g.num_cells),
-    "pixel_rows": lambda c, g: K.scan("pixel_rows", g.batch * g.out_height * g.out_width),
+    "compact": lambda c, cells: K.scan(c.hw, "compact", cells),
+    "dilated_rows": lambda c, g: K.scan(c.hw, "dilated_rows", g.batch * g.height * g.width),
+    "active_rows": lambda c, g: K.scan(c.hw, "active_rows", g.num_cells),
+    "pixel_rows": lambda c, g: K.scan(c.hw, "pixel_rows",
+                                      g.batch * g.out_height * g.out_width),
     "conv1x1_rows": lambda c, *_: K.conv1_rows(c.hw, c.tile, c.layer, c.dilated),
     "gather_conv3x3": lambda c, *_: K.gather_conv3x3(c.hw, c.tile, c.layer, c.patches, c.active),
     "gather_conv3x3_rows":

@@ -58,6 +58,7 @@ from ..register_tile import (
     patch_tiles,
     weights_read_once,
 )
+from ..scan_layout import scan_layout
 from .hardware import Hardware
 from .layers import BlockLayer
 
@@ -269,9 +270,19 @@ def masker(hw, tile, layer: BlockLayer, patches: PatchGeometry) -> Work:
     return work
 
 
-def scan(kind: str, elements: float) -> Work:
-    """A serial scan (compaction, dilated rows, active rows)."""
-    return Work(kind, serial=elements)
+def scan(hw: Hardware, kind: str, elements: float) -> Work:
+    """A work-list scan (compaction, dilated / active / pixel rows) over ``elements`` entries,
+    as ``scan_layout`` cuts it. A CPU walks the array on one thread, and so does a GPU's one
+    thread block a short array. A GPU counts and writes a long array's chunks in grid-wide
+    kernels (the array read twice, the list written once; a thread block per 256 chunks),
+    around one block that walks the chunk counts twice: three launches."""
+    layout = scan_layout(math.ceil(elements))
+    if hw.kind != "gpu" or not layout.grid:
+        return Work(kind, serial=elements)
+    work = Work(kind, serial=2 * layout.chunks, tasks=layout.per_thread, launches=3)
+    streamed = 3 * elements * F32
+    work.add_bytes(_level(hw, streamed), streamed)
+    return work
 
 
 def dense_conv1x1(hw, tile, layer: BlockLayer, in_c: int, out_c: int, pixels: int,

@@ -1,17 +1,21 @@
-"""Work-list scans on CUDA: one thread block of ``CHUNKS`` threads, counts in shared memory.
+"""Work-list scans on CUDA: one thread block of ``CHUNKS`` threads scans, grid-wide kernels
+count and write long arrays.
 
 Pattern matched: the chunked compaction kernels (``compact``, ``active_rows``,
-``dilated_rows``, ``pixel_rows``; see ``las_compiler.op.scan``).
+``dilated_rows``, ``pixel_rows``; see ``las_compiler.op.scan`` for their phases and layouts).
 
-Schedule strategy: the kernels are written as phases of independent chunk loops inside a
-unit ``block`` loop. 1. that loop becomes the one thread block (``blockIdx.x``), every chunk
-loop its ``threadIdx.x`` (a chunk per thread); 2. the chunk counts and the scan's buffers go
-to shared memory, so TVM's thread-sync pass puts the barriers between the phases;
-3. phases over the whole map before the block (``dilated_rows`` clears and marks the pixels
-the active windows read) are ordinary grid-wide kernels: fused loops over ``blockIdx.x`` x
-``threadIdx.x``, ordered against the scan by the kernel launches themselves.
-One block suffices: the largest list (S = 1 at stage 1 of an 800x1333 detection input,
-66,800 pixels) is 261 entries per thread, read once.
+Schedule strategy:
+1. the unit ``block`` loop becomes one thread block (``blockIdx.x``), every loop directly
+   around a phase inside it its ``threadIdx.x`` (a chunk or a run of chunks per thread);
+2. what only the phases inside that block read and write (chunk counts, thread totals, the
+   running sums, chunk offsets) goes to shared memory, so TVM's thread-sync pass puts the
+   barriers between the phases;
+3. every loop outside the block (a long array's ``count`` and ``write`` over all its chunks;
+   ``dilated_rows`` clearing and marking the pixels the active windows read) is an ordinary
+   grid-wide kernel: its loops fused and split over ``blockIdx.x`` x ``threadIdx.x``, ordered
+   against the scan by the kernel launches themselves; what they hand over stays global.
+A batch-1 list is one launch; a batch of 128 (401,408 pixels at stage 1) counts and writes
+its 12,544 chunks on every SM, and the scanning block walks 49 counts per thread.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from ..base import check, new_schedule
 from .base import GPURule, Limits
 
 SCAN_KERNELS = ("compact", "active_rows", "dilated_rows", "pixel_rows")
-PHASES = ("count", "scan_add", "scan_copy", "write")
-SHARED = {"count": (0, 1), "scan_add": (0,)}  # block -> indices of the writes kept in shared
+SCAN_LOOP = "block"  # the op's unit loop around the scanning thread block
+PHASES = ("count", "thread_total", "scan_add", "scan_copy", "chunk_offsets", "write")
 
 
 class ScanGPU(GPURule):
@@ -38,23 +42,35 @@ class ScanGPU(GPURule):
         limits = Limits.of(target)
         check(CHUNKS <= limits.threads, f"{kernel_kind(func)}: {CHUNKS} threads per block "
                                         f"exceed the target's {limits.threads}")
-        names = {str(sch.get(b).name_hint): b for b in _all_blocks(sch)}
-        for name, block in names.items():
-            if name in PHASES:
-                continue
+        blocks = _all_blocks(sch)
+        inside = [b for b in blocks if _in_scan_block(sch, b)]
+        outside = [b for b in blocks if not _in_scan_block(sch, b)]
+        handed_over = {str(r.source.name) for b in outside for r in sch.get(b).reads}
+        params = {str(p.name) for p in sch.mod["main"].params}
+        for block in outside:
             loops = sch.get_loops(block)
             fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
             bx, tx = sch.split(fused, [None, min(256, limits.threads)])
             sch.bind(bx, "blockIdx.x")
             sch.bind(tx, "threadIdx.x")
-        for name, writes in SHARED.items():
-            for index in writes:
-                sch.set_scope(names[name], index, "shared")
+        shared = set()
+        for block in inside:
+            for index, region in enumerate(sch.get(block).writes):
+                name = str(region.source.name)
+                if name in shared or name in params or name in handed_over \
+                        or region.source.scope() != "global":
+                    continue
+                sch.set_scope(block, index, "shared")
+                shared.add(name)
         # ``bind`` wants each loop's subtree to be a dataflow of complete blocks, which a scan
         # (two writers of the running sums) is not: the loops are rebound in the IR directly
         func = sch.mod["main"]
         func = func.with_body(_bind_phases(func.body))
         return new_schedule(func)
+
+
+def _in_scan_block(sch, block) -> bool:
+    return any(str(sch.get(loop).loop_var.name) == SCAN_LOOP for loop in sch.get_loops(block))
 
 
 def _thread(tag: str, extent: int):
@@ -63,8 +79,8 @@ def _thread(tag: str, extent: int):
 
 
 def _bind_phases(body):
-    """The unit ``block`` loop -> blockIdx.x; each chunk loop directly around a phase block
-    -> threadIdx.x."""
+    """The unit ``block`` loop -> blockIdx.x; each (still serial) loop directly around a
+    phase block -> threadIdx.x (the grid-wide loops are bound already)."""
 
     def visit(node):
         if node.kind != tirx.ForKind.SERIAL:
@@ -72,8 +88,8 @@ def _bind_phases(body):
         name = str(node.loop_var.name)
         child = node.body
         phase = isinstance(child, s_tir.SBlockRealize) and str(child.block.name_hint) in PHASES
-        if name == "block" or phase:
-            tag = "blockIdx.x" if name == "block" else "threadIdx.x"
+        if name == SCAN_LOOP or phase:
+            tag = "blockIdx.x" if name == SCAN_LOOP else "threadIdx.x"
             return tirx.For(node.loop_var, node.min, node.extent, tirx.ForKind.THREAD_BINDING,
                             node.body, thread_binding=_thread(tag, int(node.extent)),
                             annotations=node.annotations)

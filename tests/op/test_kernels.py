@@ -19,6 +19,7 @@ from las_compiler.models import Masker
 from las_compiler.models.masker import dilate_mask, upsample_mask
 from las_compiler.op.indexing import PatchIndex
 from las_compiler.op.params import pack_weight
+from las_compiler.scan_layout import CHUNKS, GRID_CHUNK, scan_layout
 
 DEV = tvm.cpu()
 RNG = np.random.default_rng(0)
@@ -206,11 +207,7 @@ def test_geometry_rejects_s_that_does_not_fit():
         PatchGeometry(1, 14, 14, 1, 3)
 
 
-@settings(max_examples=12)
-@given(g=GEOMETRIES, rate=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 99))
-def test_dilated_rows_are_the_pixels_active_windows_read(target, g, rate, seed):
-    flags = np.zeros(g.num_cells, "int32")
-    flags[active_list(g, rate, seed)] = 1
+def check_dilated_rows(target, g, flags):
     rows = tvm.runtime.empty((op.max_row_groups(g), op.ROW_GROUP), "int32")
     groups = tvm.runtime.empty((1,), "int64")
     kernel_function("dilated_rows", g, target=target)(tensor(flags), rows, groups)
@@ -229,13 +226,9 @@ def test_dilated_rows_are_the_pixels_active_windows_read(target, g, rate, seed):
     assert set(np.flatnonzero(needed[:, 0].flatten().numpy())) <= set(expected)
 
 
-@settings(max_examples=12)
-@given(g=GEOMETRIES, rate=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 99))
-def test_pixel_rows_are_the_output_pixels_of_the_active_cells(target, g, rate, seed):
+def check_pixel_rows(target, g, flags):
     """In order, each once, the last group padded with -1: what the official upsampled mask
     switches on, on any floor grid (cells of unequal size where S does not divide)."""
-    flags = np.zeros(g.num_cells, "int32")
-    flags[active_list(g, rate, seed)] = 1
     pixels = g.batch * g.out_height * g.out_width
     rows = tvm.runtime.empty((-(-pixels // op.ROW_GROUP), op.ROW_GROUP), "int32")
     groups = tvm.runtime.empty((1,), "int64")
@@ -245,6 +238,54 @@ def test_pixel_rows_are_the_output_pixels_of_the_active_cells(target, g, rate, s
     on = np.flatnonzero(upsample_mask(mask, g.out_height, g.out_width).flatten().numpy())
     assert listed[listed >= 0].tolist() == on.tolist()
     assert (listed[len(on):] == -1).all() and listed.size - len(on) < op.ROW_GROUP
+
+
+@settings(max_examples=12)
+@given(g=GEOMETRIES, rate=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 99))
+def test_dilated_rows_are_the_pixels_active_windows_read(target, g, rate, seed):
+    flags = np.zeros(g.num_cells, "int32")
+    flags[active_list(g, rate, seed)] = 1
+    check_dilated_rows(target, g, flags)
+
+
+@settings(max_examples=12)
+@given(g=GEOMETRIES, rate=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 99))
+def test_pixel_rows_are_the_output_pixels_of_the_active_cells(target, g, rate, seed):
+    flags = np.zeros(g.num_cells, "int32")
+    flags[active_list(g, rate, seed)] = 1
+    check_pixel_rows(target, g, flags)
+
+
+# more entries than CHUNKS * GRID_CHUNK: the grid-wide layout (a batch of 128 at stage 1, an
+# 800x1333 detection map); 3 x 57 x 61 pixels, cells of unequal size at S = 4 and 3
+LONG = [PatchGeometry(3, 57, 61, 4, 1), PatchGeometry(3, 57, 61, 3, 2)]
+
+
+@pytest.mark.parametrize("g", LONG, ids=str)
+@pytest.mark.parametrize("rate", [0.0, 0.4, 1.0])
+def test_long_work_lists_are_counted_and_written_grid_wide(target, g, rate):
+    assert scan_layout(g.batch * g.height * g.width).grid
+    flags = np.zeros(g.num_cells, "int32")
+    flags[active_list(g, rate, 5)] = 1
+    check_dilated_rows(target, g, flags)
+    if scan_layout(g.batch * g.out_height * g.out_width).grid:
+        check_pixel_rows(target, g, flags)
+    cells = 20011  # compact over the grid layout, the last chunks past the end
+    mask = (np.random.default_rng(2).random(cells) < rate).astype("int32")
+    idx, count = empty(cells, dtype="int32"), empty(1, dtype="int64")
+    kernel_function("compact", cells, target=target)(tensor(mask), idx, count)
+    n = int(count.numpy()[0])
+    assert n == mask.sum()
+    np.testing.assert_array_equal(idx.numpy()[:n], np.flatnonzero(mask))
+    np.testing.assert_array_equal(idx.numpy()[n:], np.flatnonzero(mask == 0))
+
+
+@given(length=st.integers(0, 10**6))
+def test_scan_layout_covers_the_array(length):
+    layout = scan_layout(length)
+    assert layout.chunks % CHUNKS == 0 and layout.chunks * layout.size >= length
+    assert layout.grid == (length > CHUNKS * GRID_CHUNK)
+    assert layout.size == GRID_CHUNK if layout.grid else layout.chunks == CHUNKS
 
 
 def test_conv1x1_rows_writes_only_listed_rows(target):
