@@ -66,6 +66,10 @@ F32 = 4
 # = schedules.cuda.tiled_conv.Config (a test checks they agree)
 GPU_PIXEL_THREADS, GPU_THREAD_PIXELS, GPU_BLOCK_CHANNELS = 8, 2, 64
 GPU_BLOCK_PIXELS = GPU_PIXEL_THREADS * GPU_THREAD_PIXELS
+# = schedules.cuda.patch_chain.PIXEL_THREADS: a chain's block splits every conv's pixels in
+# runs over 8 threads and walks all output channels itself (no block per channel tile)
+GPU_CHAIN_PIXEL_THREADS = 8
+CHAIN_KINDS = ("halo_conv3x3", "fused_block")
 
 
 def min_tile_pixels(hw: Hardware) -> int:
@@ -227,7 +231,7 @@ def conv_work(hw: Hardware, tile: TileModel, kind: str, *, tiles: float, pixels:
     lives decides their bandwidth). ``row_bytes``: distance between a tile's input rows;
     ``tile_pixels``: pixels a tile really holds (a patch smaller than the tile: fewer)."""
     weight_bytes = reduce * out_channels * F32
-    if hw.kind == "gpu":  # a thread block per (pixel tile, channel tile)
+    if hw.kind == "gpu" and kind not in CHAIN_KINDS:  # a block per (pixel tile, channel tile)
         tasks *= math.ceil(out_channels / tile.channels)
     vectors = max(1, math.ceil(tile.channels / hw.simd_lanes))
     work = Work(kind, macs=pixels * reduce * out_channels, tasks=tasks,
@@ -247,8 +251,13 @@ def conv_work(hw: Hardware, tile: TileModel, kind: str, *, tiles: float, pixels:
     return work
 
 
-def per_patch_tiles(tile: TileModel, pixels: int) -> tuple[int, int]:
-    """(tiles, executed pixel slots) for one patch of ``pixels`` pixels."""
+def per_patch_tiles(tile: TileModel, pixels: int, kind: str = "") -> tuple[int, int]:
+    """(tiles, executed pixel slots) for one patch of ``pixels`` pixels (of a ``kind``
+    kernel: a GPU chain splits them its own way)."""
+    if tile.per_patch_gpu and kind in CHAIN_KINDS:
+        if pixels == 1:  # a one-pixel tile: the channels take both thread axes
+            return 1, 1
+        return 1, GPU_CHAIN_PIXEL_THREADS * math.ceil(pixels / GPU_CHAIN_PIXEL_THREADS)
     if tile.per_patch_gpu:  # the block's pixel threads split the patch in contiguous runs
         threads = min(GPU_PIXEL_THREADS, math.ceil(pixels / GPU_THREAD_PIXELS))
         return 1, threads * math.ceil(pixels / threads)
@@ -337,7 +346,7 @@ def gather_conv3x3(hw, tile, layer: BlockLayer, patches: PatchGeometry, n: float
     c, w = layer.in_channels, layer.planes
     pixels, window = patches.tile_pixels, patches.window_pixels
     tile = tile.for_rows(hw, w * F32)
-    tiles, slots = per_patch_tiles(tile, pixels)
+    tiles, slots = per_patch_tiles(tile, pixels, kind)
     reduce_map = _map_bytes(layer, c if halo_conv1 else w)
     work = conv_work(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=9 * w,
                  out_channels=w,
@@ -345,7 +354,7 @@ def gather_conv3x3(hw, tile, layer: BlockLayer, patches: PatchGeometry, n: float
                  out_bytes=n * pixels * w * F32, tasks=n, map_bytes=reduce_map,
                  row_bytes=w * F32, tile_pixels=min(tile.pixels, pixels))
     if halo_conv1:
-        halo_tiles, halo_slots = per_patch_tiles(tile, window)
+        halo_tiles, halo_slots = per_patch_tiles(tile, window, kind)
         conv1 = conv_work(hw, tile, kind, tiles=n * halo_tiles, pixels=n * halo_slots, reduce=c,
                       out_channels=w, in_bytes=0.0, out_bytes=0.0, tasks=n,
                       map_bytes=reduce_map, row_bytes=c * F32,
@@ -372,7 +381,7 @@ def conv1x1_scatter_add(hw, tile, layer: BlockLayer, patches: PatchGeometry, n: 
     """conv3 (+BN) of each active patch, added into the shortcut (read + write)."""
     w, k, pixels = layer.planes, layer.out_channels, patches.tile_pixels
     tile = tile.for_rows(hw, w * F32)
-    tiles, slots = per_patch_tiles(tile, pixels)
+    tiles, slots = per_patch_tiles(tile, pixels, kind)
     out = n * pixels * k * F32 * (2 if scatter else 1)
     return conv_work(hw, tile, kind, tiles=n * tiles, pixels=n * slots, reduce=w, out_channels=k,
                  in_bytes=n * pixels * w * F32, out_bytes=out, tasks=n,

@@ -13,3 +13,15 @@ def test_predicted_goals_table():
         assert r["dynamic_ms"] > 0 and abs(r["ratio"] - r["dynamic_ms"] / r["dense_ms"]) < 1e-9
     text = gpu.summarise(rows)
     assert text.count("| tx2 |") == 3 and "not measured" in text
+
+
+def test_idle_slots_table():
+    rows = gpu.idle_slots()
+    # every S of every distinct block geometry of the two networks (the 7x7 maps: S = 1..7)
+    assert {(r["map"], r["S"]) for r in rows} >= {("7x7/1", s) for s in range(1, 8)}
+    for r in rows:
+        assert set(r["auto"]) == set(gpu.IDLE_DEVICES)
+        assert r["idle"]["pixel_rows" if r["S"] > 1 else "fused"] == 0.0  # 12-pixel groups
+        assert all(0.0 <= v < 1.0 for v in r["idle"].values())
+    text = gpu.summarise_idle(rows)
+    assert text.count("\n| las_resnet") == len(rows) and "auto's picks over 25 %" in text

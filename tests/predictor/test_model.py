@@ -34,6 +34,9 @@ def test_schedule_constants_match_the_kernels_and_rules():
     gpu = GPUConfig()
     assert (K.GPU_PIXEL_THREADS, K.GPU_THREAD_PIXELS) == (gpu.pixel_threads, gpu.thread_pixels)
     assert K.GPU_BLOCK_CHANNELS == gpu.channel_threads * gpu.thread_channels
+    from las_compiler.schedules.cuda.patch_chain import PIXEL_THREADS
+
+    assert K.GPU_CHAIN_PIXEL_THREADS == PIXEL_THREADS
     gpu_tile = K.TileModel.for_hardware(get_hardware("v100"))
     assert (gpu_tile.pixels, gpu_tile.channels) == (K.GPU_BLOCK_PIXELS, K.GPU_BLOCK_CHANNELS)
 

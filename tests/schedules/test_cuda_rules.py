@@ -206,3 +206,27 @@ def test_the_verified_target_covers_every_tag():
                 "nvidia/jetson-agx-orin-64gb"):
         limits = Limits.of(gpu(tag))
         assert (limits.threads, limits.shared_bytes) in checked, tag
+
+
+@pytest.mark.parametrize("size, s, stride", [((14, 14), 2, 1), ((14, 14), 3, 1),
+                                             ((28, 28), 4, 2), ((14, 14), 5, 1),
+                                             ((28, 28), 7, 1), ((25, 42), 4, 1)])
+def test_idle_slot_accounting_is_the_scheduled_tile(size, s, stride):
+    """``idle_slots`` (what benchmarks.gpu tabulates against issue 25's 25 %) counts the
+    pixel slots the scheduled kernel really gives a patch: threadIdx.y x each thread's run."""
+    from tvm import s_tir
+
+    from las_compiler.schedules.cuda.idle_slots import kernel_idle, tiled_slots
+    from las_compiler.schedules.cuda.tiled_conv import Config
+
+    g = PatchGeometry(1, *size, s, stride)
+    func = schedule(get_kernel("gather_conv3x3")(g, 16, 64), gpu(TX2))
+    sch = s_tir.Schedule(func)
+    runs = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("epilogue"))
+            if sch.get(loop).kind != tirx.ForKind.THREAD_BINDING]
+    per_thread = int(np.prod([int(loop.extent) for loop in runs])) // Config().thread_channels
+    slots = thread_loops(func).get("threadIdx.y", 1) * per_thread
+    assert slots == tiled_slots(g.tile_pixels)
+    cells = g.cell_extents()
+    idle = kernel_idle("gather_conv3x3", BlockGeometry(g, 16, 16, 64, stride == 2))["tile"]
+    assert idle == pytest.approx(1 - cells.mean() / slots)
