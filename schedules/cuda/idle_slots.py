@@ -65,10 +65,7 @@ def kernel_idle(kernel: str, block: BlockGeometry) -> dict[str, float] | None:
         return {"rows": _idle(ROW_GROUP, tiled_slots(ROW_GROUP))}
     if kernel in ("gather_conv3x3", "conv1x1_scatter_add"):
         return {"tile": _idle(tile, tiled_slots(g.tile_pixels))}
-    if kernel == "halo_conv3x3":
-        return {"halo": _idle(window, chain_slots(g.window_pixels)),
-                "tile": _idle(tile, chain_slots(g.tile_pixels))}
-    if kernel == "fused_block":
+    if kernel in ("halo_conv3x3", "fused_block"):  # conv1 on the halo; conv2 (conv3) the tile
         return {"halo": _idle(window, chain_slots(g.window_pixels)),
                 "tile": _idle(tile, chain_slots(g.tile_pixels))}
     if kernel in ("conv1x1", "conv2d"):  # 16-pixel tiles of the flat map: the last one partial
