@@ -109,32 +109,26 @@ def work_list(layout: ScanLayout, write):
     C = layout.chunks  # noqa: N806
     count, offsets = _count(layout), _offsets(layout)
 
-    if layout.grid:
-        @T.macro
-        def phases(src, out_a, out_b):
-            counts = T.sblock_alloc_buffer((C,), "int32")
-            starts = T.sblock_alloc_buffer((C,), "int32")
-            total = T.sblock_alloc_buffer((1,), "int32")
-            totals = T.sblock_alloc_buffer((CHUNKS,), "int32")
-            inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
-            swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+    grid = layout.grid
+
+    @T.macro
+    def phases(src, out_a, out_b):
+        counts = T.sblock_alloc_buffer((C,), "int32")
+        starts = T.sblock_alloc_buffer((C,), "int32")
+        total = T.sblock_alloc_buffer((1,), "int32")
+        totals = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
+        if grid:  # (a Python bool: the parser keeps one branch)
             count(src, counts)
-            for block in range(1):  # noqa: B007 - the scanning thread block
-                offsets(counts, totals, inclusive, swap, starts, total)
-            write(src, starts, total, out_a, out_b)
-    else:
-        @T.macro
-        def phases(src, out_a, out_b):
-            counts = T.sblock_alloc_buffer((C,), "int32")
-            starts = T.sblock_alloc_buffer((C,), "int32")
-            total = T.sblock_alloc_buffer((1,), "int32")
-            totals = T.sblock_alloc_buffer((CHUNKS,), "int32")
-            inclusive = T.sblock_alloc_buffer((CHUNKS,), "int32")
-            swap = T.sblock_alloc_buffer((CHUNKS,), "int32")
-            for block in range(1):  # noqa: B007 - the GPU thread block
+        for block in range(1):  # noqa: B007 - the scanning thread block
+            if not grid:
                 count(src, counts)
-                offsets(counts, totals, inclusive, swap, starts, total)
+            offsets(counts, totals, inclusive, swap, starts, total)
+            if not grid:
                 write(src, starts, total, out_a, out_b)
+        if grid:
+            write(src, starts, total, out_a, out_b)
 
     return phases
 

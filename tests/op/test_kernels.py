@@ -132,9 +132,7 @@ def test_masker_matches_the_pytorch_masker(target, g, seed, c):
     np.testing.assert_array_equal(mask.numpy(), expected)
 
 
-@pytest.mark.parametrize("rate", [0.0, 0.5, 1.0])
-def test_compact_puts_active_cells_first(target, rate):
-    cells = 37
+def check_compact(target, cells, rate):
     mask = (np.random.default_rng(1).random(cells) < rate).astype("int32")
     idx, count = empty(cells, dtype="int32"), empty(1, dtype="int64")
     kernel_function("compact", cells, target=target)(tensor(mask), idx, count)
@@ -142,6 +140,11 @@ def test_compact_puts_active_cells_first(target, rate):
     assert n == mask.sum()
     np.testing.assert_array_equal(idx.numpy()[:n], np.flatnonzero(mask))
     np.testing.assert_array_equal(idx.numpy()[n:], np.flatnonzero(mask == 0))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5, 1.0])
+def test_compact_puts_active_cells_first(target, rate):
+    check_compact(target, 37, rate)
 
 
 @pytest.mark.parametrize("stride, epilogue", [(1, "none"), (1, "relu"), (1, "add_relu"),
@@ -270,14 +273,7 @@ def test_long_work_lists_are_counted_and_written_grid_wide(target, g, rate):
     check_dilated_rows(target, g, flags)
     if scan_layout(g.batch * g.out_height * g.out_width).grid:
         check_pixel_rows(target, g, flags)
-    cells = 20011  # compact over the grid layout, the last chunks past the end
-    mask = (np.random.default_rng(2).random(cells) < rate).astype("int32")
-    idx, count = empty(cells, dtype="int32"), empty(1, dtype="int64")
-    kernel_function("compact", cells, target=target)(tensor(mask), idx, count)
-    n = int(count.numpy()[0])
-    assert n == mask.sum()
-    np.testing.assert_array_equal(idx.numpy()[:n], np.flatnonzero(mask))
-    np.testing.assert_array_equal(idx.numpy()[n:], np.flatnonzero(mask == 0))
+    check_compact(target, 20011, rate)  # the grid layout, its last chunks past the end
 
 
 @given(length=st.integers(0, 10**6))
