@@ -17,9 +17,11 @@ Values a step can read, besides those earlier steps produced:
     the block input, NHWC (N, H, W, C);
 ``shortcut``
     the identity branch, NHWC (N, Ho, Wo, K): ``x`` itself, or the downsample's result in a
-    block with a projection (computed by ordinary Relax ops before the block). A step that
-    updates it in place is given a buffer it may overwrite (a copy when the value is still
-    needed after the block);
+    block with a projection (computed before the block, or by the block's own ``downsample``
+    step where the geometry says ``shortcut_conv``). A step that updates it in place is given
+    a buffer it may overwrite (a copy when the value is still needed after the block);
+``ds_w``, ``ds_b``
+    the downsample's 1x1 conv, BN folded, weights packed (only where ``shortcut_conv``);
 ``unused``
     a 1x1 zero tensor, for kernel parameters a variant does not read;
 ``masker_w``, ``masker_b``
@@ -63,6 +65,16 @@ def single_pixel(block: BlockGeometry) -> bool:
 def projected(block: BlockGeometry) -> bool:
     """The shortcut is a downsample's output, not the block input."""
     return block.projected
+
+
+def shortcut_conv(block: BlockGeometry) -> bool:
+    """The block computes its projection itself (``BlockGeometry.shortcut_conv``)."""
+    return block.projected and block.shortcut_conv
+
+
+def relu_after(block: BlockGeometry) -> bool:
+    """A projection that arrives finished: ReLU where the mask is off needs its own pass."""
+    return block.projected and not block.shortcut_conv
 
 
 def plain(block: BlockGeometry) -> bool:
@@ -162,6 +174,12 @@ class Pipeline:
     def output(self, block: BlockGeometry) -> str:
         return self.steps_for(block)[-1].result
 
+    @property
+    def computes_shortcut(self) -> bool:
+        """Whether a block with ``shortcut_conv`` computes its projection in this pipeline
+        (others take the finished shortcut)."""
+        return SHORTCUT_CONV in self.steps
+
 
 # -- steps shared by several pipelines -------------------------------------------------------
 def _cells(b: BlockGeometry) -> tuple:
@@ -211,9 +229,15 @@ SCATTER_CONV3_PIXELS = Step("conv3", "conv1x1_scatter_add_rows",
                             ("y2", "pixel_rows", "w3", "b3", "shortcut", "shortcut"),
                             updates="shortcut")
 # Inactive pixels of a projected shortcut still need relu(identity) (the plain shortcut is a
-# block input, already >= 0); relu is idempotent, so it runs over the whole map.
+# block input, already >= 0; active pixels get relu(shortcut + conv3) from the scatter). Where
+# the block computes the projection, its epilogue does it (relu where the cell's flag is 0);
+# otherwise relu, idempotent, runs over the whole map afterwards.
+SHORTCUT_CONV = Step("downsample", "conv1x1",
+                     lambda b: (b.batch, b.height, b.map_width, b.in_channels, b.out_channels,
+                                b.stride, "masked_relu", b.patches),
+                     ("x", "ds_w", "ds_b", "unused", "flags"), ("shortcut",), when=shortcut_conv)
 RELU_SHORTCUT = Step("relu", "relu_inplace", lambda b: (b.out_size,), ("shortcut", "shortcut"),
-                     updates="shortcut", when=projected)
+                     updates="shortcut", when=relu_after)
 
 
 PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
@@ -221,7 +245,7 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
         "fused",
         "masker, compaction, conv1 on the pixels active windows read, gather+conv3x3, "
         "conv1x1+scatter-add in place (S = 1: on groups of 12 active cells)",
-        (MASKER, COMPACT.only(multi_pixel), DILATED_ROWS, CONV1_ROWS,
+        (MASKER, SHORTCUT_CONV, COMPACT.only(multi_pixel), DILATED_ROWS, CONV1_ROWS,
          CELL_ROWS.only(single_pixel), GATHER_CONV2.only(multi_pixel),
          GATHER_CONV2_ROWS.only(single_pixel), SCATTER_CONV3.only(multi_pixel),
          SCATTER_CONV3_ROWS.only(single_pixel), RELU_SHORTCUT)),
@@ -233,7 +257,7 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
               lambda b: (b.batch, b.height, b.map_width, b.in_channels, b.width),
               ("x", "w1_masker", "b1_masker"), ("h1", "logits")),
          Step("flags", "masker_flags", _cells, ("logits",), ("flags",)),
-         CELL_ROWS, GATHER_CONV2_ROWS, SCATTER_CONV3_ROWS, RELU_SHORTCUT),
+         SHORTCUT_CONV, CELL_ROWS, GATHER_CONV2_ROWS, SCATTER_CONV3_ROWS, RELU_SHORTCUT),
         applies=_single_pixel_stride1,
         requirement="S = 1 and stride 1 (the masker and conv1 read the same pixels)"),
     Pipeline(
@@ -241,14 +265,14 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
         "masker, conv1 on the pixels active windows read, then gather+conv3x3 and "
         "conv1x1+scatter-add on the active cells' output pixels in groups of 12: several "
         "small patches share a register tile (CPU) or a thread block (GPU)",
-        (MASKER, DILATED_ROWS, CONV1_ROWS, PIXEL_ROWS, GATHER_CONV2_PIXELS,
+        (MASKER, SHORTCUT_CONV, DILATED_ROWS, CONV1_ROWS, PIXEL_ROWS, GATHER_CONV2_PIXELS,
          SCATTER_CONV3_PIXELS, RELU_SHORTCUT),
         applies=multi_pixel, requirement="S >= 2 (at S = 1, fused runs on the same lists)"),
     Pipeline(
         "halo",
         "masker, compaction, conv1+conv3x3 on each active patch's halo, conv1x1+scatter-add in "
         "place",
-        (MASKER, COMPACT,
+        (MASKER, SHORTCUT_CONV, COMPACT,
          Step("conv2", "halo_conv3x3", lambda b: (b.patches, b.in_channels, b.width),
               ("x", "idx", "w1", "b1", "w2", "b2"), ("y2",)),
          SCATTER_CONV3, RELU_SHORTCUT)),

@@ -226,13 +226,19 @@ class PatchGeometry:
 class BlockGeometry:
     """One bottleneck block as its kernels see it: the patch geometry (input map, S, stride),
     channels (input ``in_channels`` -> conv1/conv2 ``width`` -> conv3 ``out_channels``) and
-    whether the shortcut is a projection (a downsample conv) rather than the input itself."""
+    whether the shortcut is a projection (a downsample conv) rather than the input itself.
+
+    ``shortcut_conv``: the projection is a 1x1 conv of the block input with known weights, and
+    the block computes it among its own kernels (after the masker, so its epilogue applies the
+    ReLU only where the mask is off: no pass over the map afterwards). False where the
+    shortcut arrives as a finished tensor."""
 
     patches: PatchGeometry
     in_channels: int
     width: int
     out_channels: int
     projected: bool
+    shortcut_conv: bool = False
 
     @property
     def batch(self) -> int:

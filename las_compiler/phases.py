@@ -83,7 +83,8 @@ def phases(target: tvm.target.Target, tuning_log=None, expected_rate: float = 0.
                     relax.transform.ConvertLayout(NHWC_LAYOUTS), FoldConstantsOnHost(),
                     relax.transform.FoldConstant()]),
         # Phase 3. LAS op lowering
-        ("las-ops", [LowerLASOps(target, donate_params)]),
+        # (dead-code elimination: the downsample chains blocks now compute themselves)
+        ("las-ops", [LowerLASOps(target, donate_params), relax.transform.DeadCodeElimination()]),
         # Phase 4. dense rest
         ("dense", [LowerDenseConv(target), CancelTransposePairs(),
                    relax.transform.CanonicalizeBindings(), relax.transform.RemoveRedundantReshape(),

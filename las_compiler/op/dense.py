@@ -13,7 +13,8 @@ from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
 
-EPILOGUES = ("none", "relu", "add_relu", "masked_add_relu")
+EPILOGUES = ("none", "relu", "add_relu", "masked_add_relu", "masked_relu")
+MASKED = ("masked_add_relu", "masked_relu")  # read one int32 flag per patch cell
 
 
 def _check_epilogue(epilogue: str) -> None:
@@ -28,17 +29,21 @@ def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue=
 
     Stride 1 reads ``x`` as ``(N*H*W, C)``; stride 2 reads ``x[N,H,W,C]`` at even pixels.
     ``epilogue``: "none" (BN only, e.g. a downsample shortcut), "relu", "add_relu"
-    (``relu(conv + bias + residual)``, the dense block's last conv), or "masked_add_relu":
+    (``relu(conv + bias + residual)``, the dense block's last conv), "masked_add_relu":
     ``relu(residual + flag * (conv + bias))`` with one int32 flag per patch cell of the
     output (``patches``: the block's :class:`PatchGeometry`, whose output map this conv's is) -
     a LAS block computed densely, for layers where dense kernels beat sparse ones, with the
-    mask's semantics intact.
+    mask's semantics intact - or "masked_relu": ``conv + bias`` where the flag is 1 and its
+    ReLU where it is 0 (a projected shortcut: the block output where the mask is off, the
+    scatter-add's residual where it is on). Masked variants take ``flags`` before ``y``.
     """
     _check_epilogue(epilogue)
-    if epilogue == "masked_add_relu":
-        if patches is None or (patches.out_height, patches.out_width) != (height, width):
-            raise ValueError("masked_add_relu needs the block's patch geometry for this map")
-        return _conv1x1_masked(patches, in_channels, out_channels)
+    if epilogue in MASKED:
+        out = (batch, (height - 1) // stride + 1, (width - 1) // stride + 1)
+        if patches is None or out != (patches.batch, patches.out_height, patches.out_width):
+            raise ValueError(f"{epilogue} needs the patch geometry of this conv's output map")
+        return _conv1x1_masked(patches, height, width, in_channels, out_channels, stride,
+                               epilogue)
     N, H, W, C, K, s = batch, height, width, in_channels, out_channels, stride  # noqa: N806
     Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1  # noqa: N806
     M = N * Ho * Wo  # noqa: N806
@@ -82,36 +87,51 @@ def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue=
     return func
 
 
-def _conv1x1_masked(patches, in_channels, out_channels):
+def _conv1x1_masked(patches, height, width, in_channels, out_channels, stride, epilogue):
     g = patches
     ix = PatchIndex(g)
-    N, H, W, C, K = g.batch, g.out_height, g.out_width, in_channels, out_channels  # noqa: N806
-    M = N * H * W  # noqa: N806
+    N, C, K, s = g.batch, in_channels, out_channels, stride  # noqa: N806
+    Ho, Wo = g.out_height, g.out_width  # noqa: N806
+    M = N * Ho * Wo  # noqa: N806
+    x_shape = (M, C) if s == 1 else (N, height, width, C)
+    res_shape = (M, K) if epilogue == "masked_add_relu" else (1, 1)
 
     @T.prim_func(s_tir=True)
     def func(
-        x: T.Buffer((M, C), "float32"),
+        x_handle: T.handle,
         w: T.Buffer((K // NB, C, NB), "float32"),
         bias: T.Buffer((K,), "float32"),
-        residual: T.Buffer((M, K), "float32"),
+        residual: T.Buffer(res_shape, "float32"),
         flags: T.Buffer((g.num_cells,), "int32"),
         y: T.Buffer((M, K), "float32"),
     ):
         T.func_attr({"tirx.noalias": True,
                      "las.reduce_block": "conv", "las.num_reduce": 1})
+        x = T.match_buffer(x_handle, x_shape, "float32")
         acc = T.sblock_alloc_buffer((M, K), "float32")
         for m, k, rc in T.grid(M, K, C):
             with T.sblock("conv"):
                 vm, vk, vrc = T.axis.remap("SSR", [m, k, rc])
                 with T.init():
                     acc[vm, vk] = T.float32(0)
-                acc[vm, vk] = acc[vm, vk] + x[vm, vrc] * w[vk // NB, vrc, vk % NB]
+                if s == 1:
+                    acc[vm, vk] = acc[vm, vk] + x[vm, vrc] * w[vk // NB, vrc, vk % NB]
+                else:
+                    acc[vm, vk] = acc[vm, vk] + x[
+                        vm // (Ho * Wo), vm % (Ho * Wo) // Wo * s, vm % Wo * s, vrc
+                    ] * w[vk // NB, vrc, vk % NB]
         for m, k in T.grid(M, K):
             with T.sblock("epilogue"):
                 vm, vk = T.axis.remap("SS", [m, k])
-                y[vm, vk] = T.max(residual[vm, vk] + T.Cast("float32", flags[
-                    ix.cell_of_pixel(vm // (H * W), vm % (H * W) // W, vm % W)])
-                    * (acc[vm, vk] + bias[vk]), T.float32(0))
+                if epilogue == "masked_add_relu":
+                    y[vm, vk] = T.max(residual[vm, vk] + T.Cast("float32", flags[
+                        ix.cell_of_pixel(vm // (Ho * Wo), vm % (Ho * Wo) // Wo, vm % Wo)])
+                        * (acc[vm, vk] + bias[vk]), T.float32(0))
+                else:
+                    y[vm, vk] = T.Select(
+                        flags[ix.cell_of_pixel(vm // (Ho * Wo), vm % (Ho * Wo) // Wo,
+                                               vm % Wo)] != 0,
+                        acc[vm, vk] + bias[vk], T.max(acc[vm, vk] + bias[vk], T.float32(0)))
 
     return func
 

@@ -181,7 +181,9 @@ def block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipelin
         block = layer.geometry(granularity)
         context = _Context(hw, tile, layer, block.patches, active, dilated_pixels)
         steps = get_pipeline(pipeline).steps_for(block)
-        work = _downsample(hw, tile, layer)
+        # the projection: a step of the pipeline, or a dense conv before the block
+        work = [] if any(step.name == "downsample" for step in steps) \
+            else _downsample(hw, tile, layer)
         for step in steps:
             if step.kernel not in MODELS:
                 raise ValueError(f"no latency model for kernel {step.kernel!r} (step "

@@ -46,10 +46,12 @@ class BlockLayer:
         return patch_grid(self.out_height, self.out_width, granularity)
 
     def geometry(self, granularity: int) -> BlockGeometry:
-        """The block as the compiler's kernels see it at this S."""
+        """The block as the compiler's kernels see it at this S (a LAS-ResNet downsample is a
+        1x1 conv the block computes itself where its pipeline can)."""
         return BlockGeometry(PatchGeometry(self.batch, self.height, self.width, granularity,
                                            self.stride), self.in_channels, self.planes,
-                             self.out_channels, projected=self.downsample)
+                             self.out_channels, projected=self.downsample,
+                             shortcut_conv=self.downsample)
 
     def cells(self, granularity: int) -> int:
         gh, gw = self.grid(granularity)

@@ -8,6 +8,12 @@ resolved by ``ChooseBlockPipelines``). The call's results become the pipeline's 
 (back to NCHW: the transposes cancel between blocks, see ``CancelTransposePairs``) and the
 masker's flags as the (N, gh, gw) bool mask. An unknown ``las.*`` op is an error.
 
+A projected block whose shortcut is ``add(conv2d_1x1(x), bias)`` with weights (what BN
+folding leaves of a LASNet downsample), used by nothing else, computes that conv among its own
+kernels where its pipeline can (``BlockGeometry.shortcut_conv``): after the masker, with the
+ReLU of the inactive pixels in its epilogue, so no ReLU pass over the output map follows. The
+original chain is left dead (dead-code elimination drops it).
+
 In-place updates: pipelines scatter-add into the shortcut in place, which is sound only when
 nothing reads the shortcut's buffer after the block. The pass tracks each value back to the
 buffer it views (through transposes, reshapes and tuple items) and copies the shortcut first
@@ -19,6 +25,7 @@ updates the previous block's output).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import tvm
@@ -30,7 +37,7 @@ from ..las_ops import SPARSE_BOTTLENECK, SparseBottleneck, las_op_name
 from ..op.params import fold_bn, pack_weight, with_masker_tile
 from .kernel_table import KernelTable, constant
 from .step_emitter import StepEmitter
-from .weight_ops import preparation
+from .weight_ops import WeightAnalysis, preparation
 
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -65,6 +72,19 @@ def block_params(op: SparseBottleneck, xp, value) -> dict[str, Callable]:
     params["w1_masker"] = lambda: conv1_with_masker()[0]
     params["b1_masker"] = lambda: conv1_with_masker()[1]
     return params
+
+
+def downsample_params(weight, bias, channels: int, xp, value) -> dict[str, Callable]:
+    """``ds_w`` / ``ds_b`` of a block that computes its projection: the 1x1 conv's OHWI weight
+    packed, its bias (BN folded in by then) as one value per channel."""
+    def packed():
+        return pack_weight(xp.transpose(value(weight, "downsample weight"), (0, 3, 1, 2)), xp=xp)
+
+    def per_channel():
+        b = value(bias, "downsample bias")
+        return xp.broadcast(xp.reshape(b, (int(np.prod(xp.shape(b))),)), (channels,))
+
+    return {"ds_w": packed, "ds_b": per_channel}
 
 
 @tvm.transform.module_pass(opt_level=0, name="LowerLASOps")
@@ -130,14 +150,18 @@ class _Rewriter(PyExprMutator):
         bindings = [b for block in func.body.blocks for b in block.bindings]
         self.root: dict[relax.Var, tuple] = {p: (p,) for p in func.params}
         self.last_use: dict[tuple, float] = {}
+        self.uses: dict[relax.Var, int] = {}
         for index, binding in enumerate(bindings):
             var, value = binding.var, binding.value
             self.value_of[var], self.position[var] = value, index
             self.root[var] = self._root_of(value, var)
             for used in relax.analysis.free_vars(value):
                 self._use(used, index)
+                self.uses[used] = self.uses.get(used, 0) + 1
         for used in relax.analysis.free_vars(func.body.body):  # function outputs
             self._use(used, float("inf"))
+            self.uses[used] = self.uses.get(used, 0) + 1
+        self.weights = WeightAnalysis(func, self.value_of)
 
     def _root_of(self, value, var) -> tuple:
         """The buffer ``var`` views: (source var, tuple indices...)."""
@@ -165,6 +189,44 @@ class _Rewriter(PyExprMutator):
         later = [use for key, use in self.last_use.items()
                  if key[: len(root)] == root or root[: len(key)] == key]
         return max(later, default=-1) <= position
+
+    def _only_use(self, expr) -> relax.Expr | None:
+        """The value bound to ``expr`` if nothing but its one reader uses it, else None."""
+        if not isinstance(expr, relax.Var) or self.uses.get(expr, 0) != 1:
+            return None
+        return self.value_of.get(expr)
+
+    def shortcut_conv(self, op: SparseBottleneck, block) -> tuple | None:
+        """(weight OHWI, bias) of the 1x1 conv of the block input that is the projected
+        shortcut and nothing else (module docstring), or None: the shortcut stays as given."""
+        transposed = self._only_use(op.identity)
+        if _permutation(transposed) != TO_NCHW:
+            return None
+        biased = self._only_use(transposed.args[0])
+        if _op_name(biased) != "relax.add":
+            return None
+        for conv_var, bias in (biased.args, biased.args[::-1]):
+            conv = self._only_use(conv_var)
+            if _op_name(conv) == "relax.nn.conv2d" and self.weights.is_weight(bias) \
+                    and self._conv1x1_of_input(conv, op.x, block.stride, block.out_channels) \
+                    and int(np.prod(_shape(bias))) in (1, block.out_channels):
+                return conv.args[1], bias
+        return None
+
+    def _conv1x1_of_input(self, conv: relax.Call, x: relax.Expr, stride: int,
+                          channels: int) -> bool:
+        a, weight = conv.attrs, conv.args[1]
+        if not self.weights.is_weight(weight) or a.data_layout != "NHWC" \
+                or a.kernel_layout != "OHWI" or int(a.groups) != 1 \
+                or any(int(d) != 1 for d in a.dilation) or any(int(p) for p in a.padding) \
+                or any(int(s) != stride for s in a.strides) \
+                or _shape(weight)[:3] != (channels, 1, 1):
+            return False
+        source = conv.args[0]
+        value = self.value_of.get(source) if isinstance(source, relax.Var) else None
+        x_value = self.value_of.get(x) if isinstance(x, relax.Var) else None
+        return (_permutation(value) == TO_NHWC and value.args[0].same_as(x)) or \
+            (_permutation(x_value) == TO_NCHW and x_value.args[0].same_as(source))
 
     # -- helpers --------------------------------------------------------------------------
     def nhwc(self, expr: relax.Expr) -> relax.Expr:
@@ -203,8 +265,39 @@ class _Rewriter(PyExprMutator):
             raise ValueError(f"{where}: block pipeline 'auto' was not resolved (run "
                              "transform.ChooseBlockPipelines first)")
         block = op.geometry()
-        steps = get_pipeline(op.pipeline).steps_for(block)
+        pipeline = get_pipeline(op.pipeline)
+        downsample = self.shortcut_conv(op, block) \
+            if block.projected and pipeline.computes_shortcut else None
+        if downsample is not None:
+            block = replace(block, shortcut_conv=True)
+        steps = pipeline.steps_for(block)
         x = self.nhwc(op.x)
+        values = {"x": x, "unused": constant(np.zeros((1, 1)))}
+        if downsample is None:
+            values["shortcut"] = self._writable_shortcut(var, op, block, steps, x)
+        weights = [op.masker_weight, op.masker_bias,
+                   *(t for conv in (op.conv1, op.conv2, op.conv3) for t in conv.tensors()),
+                   *(downsample or ())]
+        xp, value, as_arg = preparation(self.builder_, weights, self.visit_expr)
+        params = block_params(op, xp, value)
+        if downsample is not None:
+            params.update(downsample_params(*downsample, block.out_channels, xp, value))
+        for name in sorted({n for s in steps for n in s.inputs if n in params}):
+            values[name] = as_arg(params[name]())
+        emitter = StepEmitter(self.builder_, self.kernels, str(self.blocks))
+        values = emitter.run(steps, block, values)
+        self.blocks += 1
+        g = block.patches
+        out = self.builder_.emit(relax.op.reshape(
+            values[steps[-1].result], (g.batch, g.out_height, g.out_width, block.out_channels)))
+        out = self.builder_.emit(relax.op.permute_dims(out, TO_NCHW))
+        grid = self.builder_.emit(relax.op.reshape(values["flags"], (g.batch, *g.grid)))
+        mask = self.builder_.emit(relax.op.astype(grid, "bool"))
+        return relax.Tuple([out, mask])
+
+    def _writable_shortcut(self, var, op: SparseBottleneck, block, steps, x) -> relax.Expr:
+        """The given shortcut as NHWC, copied first where a step updates it in place and its
+        buffer is read after the block (module docstring)."""
         shortcut = x if not block.projected else self.nhwc(op.identity)
         writes_shortcut = any(s.updates == "shortcut" for s in steps)
         # a projected block's steps read x while they write the shortcut: never the same
@@ -218,20 +311,4 @@ class _Rewriter(PyExprMutator):
             copied = self.builder_.emit(relax.call_tir(gvar, [flat], out_ty=flat.ty),
                                         "shortcut_copy")
             shortcut = self.builder_.emit(relax.op.reshape(copied, _shape(shortcut)))
-        values = {"x": x, "shortcut": shortcut, "unused": constant(np.zeros((1, 1)))}
-        weights = [op.masker_weight, op.masker_bias,
-                   *(t for conv in (op.conv1, op.conv2, op.conv3) for t in conv.tensors())]
-        xp, value, as_arg = preparation(self.builder_, weights, self.visit_expr)
-        params = block_params(op, xp, value)
-        for name in sorted({n for s in steps for n in s.inputs if n in params}):
-            values[name] = as_arg(params[name]())
-        emitter = StepEmitter(self.builder_, self.kernels, str(self.blocks))
-        values = emitter.run(steps, block, values)
-        self.blocks += 1
-        g = block.patches
-        out = self.builder_.emit(relax.op.reshape(
-            values[steps[-1].result], (g.batch, g.out_height, g.out_width, block.out_channels)))
-        out = self.builder_.emit(relax.op.permute_dims(out, TO_NCHW))
-        grid = self.builder_.emit(relax.op.reshape(values["flags"], (g.batch, *g.grid)))
-        mask = self.builder_.emit(relax.op.astype(grid, "bool"))
-        return relax.Tuple([out, mask])
+        return shortcut

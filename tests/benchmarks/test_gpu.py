@@ -21,7 +21,8 @@ def test_idle_slots_table():
     assert {(r["map"], r["S"]) for r in rows} >= {("7x7/1", s) for s in range(1, 8)}
     for r in rows:
         assert set(r["auto"]) == set(gpu.IDLE_DEVICES)
-        assert r["idle"]["pixel_rows" if r["S"] > 1 else "fused"] == 0.0  # 12-pixel groups
+        # 12-pixel groups; a projected block's own downsample: a dense map's last tile
+        assert r["idle"]["pixel_rows" if r["S"] > 1 else "fused"] < 0.01
         assert all(0.0 <= v < 1.0 for v in r["idle"].values())
     text = gpu.summarise_idle(rows)
     assert text.count("\n| las_resnet") == len(rows) and "auto's picks over 25 %" in text

@@ -170,6 +170,30 @@ def test_dense_conv1x1(target, stride, epilogue):
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("stride, size, s", [(1, (9, 7), 2), (2, (13, 11), 3)])
+def test_shortcut_conv1x1_relu_where_the_mask_is_off(target, stride, size, s):
+    """A block's own projection: conv + bias on active cells' pixels (the scatter-add adds
+    conv3 and applies the ReLU there), relu(conv + bias) elsewhere; any floor grid."""
+    g = PatchGeometry(2, *size, s, stride)
+    c, k = 32, 48
+    x = RNG.standard_normal((2, *size, c)).astype("float32")
+    w = (RNG.standard_normal((k, c, 1, 1)) * 0.2).astype("float32")
+    b = RNG.standard_normal(k).astype("float32")
+    flags = np.zeros(g.num_cells, "int32")
+    flags[active_list(g, 0.5, 3)] = 1
+    ref = F.conv2d(nchw(x), torch.from_numpy(w), torch.from_numpy(b), stride=stride)
+    mask = torch.from_numpy(flags.reshape(2, *g.grid).astype("float32"))
+    on = upsample_mask(mask, g.out_height, g.out_width).bool()  # (N, 1, Ho, Wo)
+    ref = torch.where(on, ref, ref.clamp(min=0)).permute(0, 2, 3, 1).reshape(-1, k).numpy()
+    y = empty(*ref.shape)
+    x_arg = x.reshape(-1, c) if stride == 1 else x
+    kernel_function("conv1x1", 2, *size, c, k, stride, "masked_relu", g, target=target)(
+        tensor(x_arg), tensor(pack_weight(w)), tensor(b), tensor(np.zeros((1, 1), "float32")),
+        tensor(flags), y)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-4, atol=1e-4)
+    assert (ref < 0).any() and (ref[on.permute(0, 2, 3, 1).reshape(-1).numpy()] < 0).any()
+
+
 @pytest.mark.parametrize("kernel, stride, padding, size, epilogue", [
     (3, 1, 1, (14, 14), "relu"), (3, 2, 1, (14, 14), "relu"), (3, 2, 1, (9, 12), "add_relu"),
     (7, 2, 3, (17, 22), "relu"),  # the stem's shape class (C=3 input)
