@@ -248,7 +248,8 @@ def build(mod, target="host", tuning_logs: str | os.PathLike | None = None, *,
             from .target import host_target
 
             host = host_target()
-            passes = emulation_pipeline(tvm_target, host, expected_rate, donate_input)
+            passes = emulation_pipeline(tvm_target, host, expected_rate, donate_input,
+                                        Path(dump_ir) if dump_ir is not None else None)
             executable = tvm.compile(mod, host, relax_pipeline=passes)
             tvm_target = host
             schedules = f"{emulated} (serial emulation of its GPU schedules)"

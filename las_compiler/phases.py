@@ -118,15 +118,21 @@ def lowering_passes(target: tvm.target.Target, expected_rate: float = 0.5,
 
 
 def emulation_pipeline(gpu: tvm.target.Target, host: tvm.target.Target,
-                       expected_rate: float = 0.5,
-                       donate_params: bool = False) -> tvm.transform.Pass:
+                       expected_rate: float = 0.5, donate_params: bool = False,
+                       dump_dir: Path | None = None) -> tvm.transform.Pass:
     """Phases 1-5 for the GPU target ``gpu`` (its rules schedule every kernel), then each
     scheduled kernel as a serial CPU program (``SerializeGPUSchedule``), then phase 6 for
-    ``host``: a whole network with the GPU's schedules, run on this CPU to check numbers."""
+    ``host``: a whole network with the GPU's schedules, run on this CPU to check numbers.
+    ``dump_dir``: write the IR after each of the GPU's phases."""
     from .transform.serialize_gpu import SerializeGPUSchedule
 
-    gpu_passes = [p for name, group in phases(gpu, None, expected_rate, donate_params)
-                  if name != "vm" for p in group]
+    gpu_passes = []
+    for index, (name, group) in enumerate(phases(gpu, None, expected_rate, donate_params)):
+        if name == "vm":
+            continue
+        gpu_passes.extend(group)
+        if dump_dir is not None:
+            gpu_passes.append(DumpIR(dump_dir, index + 1, name))
     host_build = dict(phases(host, None, expected_rate, donate_params))["vm"]
     return tvm.transform.Sequential([
         _in_target(gpu, tvm.transform.Sequential(gpu_passes), "LASGPUPhases"),

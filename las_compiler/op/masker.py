@@ -19,13 +19,28 @@ from .scan import scan_layout, work_list
 
 
 @kernel("masker")
-def masker(geometry: PatchGeometry, in_channels: int):
+def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
+           update: bool = False):
     """PrimFunc ``(x[N,H,W,C], w[2,C], bias[2], mask[cells] int32)``.
 
     Cell (i, j) averages its ``adaptive_avg_pool2d`` window of the input (see
     :mod:`las_compiler.geometry`; windows of maps S does not divide differ in size and may
     overlap), then ``mask = logit0 >= logit1``.
+
+    ``consumers`` > 0: a link of a masker chain (:mod:`las_compiler.masker_chain`), which
+    prices the logits of this block and the next ``consumers - 1`` blocks of its chain in one
+    read of x: ``(x, w[2K,C], bias[2K], [dirty[cells] int32, cache_in[cells,2K+2]],
+    mask[cells], cache[cells,2K])`` with K = ``consumers``. ``cache`` holds each cell's final
+    logits (window mean . w + bias), this block's pair first; ``mask`` compares its first
+    pair. With ``update``, only the cells ``dirty`` flags (the previous block's active cells,
+    the only ones whose pixels changed since the previous masker read them) are pooled; the
+    others copy their logits from ``cache_in``, the previous link's cache, whose first pair
+    was that block's own.
     """
+    if consumers:
+        return _chained_masker(geometry, in_channels, consumers, update)
+    if update:
+        raise ValueError("masker: update needs consumers >= 1 (a chain link)")
     g = geometry
     ix = PatchIndex(g)
     N, H, W, C = g.batch, g.height, g.width, in_channels  # noqa: N806
@@ -69,6 +84,92 @@ def masker(geometry: PatchGeometry, in_channels: int):
                     >= logits[vq, 1] / T.Cast("float32", ix.pool_pixels(vq)) + bias[1], 1, 0)
 
     return func
+
+
+def _chained_masker(g: PatchGeometry, in_channels: int, consumers: int, update: bool):
+    """The chain-link form of :func:`masker` (see there): the same pooling and dot product
+    per logit, so a cell's logits are bit for bit what the block's own masker computes."""
+    ix = PatchIndex(g)
+    N, H, W, C = g.batch, g.height, g.width, in_channels  # noqa: N806
+    ph, pw, total = g.rows.pool_tile, g.cols.pool_tile, g.num_cells
+    K2 = 2 * consumers  # noqa: N806
+
+    @T.macro
+    def pool_logits_compare(x, w, bias, dirty, cache_in, mask, cache):
+        pooled = T.sblock_alloc_buffer((total, C), "float32")
+        logits = T.sblock_alloc_buffer((total, K2), "float32")
+        for q, c, a, b in T.grid(total, C, ph, pw):
+            with T.sblock("pool"):
+                vq, vc, va, vb = T.axis.remap("SSRR", [q, c, a, b])
+                with T.init():
+                    pooled[vq, vc] = T.float32(0)
+                if update:  # clean cells read nothing: the loads sit behind the flag
+                    pooled[vq, vc] = pooled[vq, vc] + T.if_then_else(
+                        (dirty[vq] != 0) & ix.pool_inside(vq, va, vb),
+                        x[ix.pool_pixel(vq, va, vb)[0],
+                          T.min(ix.pool_pixel(vq, va, vb)[1], H - 1),
+                          T.min(ix.pool_pixel(vq, va, vb)[2], W - 1), vc],
+                        T.float32(0))
+                else:
+                    pooled[vq, vc] = pooled[vq, vc] + T.if_then_else(
+                        ix.pool_inside(vq, va, vb),
+                        x[ix.pool_pixel(vq, va, vb)[0],
+                          T.min(ix.pool_pixel(vq, va, vb)[1], H - 1),
+                          T.min(ix.pool_pixel(vq, va, vb)[2], W - 1), vc],
+                        T.float32(0))
+        for q, j, c in T.grid(total, K2, C):
+            with T.sblock("logits"):
+                vq, vj, vc = T.axis.remap("SSR", [q, j, c])
+                with T.init():
+                    logits[vq, vj] = T.float32(0)
+                logits[vq, vj] = logits[vq, vj] + pooled[vq, vc] * w[vj, vc]
+        for q in range(total):
+            with T.sblock("compare"):
+                vq = T.axis.remap("S", [q])
+                if update:
+                    T.reads(logits[vq, 0:K2], bias[0:K2], dirty[vq], cache_in[vq, 0:K2 + 2])
+                    T.writes(cache[vq, 0:K2], mask[vq])
+                    for j in range(K2):
+                        cache[vq, j] = T.if_then_else(
+                            dirty[vq] != 0,
+                            logits[vq, j] / T.Cast("float32", ix.pool_pixels(vq)) + bias[j],
+                            cache_in[vq, j + 2])
+                else:
+                    T.reads(logits[vq, 0:K2], bias[0:K2])
+                    T.writes(cache[vq, 0:K2], mask[vq])
+                    for j in range(K2):
+                        cache[vq, j] = logits[vq, j] / T.Cast("float32", ix.pool_pixels(vq)) \
+                            + bias[j]
+                mask[vq] = T.Select(cache[vq, 0] >= cache[vq, 1], 1, 0)
+
+    if update:
+        @T.prim_func(s_tir=True)
+        def func(
+            x: T.Buffer((N, H, W, C), "float32"),
+            w: T.Buffer((K2, C), "float32"),
+            bias: T.Buffer((K2,), "float32"),
+            dirty: T.Buffer((total,), "int32"),
+            cache_in: T.Buffer((total, K2 + 2), "float32"),
+            mask: T.Buffer((total,), "int32"),
+            cache: T.Buffer((total, K2), "float32"),
+        ):
+            T.func_attr({"tirx.noalias": True})
+            pool_logits_compare(x, w, bias, dirty, cache_in, mask, cache)
+
+        return func
+
+    @T.prim_func(s_tir=True)
+    def first(
+        x: T.Buffer((N, H, W, C), "float32"),
+        w: T.Buffer((K2, C), "float32"),
+        bias: T.Buffer((K2,), "float32"),
+        mask: T.Buffer((total,), "int32"),
+        cache: T.Buffer((total, K2), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True})
+        pool_logits_compare(x, w, bias, None, None, mask, cache)
+
+    return first
 
 
 @kernel("compact")

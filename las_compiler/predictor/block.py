@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..block_pipelines import Scan, auto_candidates, candidates_for, get_pipeline
 from ..geometry import PatchGeometry
+from ..masker_chain import ALONE, ChainPosition, chained_step
 from . import kernels as K
 from .hardware import Hardware
 from .layers import BlockLayer
@@ -49,6 +50,7 @@ class _Context:
     patches: PatchGeometry
     active: float  # active cells (expected or exact)
     dilated: float  # input pixels the active windows read
+    before_rate: float = 1.0  # a masker chain's update: the cells its predecessor activated
 
 
 def _dense_conv1x1(c: _Context, n, h, w, cin, cout, stride=1, epilogue="relu", _s=1) -> K.Work:
@@ -94,7 +96,9 @@ def _inactive_bytes(c: _Context) -> float:
 
 # kernel name -> model(context, *generator arguments)
 MODELS: dict[str, Callable[..., K.Work]] = {
-    "masker": lambda c, *_: K.masker(c.hw, c.tile, c.layer, c.patches),
+    "masker": lambda c, g, cin, consumers=1, update=False: K.masker(
+        c.hw, c.tile, c.layer, c.patches, max(consumers, 1),
+        c.before_rate if update else 1.0, update),
     "compact": lambda c, cells: K.scan(c.hw, "compact", cells),
     "dilated_rows": lambda c, g: K.scan(c.hw, "dilated_rows", g.batch * g.height * g.width),
     "active_rows": lambda c, g: K.scan(c.hw, "active_rows", g.num_cells),
@@ -166,21 +170,26 @@ def _dense_block(hw, tile, layer: BlockLayer) -> list[tuple[str, K.Work]]:
 
 
 def block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipeline: str,
-               active: float, dilated_pixels: float, footprint_bytes: float | None = None
+               active: float, dilated_pixels: float, footprint_bytes: float | None = None,
+               chain: ChainPosition = ALONE, before_rate: float = 1.0
                ) -> tuple[list[tuple[str, K.Work]], int]:
     """(labelled kernels, number of host syncs) of one block; ``granularity`` None: the static
     dense block. ``active`` cells (expected or exact), ``dilated_pixels``: input pixels the
     active windows read. ``footprint_bytes``: what runs between two runs of the block
     touches (default: the block itself, run over and over); each kernel's first pass over
-    its weights comes from the level that holds it."""
+    its weights comes from the level that holds it. ``chain``: the block's place in a masker
+    chain (``las_compiler.masker_chain``), ``before_rate`` its predecessor's active rate."""
     footprint = layer.footprint_bytes() if footprint_bytes is None else footprint_bytes
     tile = K.TileModel.for_hardware(hw)
     if granularity is None:
         work, syncs = _dense_block(hw, tile, layer), 0
     else:
         block = layer.geometry(granularity)
-        context = _Context(hw, tile, layer, block.patches, active, dilated_pixels)
+        context = _Context(hw, tile, layer, block.patches, active, dilated_pixels,
+                           before_rate)
         steps = get_pipeline(pipeline).steps_for(block)
+        if chain.chained:
+            steps = [chained_step(s, chain) if s.name == "masker" else s for s in steps]
         # the projection: a step of the pipeline, or a dense conv before the block
         work = [] if any(step.name == "downsample" for step in steps) \
             else _downsample(hw, tile, layer)
@@ -195,12 +204,13 @@ def block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipelin
 
 def predict_block(hw: Hardware, layer: BlockLayer, granularity: int | None, rate: float,
                   pipeline: str = "fused", active_cells: Sequence[int] | None = None,
-                  footprint_bytes: float | None = None) -> BlockPrediction:
+                  footprint_bytes: float | None = None, chain: ChainPosition = ALONE,
+                  before_rate: float = 1.0) -> BlockPrediction:
     """Predicted latency of one block. ``rate``: expected fraction of active patches (cells
     active independently); ``active_cells``: an exact patch list instead. ``granularity``
-    None (or pipeline "static"): the static dense block. ``footprint_bytes``: see
-    :func:`block_work` (a network passes its whole footprint: every block's weights arrive
-    cold)."""
+    None (or pipeline "static"): the static dense block. ``footprint_bytes``, ``chain``,
+    ``before_rate``: see :func:`block_work` (a network passes its whole footprint: every
+    block's weights arrive cold)."""
     if pipeline == "static" or granularity is None:
         work, syncs = block_work(hw, layer, None, "static", 0.0, 0.0, footprint_bytes)
         pipeline, granularity = "static", None
@@ -219,7 +229,7 @@ def predict_block(hw: Hardware, layer: BlockLayer, granularity: int | None, rate
             active = rate * layer.cells(granularity)
             dilated = layer.dilated_fraction(granularity, rate) * pixels
         work, syncs = block_work(hw, layer, granularity, pipeline, active, dilated,
-                                 footprint_bytes)
+                                 footprint_bytes, chain, before_rate)
     times = tuple((label, K.kernel_time_us(hw, item)) for label, item in work)
     return BlockPrediction(layer, granularity, rate, pipeline, times, syncs * hw.sync_us)
 

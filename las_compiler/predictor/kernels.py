@@ -270,12 +270,19 @@ def _map_bytes(layer: BlockLayer, channels: int, out: bool = False) -> float:
 
 
 # -- kernels ------------------------------------------------------------------------------------
-def masker(hw, tile, layer: BlockLayer, patches: PatchGeometry) -> Work:
+def masker(hw, tile, layer: BlockLayer, patches: PatchGeometry, consumers: int = 1,
+           pooled: float = 1.0, cached: bool = False) -> Work:
+    """Pool the cells (the fraction ``pooled`` of them: a chain's update pools only its
+    predecessor's active cells) and price ``consumers`` blocks' logits; a chain link also
+    writes its cache of logits and, with ``cached``, reads its predecessor's."""
     cells, c = patches.num_cells, layer.in_channels
-    x_bytes = _map_bytes(layer, c)
-    work = Work("masker", macs=layer.batch * layer.height * layer.width * c + cells * 2 * c,
-                tasks=cells)
+    x_bytes = _map_bytes(layer, c) * pooled
+    work = Work("masker", macs=layer.batch * layer.height * layer.width * c * pooled
+                + cells * 2 * consumers * c, tasks=cells)
     work.add_bytes(_level(hw, x_bytes), x_bytes)
+    if consumers > 1 or cached:
+        cache = cells * 2 * consumers * F32 * (2 if cached else 1)
+        work.add_bytes(_level(hw, cache), cache)
     return work
 
 

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..masker_chain import chain_positions, links
 from . import kernels as K
 from .block import BlockPrediction, best_pipeline, predict_block
 from .hardware import Hardware
@@ -89,12 +90,31 @@ def predict_network(hw: Hardware, model: str, granularity, rate: float, height: 
             raise ValueError(f"S={s} does not fit the {layer.out_height}x{layer.out_width} "
                              f"output map of {layer.name}")
     footprint = network_footprint_bytes(layers)
-    blocks = tuple((predict_block(hw, layer, None, 1.0, "static", footprint_bytes=footprint),
-                    best_pipeline(hw, layer, s, rate, pipelines, footprint))
-                   for layer, s in zip(layers, per_block, strict=True))
+    dynamic = [best_pipeline(hw, layer, s, rate, pipelines, footprint)
+               for layer, s in zip(layers, per_block, strict=True)]
+    dynamic = chained(hw, dynamic, rate, footprint)
+    blocks = tuple((predict_block(hw, layer, None, 1.0, "static", footprint_bytes=footprint), p)
+                   for layer, p in zip(layers, dynamic, strict=True))
     return NetworkPrediction(hw.name, model, tuple(per_block), rate, blocks,
                              fixed_parts_us(hw, height, width or height, batch,
                                             classifier=not backbone))
+
+
+def chained(hw: Hardware, blocks: Sequence[BlockPrediction], rate: float,
+            footprint: float) -> list[BlockPrediction]:
+    """``blocks`` (a network's, in order) with the masker chains the compiler forms
+    (``las_compiler.masker_chain``; a block's input is the previous block's output, and the
+    first block's input is the stem's, not a block's) priced in."""
+    geometries = [(p.layer.geometry(p.granularity), p.pipeline) for p in blocks]
+    linked = [i >= 2 and links(*geometries[i - 1], *geometries[i])
+              for i in range(len(blocks))]
+    out = []
+    for p, position in zip(blocks, chain_positions(linked), strict=True):
+        if position.chained:
+            p = predict_block(hw, p.layer, p.granularity, rate, p.pipeline,
+                              footprint_bytes=footprint, chain=position, before_rate=rate)
+        out.append(p)
+    return out
 
 
 def network_footprint_bytes(layers: Sequence[BlockLayer]) -> float:

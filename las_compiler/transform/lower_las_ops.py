@@ -34,6 +34,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..block_pipelines import get_pipeline
 from ..las_ops import SPARSE_BOTTLENECK, SparseBottleneck, las_op_name
+from ..masker_chain import ALONE, ChainPosition, chained_step, links
 from ..op.params import fold_bn, pack_weight, with_masker_tile
 from .kernel_table import KernelTable, constant
 from .step_emitter import StepEmitter
@@ -85,6 +86,19 @@ def downsample_params(weight, bias, channels: int, xp, value) -> dict[str, Calla
         return xp.broadcast(xp.reshape(b, (int(np.prod(xp.shape(b))),)), (channels,))
 
     return {"ds_w": packed, "ds_b": per_channel}
+
+
+def chain_params(chain: list[SparseBottleneck], xp, value) -> dict[str, Callable]:
+    """``chain_w`` / ``chain_b`` of a masker chain member: the masker weights (2, C) and
+    biases of ``chain`` (the block itself, then the blocks after it), stacked."""
+    def weights():
+        return xp.concat([xp.reshape(value(m.masker_weight, "masker weight"),
+                                     (2, int(m.masker_weight.ty.shape[1]))) for m in chain])
+
+    def biases():
+        return xp.concat([value(m.masker_bias, "masker bias") for m in chain])
+
+    return {"chain_w": weights, "chain_b": biases}
 
 
 @tvm.transform.module_pass(opt_level=0, name="LowerLASOps")
@@ -140,6 +154,11 @@ class _Rewriter(PyExprMutator):
         self.donate_params = donate_params
         self.blocks = 0
         self.tuples: dict[relax.Var, relax.Tuple] = {}  # lowered call var -> (out, mask)
+        # masker chains (``las_compiler.masker_chain``): per block call var, its position,
+        # the ops whose logits its masker computes and its predecessor's call var; per
+        # lowered block, the (flags, cache) its successor reads
+        self.chains: dict[relax.Var, tuple[ChainPosition, list, relax.Var | None]] = {}
+        self.chain_state: dict[relax.Var, tuple[relax.Expr, relax.Expr]] = {}
 
     # -- analysis of the original function ------------------------------------------------
     def prepare(self, func: relax.Function) -> None:
@@ -162,6 +181,52 @@ class _Rewriter(PyExprMutator):
             self._use(used, float("inf"))
             self.uses[used] = self.uses.get(used, 0) + 1
         self.weights = WeightAnalysis(func, self.value_of)
+        self.chains = self._masker_chains(bindings)
+
+    def _masker_chains(self, bindings) -> dict:
+        """Link each block to the block whose output is its input where the masker chain's
+        rule allows it (``masker_chain.links``); the lowering vouches for the rest of that
+        rule: the earlier block's own input is a block's output (non-negative, so the ReLU
+        leaves its inactive pixels as they are), each block feeds at most one linked block,
+        and the later block's masker weights are constants or weight inputs (usable before
+        the later block's bindings)."""
+        calls = [(b.var, SparseBottleneck.from_call(b.value)) for b in bindings
+                 if las_op_name(b.value) == SPARSE_BOTTLENECK]
+        index = {var: i for i, (var, _) in enumerate(calls)}
+
+        def producer(expr) -> int | None:
+            root = self.root.get(expr, (expr,)) if isinstance(expr, relax.Var) else ()
+            if len(root) == 2 and root[1] == 0 and root[0] in index:
+                return index[root[0]]
+            return None
+
+        before: dict[int, int] = {}
+        for i, (_, op) in enumerate(calls):
+            j = producer(op.x)
+            if j is None or producer(calls[j][1].x) is None or "auto" in (
+                    op.pipeline, calls[j][1].pipeline):
+                continue
+            fixed = all(isinstance(t, tvm.ir.expr.Constant) or t in self.weights.weights
+                        for t in (op.masker_weight, op.masker_bias))
+            if fixed and links(calls[j][1].geometry(), calls[j][1].pipeline, op.geometry(),
+                               op.pipeline):
+                before[i] = j
+        takers: dict[int, list[int]] = {}
+        for i, j in before.items():
+            takers.setdefault(j, []).append(i)
+        before = {i: j for i, j in before.items() if len(takers[j]) == 1}
+        after = {j: i for i, j in before.items()}
+        chains = {}
+        for i, (var, op) in enumerate(calls):
+            members, k = [op], i
+            while k in after:
+                k = after[k]
+                members.append(calls[k][1])
+            position = ChainPosition(len(members), i in before)
+            if position.chained:
+                chains[var] = (position, members,
+                               calls[before[i]][0] if i in before else None)
+        return chains
 
     def _root_of(self, value, var) -> tuple:
         """The buffer ``var`` views: (source var, tuple indices...)."""
@@ -271,21 +336,32 @@ class _Rewriter(PyExprMutator):
         if downsample is not None:
             block = replace(block, shortcut_conv=True)
         steps = pipeline.steps_for(block)
+        position, chain, before = self.chains.get(var, (ALONE, [op], None))
+        if position.chained:
+            steps = [chained_step(s, position) if s.name == "masker" else s for s in steps]
         x = self.nhwc(op.x)
         values = {"x": x, "unused": constant(np.zeros((1, 1)))}
         if downsample is None:
             values["shortcut"] = self._writable_shortcut(var, op, block, steps, x)
         weights = [op.masker_weight, op.masker_bias,
                    *(t for conv in (op.conv1, op.conv2, op.conv3) for t in conv.tensors()),
-                   *(downsample or ())]
+                   *(downsample or ()),
+                   *(t for member in chain[1:] for t in (member.masker_weight,
+                                                         member.masker_bias))]
         xp, value, as_arg = preparation(self.builder_, weights, self.visit_expr)
         params = block_params(op, xp, value)
         if downsample is not None:
             params.update(downsample_params(*downsample, block.out_channels, xp, value))
+        if position.chained:
+            params.update(chain_params(chain, xp, value))
+            if position.update:
+                values["chain_dirty"], values["chain_cache_in"] = self.chain_state[before]
         for name in sorted({n for s in steps for n in s.inputs if n in params}):
             values[name] = as_arg(params[name]())
         emitter = StepEmitter(self.builder_, self.kernels, str(self.blocks))
         values = emitter.run(steps, block, values)
+        if position.consumers > 1:
+            self.chain_state[var] = (values["flags"], values["chain_cache"])
         self.blocks += 1
         g = block.patches
         out = self.builder_.emit(relax.op.reshape(

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import tvm
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from las_compiler import op
@@ -130,6 +130,61 @@ def test_masker_matches_the_pytorch_masker(target, g, seed, c):
         tensor(masker.conv2.weight.detach().numpy()[:, :, 0, 0]),
         tensor(masker.conv2.bias.detach().numpy()), mask)
     np.testing.assert_array_equal(mask.numpy(), expected)
+
+
+def _plain_masks(target, g, c, x, w, b):
+    """Each logit pair of ``w`` / ``b`` through the block's own masker: (pairs, cells) int32."""
+    masks = []
+    for k in range(len(w) // 2):
+        mask = empty(g.num_cells, dtype="int32")
+        kernel_function("masker", g, c, target=target)(
+            tensor(x), tensor(w[2 * k: 2 * k + 2]), tensor(b[2 * k: 2 * k + 2]), mask)
+        masks.append(mask.numpy())
+    return np.stack(masks)
+
+
+@settings(max_examples=6)
+@given(g=GEOMETRIES, seed=st.integers(0, 99), c=st.sampled_from([16, 64]))
+@example(g=PatchGeometry(2, 8, 8, 2, 1), seed=3, c=64)
+def test_chained_masker_prices_later_blocks_and_reads_only_dirty_cells(target, g, seed, c):
+    """A chain's first masker gives the mask its block's own masker gives and the logits of
+    the blocks after it; an update pools only the dirty cells, copies the rest from the cache,
+    and its mask equals the own masker's on a map that changed only in the dirty cells."""
+    rng = np.random.default_rng(seed)
+    consumers = 3
+    x = rng.random((g.batch, g.height, g.width, c)).astype("float32")
+    w = rng.standard_normal((2 * consumers, c)).astype("float32")
+    b = (rng.standard_normal(2 * consumers) * 0.1).astype("float32")
+    mask, cache = empty(g.num_cells, dtype="int32"), empty(g.num_cells, 2 * consumers)
+    kernel_function("masker", g, c, consumers, False, target=target)(
+        tensor(x), tensor(w), tensor(b), mask, cache)
+    own = _plain_masks(target, g, c, x, w, b)
+    np.testing.assert_array_equal(mask.numpy(), own[0])
+    pairs = cache.numpy().reshape(g.num_cells, consumers, 2)
+    np.testing.assert_array_equal((pairs[..., 0] >= pairs[..., 1]).astype("int32").T, own)
+
+    # the next block changes the pixels of its active cells; S divides the map, so a
+    # cell's pooling window is exactly its pixels
+    if g.stride != 1 or g.height % g.granularity or g.width % g.granularity:
+        return
+    dirty = own[0]
+    changed = x.copy()
+    cell = np.arange(g.num_cells).reshape(g.batch, *g.grid)
+    per_pixel = np.kron(cell, np.ones((1, g.granularity, g.granularity), int))
+    moved = dirty[per_pixel].astype(bool)
+    changed[moved] = rng.random((int(moved.sum()), c)).astype("float32")
+    mask2, cache2 = empty(g.num_cells, dtype="int32"), empty(g.num_cells, 2 * (consumers - 1))
+    stale = cache.numpy().copy()
+    stale[dirty != 0] = np.nan  # a dirty cell must not take its cached logits
+    kernel_function("masker", g, c, consumers - 1, True, target=target)(
+        tensor(changed), tensor(w[2:]), tensor(b[2:]), tensor(dirty), tensor(stale), mask2,
+        cache2)
+    own2 = _plain_masks(target, g, c, changed, w[2:], b[2:])
+    np.testing.assert_array_equal(mask2.numpy(), own2[0])
+    pairs2 = cache2.numpy().reshape(g.num_cells, consumers - 1, 2)
+    np.testing.assert_array_equal((pairs2[..., 0] >= pairs2[..., 1]).astype("int32").T, own2)
+    clean = dirty == 0
+    np.testing.assert_array_equal(cache2.numpy()[clean], cache.numpy()[clean][:, 2:])
 
 
 def check_compact(target, cells, rate):

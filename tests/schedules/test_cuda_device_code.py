@@ -8,7 +8,7 @@ from las_compiler.op import get_kernel
 from las_compiler.schedules import pipeline_fits, schedule
 from las_compiler.schedules.cuda import toolchain
 
-from .test_cuda_rules import H100, TX2, gpu, layer_geometries
+from .test_cuda_rules import H100, TX2, chained_maskers, gpu, layer_geometries
 
 CONV_KERNELS = ("conv1x1", "conv1x1_rows", "gather_conv3x3", "gather_conv3x3_rows",
                 "conv1x1_scatter_add", "conv1x1_scatter_add_rows", "halo_conv3x3", "conv2d")
@@ -16,9 +16,10 @@ CONV_KERNELS = ("conv1x1", "conv1x1_rows", "gather_conv3x3", "gather_conv3x3_row
 
 @pytest.mark.parametrize("tag", [TX2, H100])
 def test_device_code_assembles_without_spills(tag):
-    """Device code of every kernel of the fused and halo pipelines at the four stages of
-    LAS-ResNet-50 assembles with ptxas for the arch (nvcc for sm_90, LLVM's NVPTX + CUDA 12's
-    ptxas for the TX2's sm_62); the conv kernels spill no registers at the default knobs."""
+    """Device code of every kernel of the fused and halo pipelines (and the chained maskers)
+    at the four stages of LAS-ResNet-50 assembles with ptxas for the arch (nvcc for sm_90,
+    LLVM's NVPTX + CUDA 12's ptxas for the TX2's sm_62); the conv kernels spill no registers
+    at the default knobs."""
     target = gpu(tag)
     missing = toolchain.toolchain_available(target)
     if missing:
@@ -34,6 +35,8 @@ def test_device_code_assembles_without_spills(tag):
                 seen.add((step.kernel, step.args(geometry)))
                 func = schedule(get_kernel(step.kernel)(*step.args(geometry)), target)
                 funcs[f"{step.kernel}_{len(funcs)}"] = func
+        for args in chained_maskers(geometry):
+            funcs[f"masker_chain_{len(funcs)}"] = schedule(get_kernel("masker")(*args), target)
     text, fmt = toolchain.device_code(funcs, target)
     report = toolchain.assemble(text, fmt, target)
     assert len(report) >= len(funcs)  # every kernel is an entry (some launch several)

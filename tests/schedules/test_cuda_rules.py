@@ -18,6 +18,7 @@ from tvm import tirx
 from las_compiler.block_pipelines import PIPELINES
 from las_compiler.compiler import resolve_target
 from las_compiler.geometry import BlockGeometry, PatchGeometry
+from las_compiler.masker_chain import links
 from las_compiler.op import get_kernel
 from las_compiler.predictor.layers import network_blocks
 from las_compiler.schedules import pipeline_fits, schedule
@@ -158,6 +159,17 @@ def test_gpu_verification_at_every_layer_shape(geometry):
             seen.add(key)
             func = schedule(get_kernel(step.kernel)(*step.args(geometry)), target)
             assert fits(func, target), f"{name}/{step.kernel} over {tag}'s limits"
+    for args in chained_maskers(geometry):
+        assert fits(schedule(get_kernel("masker")(*args), target), target), f"masker{args[2:]}"
+
+
+def chained_maskers(geometry):
+    """Masker arguments of a chain's first link (three consumers, a stage-3 run) and of an
+    update, where the block can be in a chain (``las_compiler.masker_chain``)."""
+    if not links(geometry, "fused", geometry, "fused"):
+        return []
+    return [(geometry.patches, geometry.in_channels, 3, False),
+            (geometry.patches, geometry.in_channels, 2, True)]
 
 
 def test_serialized_schedule_is_the_gpu_program_in_order():
