@@ -291,12 +291,17 @@ def scan(hw: Hardware, kind: str, elements: float) -> Work:
     as ``scan_layout`` cuts it. A CPU walks the array on one thread, and so does a GPU's one
     thread block a short array. A GPU counts and writes a long array's chunks in grid-wide
     kernels (the array read twice, the list written once; a thread block per 256 chunks),
-    around one block that walks the chunk counts twice: three launches."""
+    around one block that walks the chunk counts twice: three launches. Either form is
+    followed on a GPU by the copy of the list's used prefix: one launch more."""
     layout = scan_layout(math.ceil(elements))
-    if hw.kind != "gpu" or not layout.grid:
+    if hw.kind != "gpu":  # (the CPU profiles were fitted with the prefix copy inside)
         return Work(kind, serial=elements)
-    work = Work(kind, serial=2 * layout.chunks, tasks=layout.per_thread, launches=3)
-    streamed = 3 * elements * F32
+    # on a GPU the list's prefix of ``count`` entries, the sparse kernels' (n,) argument, is
+    # one more launch (``active_prefix`` / ``row_groups_prefix``)
+    if not layout.grid:
+        return Work(kind, serial=elements, launches=2)
+    work = Work(kind, serial=2 * layout.chunks, tasks=layout.per_thread, launches=4)
+    streamed = 4 * elements * F32
     work.add_bytes(_level(hw, streamed), streamed)
     return work
 
