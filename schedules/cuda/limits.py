@@ -51,7 +51,8 @@ def with_allocations_placed(func: tirx.PrimFunc) -> tirx.PrimFunc:
 
 
 def block_resources(func: tirx.PrimFunc) -> dict:
-    """Threads per block and shared bytes per block of a scheduled kernel (for messages)."""
+    """Threads per block and shared bytes per block of a scheduled kernel (as built: a
+    pipelined loop's shared stages counted for each of their copies)."""
     placed = with_allocations_placed(with_fixed_sizes(func))
     threads, shared = {}, [0]
 
@@ -74,7 +75,21 @@ def block_resources(func: tirx.PrimFunc) -> dict:
     total = 1
     for extent in threads.values():
         total *= extent
-    return {"threads": total, "shared_bytes": shared[0]}
+    return {"threads": total, "shared_bytes": shared[0] * pipelined_copies(func)}
+
+
+def pipelined_copies(func: tirx.PrimFunc) -> int:
+    """Copies of each shared buffer a build makes: 2 where a loop is a two-stage software
+    pipeline (``InjectSoftwarePipeline`` double-buffers what its stages write), else 1."""
+    found = []
+
+    def visit(node):
+        if "software_pipeline_stage" in node.annotations:
+            found.append(max(int(s) for s in node.annotations["software_pipeline_stage"]))
+        return node
+
+    tvm_ffi.structural_map(func.body, [(tirx.For, visit)], order="post")
+    return 1 + max(found, default=0)
 
 
 def fits(func: tirx.PrimFunc, target: tvm.target.Target) -> bool:

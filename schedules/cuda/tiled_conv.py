@@ -18,11 +18,17 @@ Schedule strategy:
    the barriers), then every thread accumulates its tile from shared memory;
 3. the accumulator is ``local`` (registers) and the epilogue runs on it per thread, so bias,
    ReLU, the residual add and the scattered stores happen once per output element.
+4. double-buffered stages (knob ``buffers`` = 2, the default): the chunk loop is a software
+   pipeline of two stages (TVM's ``InjectSoftwarePipeline``): the copies of chunk i + 1 are
+   issued before the products of chunk i, into a second copy of each shared tile, so the
+   global-memory latency of a fetch hides behind a chunk's arithmetic and each chunk needs one
+   barrier instead of two. It doubles the block's shared memory; where that does not fit,
+   or the reduction has a single chunk, the stages stay single.
 Limits come from the target: a chunk whose shared tiles exceed the block's shared memory is
 halved until they fit, and where even one channel does not (a strided map whose tile spans
 whole rows) only the weights are staged; a tile with more threads than the target allows is
 an error.
-Deliberately not done yet: double buffering of the shared tiles, tensor cores (fp32 only).
+Deliberately not done yet: tensor cores (fp32 only).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Config:
     thread_channels: int = 4  # output channels per thread (one float4 store)
     channel_threads: int = 16  # threads along channels (at most; fitted to K)
     chunk: int = 16  # input channels per shared-memory stage
+    buffers: int = 2  # copies of each shared tile: 2 pipelines the chunk loop
 
 
 class TiledConvGPU(GPURule):
@@ -66,13 +73,14 @@ class TiledConvGPU(GPURule):
     def knob_space(self, func, target) -> KnobSpace:
         return KnobSpace((Knob("thread_pixels", (1, 2, 4), structural=True),
                           Knob("thread_channels", (2, 4), structural=True),
-                          Knob("chunk", (8, 16, 32), structural=True)))
+                          Knob("chunk", (8, 16, 32), structural=True),
+                          Knob("buffers", (1, 2), structural=True)))
 
     def default_knobs(self, func, target) -> dict:
         cfg = self.config or Config()
         return {"thread_pixels": cfg.thread_pixels, "thread_channels": cfg.thread_channels,
                 "chunk": cfg.chunk, "pixel_threads": cfg.pixel_threads,
-                "channel_threads": cfg.channel_threads}
+                "channel_threads": cfg.channel_threads, "buffers": cfg.buffers}
 
     def anchor_block(self, sch, func):
         return sch.get_sblock(str(func.attrs["las.reduce_block"]))
@@ -83,15 +91,18 @@ class TiledConvGPU(GPURule):
         # the pixel operand's tile can be large where a block's pixels straddle rows of a wide
         # map read at a stride (its region spans whole rows): then it is read from global
         # memory (L1) and only the weights are staged
+        # double buffers first (at the knob's chunk or half of it), then single ones
         for stage_pixels in (True, False):
-            chunk = int(base["chunk"])
-            while chunk >= 1:
-                attempt = sch.copy()
-                tiled = tile_for_gpu(attempt, func, limits, {**base, "chunk": chunk},
-                                     stage_pixels)
-                if shared_bytes(attempt) <= limits.shared_bytes:
-                    return tiled
-                chunk //= 2
+            for buffers in sorted({int(base["buffers"]), 1}, reverse=True):
+                chunk = int(base["chunk"])
+                while chunk >= (max(1, int(base["chunk"]) // 2) if buffers > 1 else 1):
+                    attempt = sch.copy()
+                    tiled = tile_for_gpu(attempt, func, limits,
+                                         {**base, "chunk": chunk, "buffers": buffers},
+                                         stage_pixels)
+                    if shared_bytes(attempt) <= limits.shared_bytes:
+                        return tiled
+                    chunk //= 2
         raise ScheduleError(f"{kernel_kind(func)}: shared tiles exceed {limits.shared_bytes} "
                             "bytes even one channel at a time")
 
@@ -193,6 +204,11 @@ def tile_for_gpu(sch: s_tir.Schedule, func, limits: Limits, knobs: dict,
         sch.compute_at(stage, rc_o)
         _cooperative_fetch(sch, stage, rc_o, pixel_threads if ty is not None else None,
                            channel_threads)
+    if int(knobs.get("buffers", 1)) > 1 and stages and static_extent(sch, rc_o) > 1:
+        # the copies of the next chunk (stage 0) beside the products of this one (stage 1)
+        body = len(stages) + 1  # the fetches, then the accumulation nest
+        sch.annotate(rc_o, "software_pipeline_stage", [0] * len(stages) + [1])
+        sch.annotate(rc_o, "software_pipeline_order", list(range(body)))
 
     sch.set_scope(conv, 0, "local")
     sch.reverse_compute_at(epilogue, tx)

@@ -1,11 +1,11 @@
 """The CUDA conv rule's tuning space is sound: every knob combination a GPU tuner may draw
-(thread_pixels x thread_channels x chunk) gives a schedule inside the GPU's limits
+(thread_pixels x thread_channels x chunk x buffers) gives a schedule inside the GPU's limits
 (``VerifyGPUCode``) that computes the same numbers as PyTorch (run serially on this CPU,
 ``transform.serialize_gpu``). A tuner on a remote GPU then never spends device time on a
 candidate that cannot launch or that computes something else.
 
 By default each kernel runs a covering subset (every value of every knob, the largest tile
-among them); ``LAS_FULL_MATRIX=1`` runs all 18 combinations of each."""
+among them); ``LAS_FULL_MATRIX=1`` runs all 36 combinations of each."""
 
 import itertools
 
@@ -67,7 +67,7 @@ def test_every_knob_of_the_gathered_conv3x3():
     c = k = 32
     func = op.gather_conv3x3(G, c, k)
     combos = _combinations(func)
-    assert len(combos) == 18
+    assert len(combos) == 36
     x = RNG.standard_normal((G.batch, G.height, G.width, c)).astype("float32")
     w = (RNG.standard_normal((k, c, 3, 3)) * 0.1).astype("float32")
     b = RNG.standard_normal(k).astype("float32")

@@ -57,7 +57,8 @@ def thread_loops(func):
 
 def test_tiled_conv_structure_on_a_patch_kernel():
     """One thread block per active patch (symbolic), 8 x 16 threads, channel tiles of 64 on
-    blockIdx.y, the gathered window and the weights staged in shared memory."""
+    blockIdx.y, the gathered window and the weights staged in shared memory (twice: in
+    8-channel chunks, double-buffered)."""
     g = PatchGeometry(1, 28, 28, 4, 1)
     func = TiledConvGPU().apply(get_kernel("gather_conv3x3")(g, 64, 128), gpu(H100)).mod["main"]
     assert thread_loops(func) == {"blockIdx.x": "symbolic", "blockIdx.y": 2, "threadIdx.y": 8,
@@ -66,6 +67,34 @@ def test_tiled_conv_structure_on_a_patch_kernel():
     assert 'scope="shared"' in text and 'scope="local"' in text
     # window (6 x 6 pixels x 16-channel chunk) + weights (64 channels x 3 x 3 x 16)
     assert block_resources(func)["shared_bytes"] == (36 * 16 + 64 * 9 * 16) * 4
+
+
+def test_conv_stages_are_double_buffered_where_they_fit():
+    """The chunk loop is a two-stage software pipeline: the built CUDA code holds two copies
+    of each shared tile (the H100's 48 KB per block take two 8-channel chunks of this
+    kernel, where one 16-channel chunk took 39 KB); a block whose doubled tiles do not fit at
+    half the chunk, and a reduction of a single chunk, keep single stages."""
+    from las_compiler.schedules.cuda import toolchain
+    from las_compiler.schedules.cuda.limits import pipelined_copies
+
+    g = PatchGeometry(1, 28, 28, 4, 1)
+    func = schedule(get_kernel("gather_conv3x3")(g, 64, 128), gpu(H100))
+    assert pipelined_copies(func) == 2 and fits(func, gpu(H100))
+    if toolchain.toolchain_available(gpu(H100)) is None:
+        text, _ = toolchain.device_code({"k": func}, gpu(H100))
+        shared = sorted(line.split("[")[1].split("]")[0] for line in text.splitlines()
+                        if "__shared__" in line)
+        assert shared == [str(2 * 36 * 8), str(2 * 64 * 9 * 8)]  # window, weights
+    single = schedule(get_kernel("gather_conv3x3")(g, 64, 128), gpu(H100),
+                      knobs={"buffers": 1})
+    assert pipelined_copies(single) == 1
+    assert block_resources(single)["shared_bytes"] == (36 * 16 + 64 * 9 * 16) * 4
+    small = tvm.target.Target({"kind": "cuda", "arch": "sm_62", "max_shared_memory_per_block":
+                               16384, "max_threads_per_block": 1024, "thread_warp_size": 32})
+    tight = schedule(get_kernel("gather_conv3x3")(g, 64, 128), small)
+    assert block_resources(tight)["shared_bytes"] <= 16384 and fits(tight, small)
+    one_chunk = schedule(get_kernel("gather_conv3x3")(g, 8, 16), gpu(H100))
+    assert pipelined_copies(one_chunk) == 1
 
 
 def test_masker_is_one_launch_with_a_block_per_cell():
