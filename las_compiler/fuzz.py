@@ -14,7 +14,9 @@ A *configuration* is one compile; each serves many *cases* (inputs and masks):
   pipeline that applies) compiled with ``compile_block``. Its masker is pinned
   (``models.pin_mask``), so every case picks its mask: all off (r exactly 0), all on (exactly
   1), or random. Output and mask must equal ``sparse_block_forward``.
-* **network** configurations: a small LAS-ResNet (random S per block, some blocks static,
+* **network** configurations: a small LAS-ResNet (1-3 blocks per stage; random S per block,
+  or half the time one S dividing the stage's map, so plain blocks form masker chains
+  (``las_compiler.masker_chain``); some blocks static,
   mixed pipelines, some maskers forced all on or all off; a third of them detection
   backbones returning random stages) compiled with ``compile``; cases are
   random images, masks come from the maskers. Outputs and every mask must equal PyTorch's,
@@ -114,14 +116,20 @@ def _at_granularity(s: int):
 def _network_config(rng: np.random.Generator, seed: int) -> NetworkConfig:
     from .block_pipelines import PIPELINES
 
-    depths = tuple(int(d) for d in rng.integers(1, 3, size=4))
+    depths = tuple(int(d) for d in rng.integers(1, 4, size=4))
     height, width = (int(v) for v in rng.integers(40, 90, size=2))
     sizes = [((height + 1) // 2 + 1) // 2, ((width + 1) // 2 + 1) // 2]  # after the stem
     snet = []
     for stage, depth in enumerate(depths):
         if stage:
             sizes = [(s - 1) // 2 + 1 for s in sizes]
-        snet += [int(rng.integers(1, min(8, *sizes) + 1)) for _ in range(depth)]
+        if rng.random() < 0.5:
+            # one S dividing the stage's map: its plain blocks form masker chains
+            divisors = [s for s in range(1, min(8, *sizes) + 1)
+                        if sizes[0] % s == 0 and sizes[1] % s == 0]
+            snet += [int(rng.choice(divisors))] * depth
+        else:
+            snet += [int(rng.integers(1, min(8, *sizes) + 1)) for _ in range(depth)]
     blocks = sum(depths)
     static = tuple(int(i) for i in range(blocks) if rng.random() < 0.2)
     dynamic = blocks - len(static)

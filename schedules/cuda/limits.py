@@ -10,6 +10,7 @@ are fixed: per-block resources do not depend on how many blocks are launched.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import tvm
 import tvm_ffi
@@ -114,3 +115,40 @@ def _verifier(target_json: str):
     verifier = ms.postproc.VerifyGPUCode()
     verifier._initialize_with_tune_context(context)  # noqa: SLF001 - TVM's own entry point
     return verifier
+
+
+@dataclass(frozen=True)
+class Multiprocessor:
+    """Per-SM limits of a compute capability (CUDA programming guide, "Technical
+    Specifications per Compute Capability"): 32-bit registers, resident threads and thread
+    blocks, shared memory."""
+
+    registers: int
+    threads: int
+    blocks: int
+    shared_bytes: int
+    register_unit: int = 256  # registers are allocated per warp in units of this many
+
+
+MULTIPROCESSORS = {
+    61: Multiprocessor(65536, 2048, 32, 96 << 10),   # GTX 1080
+    62: Multiprocessor(65536, 2048, 32, 64 << 10),   # Jetson TX2
+    70: Multiprocessor(65536, 2048, 32, 96 << 10),   # V100
+    87: Multiprocessor(65536, 1536, 16, 164 << 10),  # Jetson Orin
+    90: Multiprocessor(65536, 2048, 32, 228 << 10),  # H100
+}
+
+
+def occupancy(arch: int, threads: int, registers: int, shared_bytes: int,
+              warp: int = 32) -> tuple[float, str]:
+    """(resident warps / the SM's most, what limits it) of a kernel whose blocks have
+    ``threads`` threads of ``registers`` registers each and ``shared_bytes`` of shared memory
+    (``ptxas -v``'s report), on compute capability ``arch``."""
+    sm = MULTIPROCESSORS[arch]
+    warps = -(-threads // warp)
+    per_warp = -(-registers * warp // sm.register_unit) * sm.register_unit
+    limits = {"threads": sm.threads // (warps * warp), "blocks": sm.blocks,
+              "registers": sm.registers // max(1, warps * per_warp),
+              "shared": sm.shared_bytes // shared_bytes if shared_bytes else sm.blocks}
+    limiter = min(limits, key=limits.get)
+    return limits[limiter] * warps * warp / sm.threads, limiter

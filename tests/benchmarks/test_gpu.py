@@ -26,3 +26,15 @@ def test_idle_slots_table():
         assert all(0.0 <= v < 1.0 for v in r["idle"].values())
     text = gpu.summarise_idle(rows)
     assert text.count("\n| las_resnet") == len(rows) and "auto's picks over 25 %" in text
+
+
+def test_assembled_resources_table():
+    from benchmarks import gpu_resources
+
+    rows = [{"device": "tx2", "arch": 62, "kernel": "conv2d", "entry": f"k{i}_kernel",
+             "threads": 128, "registers": r, "shared_bytes": 15 << 10, "spill_bytes": 0,
+             "occupancy": o, "limited_by": "shared"} for i, (r, o) in enumerate([(40, 0.25),
+                                                                                 (72, 0.12)])]
+    text = gpu_resources.summarise(rows)
+    assert "| tx2 (sm_62) | conv2d | 2 | 128 | 40-72 | 15.0 | 0 | 12 %-25 % | shared |" in text
+    assert "Kernels that spill: 0 of 2." in text

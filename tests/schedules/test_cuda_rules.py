@@ -271,3 +271,15 @@ def test_idle_slot_accounting_is_the_scheduled_tile(size, s, stride):
     cells = g.cell_extents()
     idle = kernel_idle("gather_conv3x3", BlockGeometry(g, 16, 16, 64, stride == 2))["tile"]
     assert idle == pytest.approx(1 - cells.mean() / slots)
+
+
+def test_occupancy_from_the_assembler_report():
+    """Resident warps over the SM's most, and what limits them (``benchmarks.gpu_resources``
+    tables it for every kernel)."""
+    from las_compiler.schedules.cuda.limits import occupancy
+
+    assert occupancy(90, 256, 32, 0) == (1.0, "threads")
+    # a 41 KB block on the TX2's 64 KB SM: one block of 4 warps of 64
+    assert occupancy(62, 128, 48, 41 << 10) == (4 / 64, "shared")
+    # 255 registers: 8,192 per warp, two blocks of 4 warps in 65,536
+    assert occupancy(70, 128, 255, 0) == (8 / 64, "registers")
