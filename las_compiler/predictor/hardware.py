@@ -53,7 +53,8 @@ class Hardware:
     calibrated per-kernel-kind factors (fraction of peak the kernel's inner loop reaches);
     kinds without one use ``default_efficiency``. ``launch_us``: cost of one kernel dispatch;
     ``sync_us``: one device->host read of an active-patch count (a dynamic block's symbolic shape);
-    ``scan_ns``: one element of a serial scan (compaction, row lists). CPU micro-kernels also
+    ``scan_ns``: one step of a serial scan (compaction, row lists: a CPU walks the whole
+    array, a GPU thread its chunk, see ``kernels.scan``). CPU micro-kernels also
     depend on ``vector_registers`` (the register file a tile's accumulators live in) and the
     L1's associativity (``l1_ways`` of ``l1_way_bytes``: input rows a power-of-two apart
     share cache sets). ``overlap``: how much

@@ -58,7 +58,7 @@ from ..register_tile import (
     patch_tiles,
     weights_read_once,
 )
-from ..scan_layout import scan_layout
+from ..scan_layout import LOG_CHUNKS, scan_layout
 from .hardware import Hardware
 from .layers import BlockLayer
 
@@ -288,19 +288,25 @@ def masker(hw, tile, layer: BlockLayer, patches: PatchGeometry, consumers: int =
 
 def scan(hw: Hardware, kind: str, elements: float) -> Work:
     """A work-list scan (compaction, dilated / active / pixel rows) over ``elements`` entries,
-    as ``scan_layout`` cuts it. A CPU walks the array on one thread, and so does a GPU's one
-    thread block a short array. A GPU counts and writes a long array's chunks in grid-wide
-    kernels (the array read twice, the list written once; a thread block per 256 chunks),
-    around one block that walks the chunk counts twice: three launches. Either form is
-    followed on a GPU by the copy of the list's used prefix: one launch more."""
+    as ``scan_layout`` cuts it. A CPU walks the array on one thread: ``elements`` serial
+    steps. On a GPU (``op.scan``) each of the block's :data:`CHUNKS` threads walks its own
+    chunk (``size`` entries) to count and again to write, with the Hillis-Steele scan of the
+    thread totals between (``LOG_CHUNKS`` steps, each behind a barrier): the serial part is
+    that critical path, at ``scan_ns`` per step (a GPU profile's: one step of a thread's
+    walk). A long array's chunks are counted and written by grid-wide kernels (the array read
+    twice, the list written once) around the block, whose threads walk ``per_thread`` chunk
+    counts twice: three launches. Either form is followed on a GPU by the copy of the list's
+    used prefix: one launch more."""
     layout = scan_layout(math.ceil(elements))
     if hw.kind != "gpu":  # (the CPU profiles were fitted with the prefix copy inside)
         return Work(kind, serial=elements)
     # on a GPU the list's prefix of ``count`` entries, the sparse kernels' (n,) argument, is
     # one more launch (``active_prefix`` / ``row_groups_prefix``)
+    block = 2 * layout.per_thread + 2 * LOG_CHUNKS
     if not layout.grid:
-        return Work(kind, serial=elements, launches=2)
-    work = Work(kind, serial=2 * layout.chunks, tasks=layout.per_thread, launches=4)
+        return Work(kind, serial=2 * layout.size + block, launches=2)
+    # the grid-wide kernels: a thread block per 256 chunks
+    work = Work(kind, serial=2 * layout.size + block, tasks=layout.per_thread, launches=4)
     streamed = 4 * elements * F32
     work.add_bytes(_level(hw, streamed), streamed)
     return work

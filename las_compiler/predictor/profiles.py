@@ -24,6 +24,12 @@ _LAUNCH_DISCRETE_US = 8.0
 _LAUNCH_JETSON_US = 16.0
 
 
+# One step of a GPU thread's serial walk in a work-list scan (``op.scan``): a load from the
+# thread's own chunk (the 32 threads of a warp touch 32 different lines, which the L1 serves
+# about one a clock) and a dependent add. Estimate, not measured: 64 clocks.
+_SCAN_STEP_CLOCKS = 64
+
+
 def _gpu(name, sms, lanes, clock, dram_gbs, l2_bytes, l2_gbs, shared_bytes, sources,
          launch=_LAUNCH_DISCRETE_US, sync=10.0):
     # shared memory: 32 banks x 4 B per clock per SM (CUDA C programming guide, all of these)
@@ -34,7 +40,10 @@ def _gpu(name, sms, lanes, clock, dram_gbs, l2_bytes, l2_gbs, shared_bytes, sour
         levels=(MemoryLevel("shared", shared_bytes, shared_gbs, per_unit=True),
                 MemoryLevel("L2", l2_bytes, l2_gbs), MemoryLevel("DRAM", 1 << 40, dram_gbs)),
         launch_us=launch, sync_us=sync, default_efficiency=0.7,
+        scan_ns=_SCAN_STEP_CLOCKS / clock,
         sources={"shared bandwidth": "32 banks x 4 B/clock/SM (CUDA C++ Programming Guide)",
+                 "scan step": f"estimate: {_SCAN_STEP_CLOCKS} clocks per step of a thread's "
+                              "walk (an uncoalesced load, one line a clock, and an add)",
                  "launch": "LAUDNet latency simulator (~8 us per kernel); Jetson: estimate",
                  "efficiency": "estimate: 70 % of FP32 peak for tiled convs", **sources})
 
