@@ -1,11 +1,13 @@
 """Ordered compaction in chunks: the shared core of the work-list kernels.
 
 ``compact``, ``active_rows``, ``dilated_rows`` and ``pixel_rows`` list, in order, the positions
-``i`` of an int32 array whose entry is non-zero. Written as one serial loop, a GPU would run
+``i`` that are *listed*: an int32 array's non-zero entries, or (the pixel lists) the pixels a
+predicate of the cell flags selects, evaluated where the scan reads them, so no pass first
+writes a marked copy of the map. Written as one serial loop, a GPU would run
 it on one thread. Here the array is cut into chunks and the kernels are written in phases,
 each a loop whose iterations are independent:
 
-1. ``count``: each chunk counts its non-zero entries;
+1. ``count``: each chunk counts its listed entries;
 2. in one thread block of :data:`CHUNKS` threads, each owning ``per_thread`` consecutive
    chunks: ``thread_total`` sums a thread's chunk counts, ``scan_add`` / ``scan_copy`` take the
    inclusive prefix sum of the thread totals Hillis-Steele style (log2 CHUNKS steps, each a
@@ -30,10 +32,15 @@ from tvm.script import tirx as T
 
 from ..scan_layout import CHUNKS, LOG_CHUNKS, ScanLayout, scan_layout
 
-__all__ = ["CHUNKS", "ScanLayout", "listed_in_groups", "scan_layout", "work_list"]
+__all__ = ["CHUNKS", "ScanLayout", "listed_in_groups", "nonzero", "scan_layout", "work_list"]
 
 
-def _count(layout: ScanLayout):
+def nonzero(src, i):
+    """Entry ``i`` of ``src`` is listed where it is non-zero (the default ``listed``)."""
+    return src[i] != 0
+
+
+def _count(layout: ScanLayout, listed, source: int):
     L, C, size = layout.length, layout.chunks, layout.size  # noqa: N806
 
     @T.macro
@@ -41,13 +48,13 @@ def _count(layout: ScanLayout):
         for c in range(C):
             with T.sblock("count"):
                 vc = T.axis.spatial(C, c)
-                T.reads(src[0:L])
+                T.reads(src[0:source])
                 T.writes(counts[vc])
                 n = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 n[0] = 0
                 for i in range(size):
                     if vc * size + i < L:
-                        if src[vc * size + i] != 0:
+                        if listed(src, vc * size + i):
                             n[0] = n[0] + 1
                 counts[vc] = n[0]
 
@@ -101,13 +108,18 @@ def _offsets(layout: ScanLayout):
     return offsets
 
 
-def work_list(layout: ScanLayout, write):
+def work_list(layout: ScanLayout, write, listed=nonzero, source: int | None = None):
     """A TVMScript macro ``(src, out_a, out_b)``: the phases of the module docstring over the
-    int32 array ``src``, ending in ``write(src, starts, total, out_a, out_b)`` - a macro
-    looping over the layout's chunks (``starts[c]``: entries before chunk c; ``total[0]``:
-    all of them). Call it at the top of a kernel."""
+    layout's ``length`` entries, entry ``i`` listed where ``listed(src, i)`` (a PrimExpr of
+    the int32 array ``src`` of ``source`` elements; default: ``src[i] != 0``, ``source`` =
+    the length), ending in ``write(src, starts, total, out_a, out_b)`` - a macro looping over
+    the layout's chunks (``starts[c]``: entries before chunk c; ``total[0]``: all of them),
+    which must list by the same ``listed``. Call it at the top of a kernel. A list of pixels
+    derived from cell flags passes the flags and a predicate, not a marked copy of the map:
+    no pass to clear and mark it (on a GPU, two launches fewer)."""
     C = layout.chunks  # noqa: N806
-    count, offsets = _count(layout), _offsets(layout)
+    count = _count(layout, listed, layout.length if source is None else source)
+    offsets = _offsets(layout)
 
     grid = layout.grid
 
@@ -133,18 +145,21 @@ def work_list(layout: ScanLayout, write):
     return phases
 
 
-def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_last: bool):
-    """The ``write`` phase of the row-group lists (for :func:`work_list`): the non-zero
-    positions of ``src`` in order, as ``rows[max_groups, group]``, the last group padded with
-    its last entry (``pad_with_last``) or with -1; ``groups[0]`` = the groups used (int64)."""
+def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_last: bool,
+                     listed=nonzero, source: int | None = None):
+    """The ``write`` phase of the row-group lists (for :func:`work_list`): the listed
+    positions (``listed``, ``source`` as there) in order, as ``rows[max_groups, group]``, the
+    last group padded with its last entry (``pad_with_last``) or with -1; ``groups[0]`` = the
+    groups used (int64)."""
     L, C, size, G = layout.length, layout.chunks, layout.size, group  # noqa: N806
+    source = L if source is None else source
 
     @T.macro
     def write(src, starts, total, rows, groups):
         for c in range(C):
             with T.sblock("write"):
                 vc = T.axis.spatial(C, c)
-                T.reads(src[0:L], starts[vc], total[0])
+                T.reads(src[0:source], starts[vc], total[0])
                 T.writes(rows[0:max_groups, 0:G], groups[0:1])
                 at = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 last = T.sblock_alloc_buffer((1,), "int32", scope="local")
@@ -152,7 +167,7 @@ def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_l
                 last[0] = total[0] - 1  # (GPU: shared reads stay out of ifs)
                 for i in range(size):
                     if vc * size + i < L:
-                        if src[vc * size + i] != 0:
+                        if listed(src, vc * size + i):
                             rows[at[0] // G, at[0] % G] = vc * size + i
                             if at[0] == last[0]:  # the last entry pads the rest of its group
                                 for u in range(G):

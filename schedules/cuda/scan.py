@@ -10,12 +10,14 @@ Schedule strategy:
 2. what only the phases inside that block read and write (chunk counts, thread totals, the
    running sums, chunk offsets) goes to shared memory, so TVM's thread-sync pass puts the
    barriers between the phases;
-3. every loop outside the block (a long array's ``count`` and ``write`` over all its chunks;
-   ``dilated_rows`` clearing and marking the pixels the active windows read) is an ordinary
-   grid-wide kernel: its loops fused and split over ``blockIdx.x`` x ``threadIdx.x``, ordered
-   against the scan by the kernel launches themselves; what they hand over stays global.
+3. every loop outside the block (a long array's ``count`` and ``write`` over all its chunks)
+   is an ordinary grid-wide kernel: its loops fused and split over ``blockIdx.x`` x
+   ``threadIdx.x``, ordered against the scan by the kernel launches themselves; what they
+   hand over stays global.
 A batch-1 list is one launch; a batch of 128 (401,408 pixels at stage 1) counts and writes
-its 12,544 chunks on every SM, and the scanning block walks 49 counts per thread.
+its 12,544 chunks on every SM, and the scanning block walks 49 counts per thread: three.
+The pixel lists read the cell flags through a predicate (``op.scan.work_list``'s ``listed``)
+instead of a marked copy of the map, which took two launches more (clear, mark).
 """
 
 from __future__ import annotations

@@ -280,3 +280,39 @@ def test_masker_chains_pool_only_the_cells_that_changed():
     masker = {p.layer.name: dict(p.kernels)["masker"] for _, p in backbone.blocks}
     assert masker["layer3.2"] == pytest.approx(masker["layer3.1"])
     assert masker["layer2.2"] - launch < 0.6 * (masker["layer2.1"] - launch)
+
+
+@pytest.mark.parametrize("batch", [1, 128])  # one thread block; grid-wide count and write
+def test_gpu_scan_launches_are_the_kernels_launches(batch):
+    """The predictor prices each work list with the launches its CUDA schedule makes (plus
+    the prefix copy): counted from the scheduled kernels' ``blockIdx.x`` loops."""
+    import tvm_ffi
+    from tvm import tirx
+
+    from las_compiler.compiler import resolve_target
+    from las_compiler.geometry import PatchGeometry
+    from las_compiler.op import get_kernel
+    from las_compiler.schedules import schedule
+
+    def launches(func):
+        found = []
+
+        def visit(node):
+            if node.kind == tirx.ForKind.THREAD_BINDING and \
+                    str(node.thread_binding.thread_tag) == "blockIdx.x":
+                found.append(node)
+            return node
+
+        tvm_ffi.structural_map(func.body, [(tirx.For, visit)], order="post")
+        return len(found)
+
+    target, hw = resolve_target("nvidia/jetson-tx2"), get_hardware("tx2")
+    g = PatchGeometry(batch, 56, 56, 4, 1)
+    s1 = PatchGeometry(batch, 14, 14, 1, 1)
+    cases = {"compact": ((g.num_cells,), g.num_cells),
+             "dilated_rows": ((g,), g.batch * g.height * g.width),
+             "pixel_rows": ((g,), g.batch * g.out_height * g.out_width),
+             "active_rows": ((s1,), s1.num_cells)}
+    for kind, (args, elements) in cases.items():
+        func = schedule(get_kernel(kind)(*args), target)
+        assert K.scan(hw, kind, elements).launches == launches(func) + 1, kind
