@@ -37,62 +37,14 @@ def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
     others copy their logits from ``cache_in``, the previous link's cache, whose first pair
     was that block's own.
     """
-    if consumers:
-        return _chained_masker(geometry, in_channels, consumers, update)
-    if update:
+    if update and not consumers:
         raise ValueError("masker: update needs consumers >= 1 (a chain link)")
     g = geometry
     ix = PatchIndex(g)
     N, H, W, C = g.batch, g.height, g.width, in_channels  # noqa: N806
     ph, pw, total = g.rows.pool_tile, g.cols.pool_tile, g.num_cells
-
-    @T.prim_func(s_tir=True)
-    def func(
-        x: T.Buffer((N, H, W, C), "float32"),
-        w: T.Buffer((2, C), "float32"),
-        bias: T.Buffer((2,), "float32"),
-        mask: T.Buffer((total,), "int32"),
-    ):
-        T.func_attr({"tirx.noalias": True})
-        pooled = T.sblock_alloc_buffer((total, C), "float32")
-        logits = T.sblock_alloc_buffer((total, 2), "float32")
-        for q, c, a, b in T.grid(total, C, ph, pw):
-            with T.sblock("pool"):
-                vq, vc, va, vb = T.axis.remap("SSRR", [q, c, a, b])
-                with T.init():
-                    pooled[vq, vc] = T.float32(0)
-                # the largest window's extent for every cell, the rest masked off
-                pooled[vq, vc] = pooled[vq, vc] + T.if_then_else(
-                    ix.pool_inside(vq, va, vb),
-                    x[ix.pool_pixel(vq, va, vb)[0], T.min(ix.pool_pixel(vq, va, vb)[1], H - 1),
-                      T.min(ix.pool_pixel(vq, va, vb)[2], W - 1), vc],
-                    T.float32(0),
-                )
-        for q, j, c in T.grid(total, 2, C):
-            with T.sblock("logits"):
-                vq, vj, vc = T.axis.remap("SSR", [q, j, c])
-                with T.init():
-                    logits[vq, vj] = T.float32(0)
-                logits[vq, vj] = logits[vq, vj] + pooled[vq, vc] * w[vj, vc]
-        for q in range(total):
-            with T.sblock("compare"):
-                vq = T.axis.remap("S", [q])
-                # logits are window sums: divide by the window's pixel count once per cell,
-                # then add the bias
-                mask[vq] = T.Select(
-                    logits[vq, 0] / T.Cast("float32", ix.pool_pixels(vq)) + bias[0]
-                    >= logits[vq, 1] / T.Cast("float32", ix.pool_pixels(vq)) + bias[1], 1, 0)
-
-    return func
-
-
-def _chained_masker(g: PatchGeometry, in_channels: int, consumers: int, update: bool):
-    """The chain-link form of :func:`masker` (see there): the same pooling and dot product
-    per logit, so a cell's logits are bit for bit what the block's own masker computes."""
-    ix = PatchIndex(g)
-    N, H, W, C = g.batch, g.height, g.width, in_channels  # noqa: N806
-    ph, pw, total = g.rows.pool_tile, g.cols.pool_tile, g.num_cells
-    K2 = 2 * consumers  # noqa: N806
+    chained = consumers > 0
+    K2 = 2 * max(consumers, 1)  # noqa: N806 - logits priced per cell
 
     @T.macro
     def pool_logits_compare(x, w, bias, dirty, cache_in, mask, cache):
@@ -103,7 +55,9 @@ def _chained_masker(g: PatchGeometry, in_channels: int, consumers: int, update: 
                 vq, vc, va, vb = T.axis.remap("SSRR", [q, c, a, b])
                 with T.init():
                     pooled[vq, vc] = T.float32(0)
-                if update:  # clean cells read nothing: the loads sit behind the flag
+                # the largest window's extent for every cell, the rest masked off (and in an
+                # update the clean cells: their loads sit behind the flag)
+                if update:
                     pooled[vq, vc] = pooled[vq, vc] + T.if_then_else(
                         (dirty[vq] != 0) & ix.pool_inside(vq, va, vb),
                         x[ix.pool_pixel(vq, va, vb)[0],
@@ -126,7 +80,14 @@ def _chained_masker(g: PatchGeometry, in_channels: int, consumers: int, update: 
         for q in range(total):
             with T.sblock("compare"):
                 vq = T.axis.remap("S", [q])
-                if update:
+                # logits are window sums: divide by the window's pixel count once per cell,
+                # then add the bias
+                if not chained:
+                    mask[vq] = T.Select(
+                        logits[vq, 0] / T.Cast("float32", ix.pool_pixels(vq)) + bias[0]
+                        >= logits[vq, 1] / T.Cast("float32", ix.pool_pixels(vq)) + bias[1], 1,
+                        0)
+                elif update:
                     T.reads(logits[vq, 0:K2], bias[0:K2], dirty[vq], cache_in[vq, 0:K2 + 2])
                     T.writes(cache[vq, 0:K2], mask[vq])
                     for j in range(K2):
@@ -134,17 +95,18 @@ def _chained_masker(g: PatchGeometry, in_channels: int, consumers: int, update: 
                             dirty[vq] != 0,
                             logits[vq, j] / T.Cast("float32", ix.pool_pixels(vq)) + bias[j],
                             cache_in[vq, j + 2])
+                    mask[vq] = T.Select(cache[vq, 0] >= cache[vq, 1], 1, 0)
                 else:
                     T.reads(logits[vq, 0:K2], bias[0:K2])
                     T.writes(cache[vq, 0:K2], mask[vq])
                     for j in range(K2):
                         cache[vq, j] = logits[vq, j] / T.Cast("float32", ix.pool_pixels(vq)) \
                             + bias[j]
-                mask[vq] = T.Select(cache[vq, 0] >= cache[vq, 1], 1, 0)
+                    mask[vq] = T.Select(cache[vq, 0] >= cache[vq, 1], 1, 0)
 
     if update:
         @T.prim_func(s_tir=True)
-        def func(
+        def linked(
             x: T.Buffer((N, H, W, C), "float32"),
             w: T.Buffer((K2, C), "float32"),
             bias: T.Buffer((K2,), "float32"),
@@ -156,20 +118,33 @@ def _chained_masker(g: PatchGeometry, in_channels: int, consumers: int, update: 
             T.func_attr({"tirx.noalias": True})
             pool_logits_compare(x, w, bias, dirty, cache_in, mask, cache)
 
-        return func
+        return linked
+
+    if chained:
+        @T.prim_func(s_tir=True)
+        def first(
+            x: T.Buffer((N, H, W, C), "float32"),
+            w: T.Buffer((K2, C), "float32"),
+            bias: T.Buffer((K2,), "float32"),
+            mask: T.Buffer((total,), "int32"),
+            cache: T.Buffer((total, K2), "float32"),
+        ):
+            T.func_attr({"tirx.noalias": True})
+            pool_logits_compare(x, w, bias, None, None, mask, cache)
+
+        return first
 
     @T.prim_func(s_tir=True)
-    def first(
+    def func(
         x: T.Buffer((N, H, W, C), "float32"),
-        w: T.Buffer((K2, C), "float32"),
-        bias: T.Buffer((K2,), "float32"),
+        w: T.Buffer((2, C), "float32"),
+        bias: T.Buffer((2,), "float32"),
         mask: T.Buffer((total,), "int32"),
-        cache: T.Buffer((total, K2), "float32"),
     ):
         T.func_attr({"tirx.noalias": True})
-        pool_logits_compare(x, w, bias, None, None, mask, cache)
+        pool_logits_compare(x, w, bias, None, None, mask, None)
 
-    return first
+    return func
 
 
 @kernel("compact")
