@@ -34,7 +34,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..block_pipelines import get_pipeline
 from ..las_ops import SPARSE_BOTTLENECK, SparseBottleneck, las_op_name
-from ..masker_chain import ALONE, ChainPosition, chained_step, links
+from ..masker_chain import ALONE, ChainPosition, chain_positions, chained_step, links
 from ..op.params import fold_bn, pack_weight, with_masker_tile
 from .kernel_table import KernelTable, constant
 from .step_emitter import StepEmitter
@@ -184,12 +184,12 @@ class _Rewriter(PyExprMutator):
         self.chains = self._masker_chains(bindings)
 
     def _masker_chains(self, bindings) -> dict:
-        """Link each block to the block whose output is its input where the masker chain's
-        rule allows it (``masker_chain.links``); the lowering vouches for the rest of that
-        rule: the earlier block's own input is a block's output (non-negative, so the ReLU
-        leaves its inactive pixels as they are), each block feeds at most one linked block,
+        """Link each block to the block before it (in program order) where its input is that
+        block's output and the masker chain's rule allows it (``masker_chain.links``); the
+        lowering vouches for the rest of that rule: the earlier block's own input is a
+        block's output (non-negative, so the ReLU leaves its inactive pixels as they are),
         and the later block's masker weights are constants or weight inputs (usable before
-        the later block's bindings)."""
+        the later block's bindings). Positions by ``masker_chain.chain_positions``."""
         calls = [(b.var, SparseBottleneck.from_call(b.value)) for b in bindings
                  if las_op_name(b.value) == SPARSE_BOTTLENECK]
         index = {var: i for i, (var, _) in enumerate(calls)}
@@ -200,33 +200,20 @@ class _Rewriter(PyExprMutator):
                 return index[root[0]]
             return None
 
-        before: dict[int, int] = {}
+        linked = []
         for i, (_, op) in enumerate(calls):
-            j = producer(op.x)
-            if j is None or producer(calls[j][1].x) is None or "auto" in (
-                    op.pipeline, calls[j][1].pipeline):
-                continue
-            fixed = all(isinstance(t, tvm.ir.expr.Constant) or t in self.weights.weights
+            before = calls[i - 1][1] if i else None
+            linked.append(
+                before is not None and producer(op.x) == i - 1 and producer(before.x) is not None
+                and "auto" not in (op.pipeline, before.pipeline)
+                and all(isinstance(t, tvm.ir.expr.Constant) or t in self.weights.weights
                         for t in (op.masker_weight, op.masker_bias))
-            if fixed and links(calls[j][1].geometry(), calls[j][1].pipeline, op.geometry(),
-                               op.pipeline):
-                before[i] = j
-        takers: dict[int, list[int]] = {}
-        for i, j in before.items():
-            takers.setdefault(j, []).append(i)
-        before = {i: j for i, j in before.items() if len(takers[j]) == 1}
-        after = {j: i for i, j in before.items()}
-        chains = {}
-        for i, (var, op) in enumerate(calls):
-            members, k = [op], i
-            while k in after:
-                k = after[k]
-                members.append(calls[k][1])
-            position = ChainPosition(len(members), i in before)
-            if position.chained:
-                chains[var] = (position, members,
-                               calls[before[i]][0] if i in before else None)
-        return chains
+                and links(before.geometry(), before.pipeline, op.geometry(), op.pipeline))
+        return {var: (position, [op for _, op in calls[i:i + position.consumers]],
+                      calls[i - 1][0] if position.update else None)
+                for i, ((var, _), position) in enumerate(zip(calls, chain_positions(linked),
+                                                             strict=True))
+                if position.chained}
 
     def _root_of(self, value, var) -> tuple:
         """The buffer ``var`` views: (source var, tuple indices...)."""
