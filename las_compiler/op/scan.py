@@ -51,10 +51,14 @@ def _count(layout: ScanLayout, listed, source: int):
                 T.reads(src[0:source])
                 T.writes(counts[vc])
                 n = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                hit = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 n[0] = 0
                 for i in range(size):
                     if vc * size + i < L:
-                        if listed(src, vc * size + i):
+                        # (a stored flag, not the predicate as the branch condition: TVM's
+                        # region analysis simplifies every condition around an access)
+                        hit[0] = T.Cast("int32", listed(src, vc * size + i))
+                        if hit[0] != 0:
                             n[0] = n[0] + 1
                 counts[vc] = n[0]
 
@@ -163,11 +167,13 @@ def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_l
                 T.writes(rows[0:max_groups, 0:G], groups[0:1])
                 at = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 last = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                hit = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 at[0] = starts[vc]
                 last[0] = total[0] - 1  # (GPU: shared reads stay out of ifs)
                 for i in range(size):
                     if vc * size + i < L:
-                        if listed(src, vc * size + i):
+                        hit[0] = T.Cast("int32", listed(src, vc * size + i))
+                        if hit[0] != 0:
                             rows[at[0] // G, at[0] % G] = vc * size + i
                             if at[0] == last[0]:  # the last entry pads the rest of its group
                                 for u in range(G):

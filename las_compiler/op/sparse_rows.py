@@ -74,8 +74,10 @@ def dilated_rows(geometry: PatchGeometry):
     groups_max = max_row_groups(g)
 
     def listed(flags, p):
-        b, r, c = p // (H * W), p % (H * W) // W, p % W
-        (r0, r1), (c0, c1) = ix.window_cells(g.rows, r), ix.window_cells(g.cols, c)
+        # the run ends and the image as let-bound names: the candidates' flag indices stay
+        # small expressions (inlined, TVM's buffer-region analysis took seconds per kernel)
+        names = [tirx.Var(n, "int32") for n in ("r0", "r1", "c0", "c1", "b")]
+        r0, r1, c0, c1, b = names
         hit = tirx.const(False)
         for a in range(most_r):
             for d in range(most_c):
@@ -83,6 +85,10 @@ def dilated_rows(geometry: PatchGeometry):
                     + tirx.min(c0 + d, gw - 1)
                 hit = hit | tirx.if_then_else((r0 + a <= r1) & (c0 + d <= c1),
                                               flags[cell] != 0, False)
+        r, c = p % (H * W) // W, p % W
+        values = [*ix.window_cells(g.rows, r), *ix.window_cells(g.cols, c), p // (H * W)]
+        for name, value in reversed(list(zip(names, values, strict=True))):
+            hit = tirx.Let(name, value, hit)
         return hit
 
     return _listed_pixels(total, M, groups_max, listed, pad_with_last=True)

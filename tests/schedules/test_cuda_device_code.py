@@ -35,8 +35,10 @@ def test_device_code_assembles_without_spills(tag):
                 seen.add((step.kernel, step.args(geometry)))
                 func = schedule(get_kernel(step.kernel)(*step.args(geometry)), target)
                 funcs[f"{step.kernel}_{len(funcs)}"] = func
-        for args in chained_maskers(geometry):
-            funcs[f"masker_chain_{len(funcs)}"] = schedule(get_kernel("masker")(*args), target)
+        if not any(name.startswith("masker_chain") for name in funcs):  # one shape suffices
+            for args in chained_maskers(geometry):
+                funcs[f"masker_chain_{len(funcs)}"] = schedule(get_kernel("masker")(*args),
+                                                               target)
     text, fmt = toolchain.device_code(funcs, target)
     report = toolchain.assemble(text, fmt, target)
     assert len(report) >= len(funcs)  # every kernel is an entry (some launch several)
