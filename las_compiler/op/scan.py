@@ -1,7 +1,7 @@
 """Ordered compaction in chunks: the shared core of the work-list kernels.
 
 ``compact``, ``active_rows``, ``dilated_rows`` and ``pixel_rows`` list, in order, the positions
-``i`` that are *listed*: an int32 array's non-zero entries, or (the pixel lists) the pixels a
+``i`` that are *listed*: an int32 array's non-zero entries, or (``pixel_rows``) the pixels a
 predicate of the cell flags selects, evaluated where the scan reads them, so no pass first
 writes a marked copy of the map. Written as one serial loop, a GPU would run
 it on one thread. Here the array is cut into chunks and the kernels are written in phases,
@@ -51,14 +51,10 @@ def _count(layout: ScanLayout, listed, source: int):
                 T.reads(src[0:source])
                 T.writes(counts[vc])
                 n = T.sblock_alloc_buffer((1,), "int32", scope="local")
-                hit = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 n[0] = 0
                 for i in range(size):
                     if vc * size + i < L:
-                        # (a stored flag, not the predicate as the branch condition: TVM's
-                        # region analysis simplifies every condition around an access)
-                        hit[0] = T.Cast("int32", listed(src, vc * size + i))
-                        if hit[0] != 0:
+                        if listed(src, vc * size + i):
                             n[0] = n[0] + 1
                 counts[vc] = n[0]
 
@@ -119,8 +115,9 @@ def work_list(layout: ScanLayout, write, listed=nonzero, source: int | None = No
     the length), ending in ``write(src, starts, total, out_a, out_b)`` - a macro looping over
     the layout's chunks (``starts[c]``: entries before chunk c; ``total[0]``: all of them),
     which must list by the same ``listed``. Call it at the top of a kernel. A list of pixels
-    derived from cell flags passes the flags and a predicate, not a marked copy of the map:
-    no pass to clear and mark it (on a GPU, two launches fewer)."""
+    derived from cell flags by a simple rule (``pixel_rows``: the pixel's own cell) passes the
+    flags and a predicate, not a marked copy of the map: no pass to mark it (on a GPU, a
+    launch fewer)."""
     C = layout.chunks  # noqa: N806
     count = _count(layout, listed, layout.length if source is None else source)
     offsets = _offsets(layout)
@@ -167,13 +164,11 @@ def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_l
                 T.writes(rows[0:max_groups, 0:G], groups[0:1])
                 at = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 last = T.sblock_alloc_buffer((1,), "int32", scope="local")
-                hit = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 at[0] = starts[vc]
                 last[0] = total[0] - 1  # (GPU: shared reads stay out of ifs)
                 for i in range(size):
                     if vc * size + i < L:
-                        hit[0] = T.Cast("int32", listed(src, vc * size + i))
-                        if hit[0] != 0:
+                        if listed(src, vc * size + i):
                             rows[at[0] // G, at[0] % G] = vc * size + i
                             if at[0] == last[0]:  # the last entry pads the rest of its group
                                 for u in range(G):

@@ -14,7 +14,6 @@ values again, which is harmless.
 
 from __future__ import annotations
 
-from tvm import tirx
 from tvm.script import tirx as T
 
 from ..geometry import PatchGeometry
@@ -32,27 +31,45 @@ def max_row_groups(geometry: PatchGeometry) -> int:
     return -(-geometry.batch * geometry.height * geometry.width // ROW_GROUP)
 
 
-def _listed_pixels(cells: int, pixels: int, groups_max: int, listed, pad_with_last: bool):
+def _listed_pixels(cells: int, pixels: int, groups_max: int, pad_with_last: bool, *,
+                   listed=None, mark=None):
     """PrimFunc ``(flags[cells] int32, rows[groups_max, 12] int32, groups[1] int64)`` of a
     pixel work list: pixel ``p`` of ``pixels`` is listed where ``listed(flags, p)`` (a
-    PrimExpr of the cell flags); they are listed in order in groups of :data:`ROW_GROUP` (a
+    PrimExpr of the cell flags), or where ``mark(flags, marked)`` (a TVMScript macro) set
+    ``marked[p]`` non-zero; they are listed in order in groups of :data:`ROW_GROUP` (a
     chunked compaction, :mod:`.scan`), the last group padded with its last pixel
     (``pad_with_last``) or -1."""
     G = ROW_GROUP  # noqa: N806
     layout = scan_layout(pixels)
-    phases = work_list(layout, listed_in_groups(layout, G, groups_max, pad_with_last, listed,
-                                                cells), listed, cells)
+    if mark is None:
+        phases = work_list(layout, listed_in_groups(layout, G, groups_max, pad_with_last,
+                                                    listed, cells), listed, cells)
+
+        @T.prim_func(s_tir=True)
+        def by_predicate(
+            flags: T.Buffer((cells,), "int32"),
+            rows: T.Buffer((groups_max, G), "int32"),
+            groups: T.Buffer((1,), "int64"),
+        ):
+            T.func_attr({"tirx.noalias": True})
+            phases(flags, rows, groups)
+
+        return by_predicate
+
+    phases = work_list(layout, listed_in_groups(layout, G, groups_max, pad_with_last))
 
     @T.prim_func(s_tir=True)
-    def func(
+    def by_marks(
         flags: T.Buffer((cells,), "int32"),
         rows: T.Buffer((groups_max, G), "int32"),
         groups: T.Buffer((1,), "int64"),
     ):
         T.func_attr({"tirx.noalias": True})
-        phases(flags, rows, groups)
+        marked = T.sblock_alloc_buffer((pixels,), "int32")
+        mark(flags, marked)
+        phases(marked, rows, groups)
 
-    return func
+    return by_marks
 
 
 @kernel("dilated_rows")
@@ -61,37 +78,35 @@ def dilated_rows(geometry: PatchGeometry):
 
     Input pixel (b, r, c) (flat index ``(b*H + r)*W + c``) is listed when an active cell's conv
     window (the ``span_h x span_w`` window of its tile, :class:`PatchGeometry`) contains it:
-    what the gathering conv2 reads. Each pixel asks the few cells whose windows hold it
-    (:meth:`PatchIndex.window_cells`: a run of at most ``window_cells_most`` per axis), so
-    the scan reads the flags directly (a chunked compaction, :mod:`.scan`).
+    what the gathering conv2 reads: mark the windows of the active cells, then list the
+    marked pixels in order (a chunked compaction, :mod:`.scan`). (Asking each pixel for the
+    cells whose windows hold it instead, without the marked map, made the kernel compile
+    3-6x slower: TVM's region analysis works through the whole predicate at every access.)
     """
     g = geometry
     ix = PatchIndex(g)
     N, H, W = g.batch, g.height, g.width  # noqa: N806
     M, total = N * H * W, g.num_cells  # noqa: N806
-    per_image, gw = g.cells_per_image, g.cols.cells
-    most_r, most_c = ix.window_cells_most(g.rows), ix.window_cells_most(g.cols)
+    sh, sw = g.span_h, g.span_w
     groups_max = max_row_groups(g)
 
-    def listed(flags, p):
-        # the run ends and the image as let-bound names: the candidates' flag indices stay
-        # small expressions (inlined, TVM's buffer-region analysis took seconds per kernel)
-        names = [tirx.Var(n, "int32") for n in ("r0", "r1", "c0", "c1", "b")]
-        r0, r1, c0, c1, b = names
-        hit = tirx.const(False)
-        for a in range(most_r):
-            for d in range(most_c):
-                cell = b * per_image + tirx.min(r0 + a, g.rows.cells - 1) * gw \
-                    + tirx.min(c0 + d, gw - 1)
-                hit = hit | tirx.if_then_else((r0 + a <= r1) & (c0 + d <= c1),
-                                              flags[cell] != 0, False)
-        r, c = p % (H * W) // W, p % W
-        values = [*ix.window_cells(g.rows, r), *ix.window_cells(g.cols, c), p // (H * W)]
-        for name, value in reversed(list(zip(names, values, strict=True))):
-            hit = tirx.Let(name, value, hit)
-        return hit
+    @T.macro
+    def mark(flags, marked):
+        for p in range(M):
+            with T.sblock("clear"):
+                vp = T.axis.spatial(M, p)
+                marked[vp] = 0
+        for q, a, b in T.grid(total, sh, sw):
+            with T.sblock("mark"):
+                vq, va, vb = T.axis.remap("SSS", [q, a, b])
+                T.reads(flags[vq])
+                T.writes(marked[0:M])
+                # windows overlap: several cells may store the same 1 (a benign race on GPUs)
+                if flags[vq] != 0 and ix.window_inside(vq, va, vb):
+                    marked[(ix.window_pixel(vq, va, vb)[0] * H + ix.window_pixel(vq, va, vb)[1])
+                           * W + ix.window_pixel(vq, va, vb)[2]] = 1
 
-    return _listed_pixels(total, M, groups_max, listed, pad_with_last=True)
+    return _listed_pixels(total, M, groups_max, pad_with_last=True, mark=mark)
 
 
 @kernel("row_groups_prefix")
@@ -194,7 +209,7 @@ def pixel_rows(geometry: PatchGeometry):
     def listed(flags, p):
         return flags[ix.cell_of_pixel(p // (Ho * Wo), p % (Ho * Wo) // Wo, p % Wo)] != 0
 
-    return _listed_pixels(total, M, groups_max, listed, pad_with_last=False)
+    return _listed_pixels(total, M, groups_max, pad_with_last=False, listed=listed)
 
 
 @kernel("gather_conv3x3_rows")

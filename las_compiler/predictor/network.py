@@ -173,4 +173,14 @@ def select_granularity(hw: Hardware, model: str, rate: float, per: str = "stage"
                         "by_S": by_s})
         per_block += [best] * len(members)
     network = predict_network(hw, model, per_block, rate, height, width, batch, pipelines)
+    if per == "block":
+        # blocks are chosen one by one, but neighbours at one S share a masker chain
+        # (``las_compiler.masker_chain``): one S per stage, wherever that is faster, is a
+        # per-block choice too
+        staged = select_granularity(hw, model, rate, "stage", candidates, height, width,
+                                    batch, pipelines)
+        if staged.network.dynamic_ms < network.dynamic_ms:
+            network = staged.network
+            choices = tuple({**c, "S": s, "latency_ms": c["by_S"][s]}
+                            for c, s in zip(choices, network.granularity, strict=True))
     return Selection(hw.name, model, rate, per, tuple(choices), network)
