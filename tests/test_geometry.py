@@ -126,3 +126,27 @@ def test_patch_geometry_covers_every_output_pixel_once(h, w, s, stride, batch):
     assert (hits == 1).all()
     assert g.cell_extents().sum() == ho * wo
 
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 120), st.integers(1, 120), st.sampled_from([1, 2]), st.integers(1, 9))
+def test_window_cells_are_the_cells_whose_windows_hold_a_pixel(h, w, stride, s):
+    """``PatchIndex.window_cells`` (what ``dilated_rows`` asks per input pixel) inverts the
+    tile windows: the cells whose window holds input coordinate y, as a run, in the integer
+    tables and in the kernels' closed form."""
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    if s > min(ho, wo):
+        return
+    g = PatchGeometry(1, h, w, s, stride)
+    ix = indexing.PatchIndex(g)
+    for axis, size, span in ((g.rows, h, g.span_h), (g.cols, w, g.span_w)):
+        starts = [indexing.cell_start(axis, i) for i in range(axis.cells)]
+        most = ix.window_cells_most(axis)
+        firsts = _evaluate(lambda y, a=axis: ix.window_cells(a, y)[0], range(size))
+        lasts = _evaluate(lambda y, a=axis: ix.window_cells(a, y)[1], range(size))
+        for y in range(size):
+            holding = [i for i, st_ in enumerate(starts)
+                       if st_ * stride - 1 <= y <= st_ * stride - 1 + span - 1]
+            first, last = ix.window_cells(axis, y)
+            assert list(range(first, last + 1)) == holding, (y, first, last, holding)
+            assert (firsts[y], lasts[y]) == (first, last) or not holding and firsts[y] > lasts[y]
+            assert last - first + 1 <= most

@@ -128,6 +128,31 @@ class PatchIndex:
         _, i, j = self._cell(cell)
         return pool_extent(self.g.rows, i) * pool_extent(self.g.cols, j)
 
+    def window_cells(self, axis: CellAxis, y):
+        """(first, last) cell along ``axis`` whose tile's input window (:meth:`window_pixel`:
+        ``span`` pixels from ``start * stride - 1``) holds input coordinate ``y``; first > last
+        where none does. The cells whose start lies in ``[ceil((y + 2 - span) / stride),
+        floor((y + 1) / stride)]``: starts grow with the cell, so they are a run."""
+        stride = self.g.stride
+        span = self.g.span_h if axis is self.g.rows else self.g.span_w
+        lo = -((span - 2 - y) // stride)  # ceil((y + 2 - span) / stride)
+        hi = (y + 1) // stride
+        last_out = axis.out_size - 1
+        if _is_int(y):
+            first = 0 if lo <= 0 else cell_of(axis, min(lo - 1, last_out)) + 1
+            last = cell_of(axis, min(hi, last_out)) if hi >= 0 else -1
+            return first, last
+        first = tirx.Select(lo <= 0, 0, cell_of(axis, tirx.min(tirx.max(lo - 1, 0), last_out))
+                            + 1)
+        last = cell_of(axis, tirx.min(tirx.max(hi, 0), last_out))
+        return first, last
+
+    def window_cells_most(self, axis: CellAxis) -> int:
+        """The most cells any input coordinate's :meth:`window_cells` holds (static)."""
+        size = self.g.height if axis is self.g.rows else self.g.width
+        return max(1, max(last - first + 1
+                          for first, last in (self.window_cells(axis, y) for y in range(size))))
+
     def cell_of_pixel(self, batch, row, col):
         """Cell id (batch-flattened) of output pixel (batch, row, col)."""
         return (batch * self.g.cells_per_image + cell_of(self.g.rows, row) * self.g.cols.cells

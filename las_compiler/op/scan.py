@@ -28,20 +28,42 @@ On a CPU the phases run in order on one thread (microseconds).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from tvm.script import tirx as T
 
 from ..scan_layout import CHUNKS, LOG_CHUNKS, ScanLayout, scan_layout
 
-__all__ = ["CHUNKS", "ScanLayout", "listed_in_groups", "nonzero", "scan_layout", "work_list"]
+__all__ = ["CHUNKS", "Listing", "ScanLayout", "listed_in_groups", "nonzero", "scan_layout",
+           "work_list"]
 
 
-def nonzero(src, i):
+SCRATCH = 8  # local int32 slots a ``prepare`` macro may fill for its ``listed`` test
+
+
+def nonzero(src, i, scratch=None):
     """Entry ``i`` of ``src`` is listed where it is non-zero (the default ``listed``)."""
     return src[i] != 0
 
 
-def _count(layout: ScanLayout, listed, source: int):
+@dataclass(frozen=True)
+class Listing:
+    """Which entries a work list holds: ``listed(src, i, scratch)`` (a PrimExpr), after
+    ``prepare(src, i, scratch)`` (an optional TVMScript macro filling the local ``scratch``
+    of :data:`SCRATCH` int32: values ``listed`` reads as loads, not as expressions, which
+    keeps TVM's region analysis fast); ``source`` elements of ``src`` (None: the length)."""
+
+    listed: Callable = nonzero
+    prepare: Callable | None = None
+    source: int | None = None
+
+
+def _count(layout: ScanLayout, listing: Listing):
     L, C, size = layout.length, layout.chunks, layout.size  # noqa: N806
+    listed, prepare = listing.listed, listing.prepare
+    source = L if listing.source is None else listing.source
+    prepared = prepare is not None
 
     @T.macro
     def count(src, counts):
@@ -51,10 +73,13 @@ def _count(layout: ScanLayout, listed, source: int):
                 T.reads(src[0:source])
                 T.writes(counts[vc])
                 n = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                scratch = T.sblock_alloc_buffer((SCRATCH,), "int32", scope="local")
                 n[0] = 0
                 for i in range(size):
                     if vc * size + i < L:
-                        if listed(src, vc * size + i):
+                        if prepared:
+                            prepare(src, vc * size + i, scratch)
+                        if listed(src, vc * size + i, scratch):
                             n[0] = n[0] + 1
                 counts[vc] = n[0]
 
@@ -108,18 +133,16 @@ def _offsets(layout: ScanLayout):
     return offsets
 
 
-def work_list(layout: ScanLayout, write, listed=nonzero, source: int | None = None):
+def work_list(layout: ScanLayout, write, listing: Listing = Listing()):
     """A TVMScript macro ``(src, out_a, out_b)``: the phases of the module docstring over the
-    layout's ``length`` entries, entry ``i`` listed where ``listed(src, i)`` (a PrimExpr of
-    the int32 array ``src`` of ``source`` elements; default: ``src[i] != 0``, ``source`` =
-    the length), ending in ``write(src, starts, total, out_a, out_b)`` - a macro looping over
-    the layout's chunks (``starts[c]``: entries before chunk c; ``total[0]``: all of them),
-    which must list by the same ``listed``. Call it at the top of a kernel. A list of pixels
-    derived from cell flags by a simple rule (``pixel_rows``: the pixel's own cell) passes the
-    flags and a predicate, not a marked copy of the map: no pass to mark it (on a GPU, a
-    launch fewer)."""
+    layout's ``length`` entries, entry ``i`` listed as ``listing`` says (default: where the
+    int32 array ``src`` is non-zero), ending in ``write(src, starts, total, out_a, out_b)``:
+    a macro looping over the layout's chunks (``starts[c]``: entries before chunk c;
+    ``total[0]``: all of them) that lists by the same ``listing``. Call it at the top of a
+    kernel. A list of pixels derived from cell flags passes the flags and a listing, not a
+    marked copy of the map: no passes to clear and mark one (on a GPU, launches fewer)."""
     C = layout.chunks  # noqa: N806
-    count = _count(layout, listed, layout.length if source is None else source)
+    count = _count(layout, listing)
     offsets = _offsets(layout)
 
     grid = layout.grid
@@ -147,13 +170,15 @@ def work_list(layout: ScanLayout, write, listed=nonzero, source: int | None = No
 
 
 def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_last: bool,
-                     listed=nonzero, source: int | None = None):
+                     listing: Listing = Listing()):
     """The ``write`` phase of the row-group lists (for :func:`work_list`): the listed
     positions (``listed``, ``source`` as there) in order, as ``rows[max_groups, group]``, the
     last group padded with its last entry (``pad_with_last``) or with -1; ``groups[0]`` = the
     groups used (int64)."""
     L, C, size, G = layout.length, layout.chunks, layout.size, group  # noqa: N806
-    source = L if source is None else source
+    listed, prepare = listing.listed, listing.prepare
+    source = L if listing.source is None else listing.source
+    prepared = prepare is not None
 
     @T.macro
     def write(src, starts, total, rows, groups):
@@ -164,11 +189,14 @@ def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_l
                 T.writes(rows[0:max_groups, 0:G], groups[0:1])
                 at = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 last = T.sblock_alloc_buffer((1,), "int32", scope="local")
+                scratch = T.sblock_alloc_buffer((SCRATCH,), "int32", scope="local")
                 at[0] = starts[vc]
                 last[0] = total[0] - 1  # (GPU: shared reads stay out of ifs)
                 for i in range(size):
                     if vc * size + i < L:
-                        if listed(src, vc * size + i):
+                        if prepared:
+                            prepare(src, vc * size + i, scratch)
+                        if listed(src, vc * size + i, scratch):
                             rows[at[0] // G, at[0] % G] = vc * size + i
                             if at[0] == last[0]:  # the last entry pads the rest of its group
                                 for u in range(G):

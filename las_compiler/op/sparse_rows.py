@@ -14,6 +14,9 @@ values again, which is harmless.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from tvm import tirx
 from tvm.script import tirx as T
 
 from ..geometry import PatchGeometry
@@ -21,7 +24,7 @@ from ..register_tile import ROW_GROUP
 from .indexing import PatchIndex
 from .params import CHANNEL_BLOCK as NB
 from .registry import kernel
-from .scan import listed_in_groups, scan_layout, work_list
+from .scan import Listing, listed_in_groups, scan_layout, work_list
 
 # the kernels that work on groups of ROW_GROUP listed pixels or cells
 ROW_KERNELS = ("conv1x1_rows", "gather_conv3x3_rows", "conv1x1_scatter_add_rows")
@@ -31,45 +34,28 @@ def max_row_groups(geometry: PatchGeometry) -> int:
     return -(-geometry.batch * geometry.height * geometry.width // ROW_GROUP)
 
 
-def _listed_pixels(cells: int, pixels: int, groups_max: int, pad_with_last: bool, *,
-                   listed=None, mark=None):
+def _listed_pixels(cells: int, pixels: int, groups_max: int, pad_with_last: bool,
+                   listing: Listing):
     """PrimFunc ``(flags[cells] int32, rows[groups_max, 12] int32, groups[1] int64)`` of a
-    pixel work list: pixel ``p`` of ``pixels`` is listed where ``listed(flags, p)`` (a
-    PrimExpr of the cell flags), or where ``mark(flags, marked)`` (a TVMScript macro) set
-    ``marked[p]`` non-zero; they are listed in order in groups of :data:`ROW_GROUP` (a
-    chunked compaction, :mod:`.scan`), the last group padded with its last pixel
-    (``pad_with_last``) or -1."""
+    pixel work list: pixel ``p`` of ``pixels`` is listed as ``listing`` says from the cell
+    flags; they are listed in order in groups of :data:`ROW_GROUP` (a chunked compaction,
+    :mod:`.scan`), the last group padded with its last pixel (``pad_with_last``) or -1."""
     G = ROW_GROUP  # noqa: N806
     layout = scan_layout(pixels)
-    if mark is None:
-        phases = work_list(layout, listed_in_groups(layout, G, groups_max, pad_with_last,
-                                                    listed, cells), listed, cells)
-
-        @T.prim_func(s_tir=True)
-        def by_predicate(
-            flags: T.Buffer((cells,), "int32"),
-            rows: T.Buffer((groups_max, G), "int32"),
-            groups: T.Buffer((1,), "int64"),
-        ):
-            T.func_attr({"tirx.noalias": True})
-            phases(flags, rows, groups)
-
-        return by_predicate
-
-    phases = work_list(layout, listed_in_groups(layout, G, groups_max, pad_with_last))
+    listing = replace(listing, source=cells)
+    phases = work_list(layout, listed_in_groups(layout, G, groups_max, pad_with_last, listing),
+                       listing)
 
     @T.prim_func(s_tir=True)
-    def by_marks(
+    def func(
         flags: T.Buffer((cells,), "int32"),
         rows: T.Buffer((groups_max, G), "int32"),
         groups: T.Buffer((1,), "int64"),
     ):
         T.func_attr({"tirx.noalias": True})
-        marked = T.sblock_alloc_buffer((pixels,), "int32")
-        mark(flags, marked)
-        phases(marked, rows, groups)
+        phases(flags, rows, groups)
 
-    return by_marks
+    return func
 
 
 @kernel("dilated_rows")
@@ -78,35 +64,40 @@ def dilated_rows(geometry: PatchGeometry):
 
     Input pixel (b, r, c) (flat index ``(b*H + r)*W + c``) is listed when an active cell's conv
     window (the ``span_h x span_w`` window of its tile, :class:`PatchGeometry`) contains it:
-    what the gathering conv2 reads: mark the windows of the active cells, then list the
-    marked pixels in order (a chunked compaction, :mod:`.scan`). (Asking each pixel for the
-    cells whose windows hold it instead, without the marked map, made the kernel compile
-    3-6x slower: TVM's region analysis works through the whole predicate at every access.)
+    what the gathering conv2 reads. Each pixel asks the few cells whose windows hold it
+    (:meth:`PatchIndex.window_cells`: a run of at most ``window_cells_most`` per axis), so
+    the scan reads the flags directly, with no map to clear and mark first (on a GPU, two
+    launches). The runs' ends go to local scratch first: as expressions inside the test,
+    TVM's region analysis worked through them at every access (3-6x the compile time).
     """
     g = geometry
     ix = PatchIndex(g)
     N, H, W = g.batch, g.height, g.width  # noqa: N806
     M, total = N * H * W, g.num_cells  # noqa: N806
-    sh, sw = g.span_h, g.span_w
+    per_image, gw = g.cells_per_image, g.cols.cells
+    most_r, most_c = ix.window_cells_most(g.rows), ix.window_cells_most(g.cols)
     groups_max = max_row_groups(g)
 
     @T.macro
-    def mark(flags, marked):
-        for p in range(M):
-            with T.sblock("clear"):
-                vp = T.axis.spatial(M, p)
-                marked[vp] = 0
-        for q, a, b in T.grid(total, sh, sw):
-            with T.sblock("mark"):
-                vq, va, vb = T.axis.remap("SSS", [q, a, b])
-                T.reads(flags[vq])
-                T.writes(marked[0:M])
-                # windows overlap: several cells may store the same 1 (a benign race on GPUs)
-                if flags[vq] != 0 and ix.window_inside(vq, va, vb):
-                    marked[(ix.window_pixel(vq, va, vb)[0] * H + ix.window_pixel(vq, va, vb)[1])
-                           * W + ix.window_pixel(vq, va, vb)[2]] = 1
+    def runs(flags, p, scratch):  # scratch: first row, last row, first col, last col, image
+        scratch[0] = ix.window_cells(g.rows, p % (H * W) // W)[0]
+        scratch[1] = ix.window_cells(g.rows, p % (H * W) // W)[1]
+        scratch[2] = ix.window_cells(g.cols, p % W)[0]
+        scratch[3] = ix.window_cells(g.cols, p % W)[1]
+        scratch[4] = p // (H * W)
 
-    return _listed_pixels(total, M, groups_max, pad_with_last=True, mark=mark)
+    def listed(flags, p, scratch):
+        hit = tirx.const(False)
+        for a in range(most_r):
+            for d in range(most_c):
+                cell = scratch[4] * per_image + tirx.min(scratch[0] + a, g.rows.cells - 1) * gw \
+                    + tirx.min(scratch[2] + d, gw - 1)
+                hit = hit | tirx.if_then_else(
+                    (scratch[0] + a <= scratch[1]) & (scratch[2] + d <= scratch[3]),
+                    flags[cell] != 0, False)
+        return hit
+
+    return _listed_pixels(total, M, groups_max, True, Listing(listed, runs))
 
 
 @kernel("row_groups_prefix")
@@ -206,10 +197,10 @@ def pixel_rows(geometry: PatchGeometry):
     M, total = N * Ho * Wo, g.num_cells  # noqa: N806
     groups_max = -(-M // G)
 
-    def listed(flags, p):
+    def listed(flags, p, scratch):
         return flags[ix.cell_of_pixel(p // (Ho * Wo), p % (Ho * Wo) // Wo, p % Wo)] != 0
 
-    return _listed_pixels(total, M, groups_max, pad_with_last=False, listed=listed)
+    return _listed_pixels(total, M, groups_max, False, Listing(listed))
 
 
 @kernel("gather_conv3x3_rows")

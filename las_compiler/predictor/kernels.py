@@ -286,11 +286,6 @@ def masker(hw, tile, layer: BlockLayer, patches: PatchGeometry, consumers: int =
     return work
 
 
-# launches a work list makes before its scan on a GPU (``op.sparse_rows.dilated_rows``: clear
-# and mark its map of pixels; a test counts them in the scheduled kernels)
-SCAN_MARK_LAUNCHES = {"dilated_rows": 2}
-
-
 def scan(hw: Hardware, kind: str, elements: float) -> Work:
     """A work-list scan (compaction, dilated / active / pixel rows) over ``elements`` entries,
     as ``scan_layout`` cuts it. A CPU walks the array on one thread: ``elements`` serial
@@ -301,24 +296,18 @@ def scan(hw: Hardware, kind: str, elements: float) -> Work:
     walk). A long array's chunks are counted and written by grid-wide kernels (the array read
     twice, the list written once) around the block, whose threads walk ``per_thread`` chunk
     counts twice: three launches. Either form is followed on a GPU by the copy of the list's
-    used prefix: one launch more; ``dilated_rows`` makes two before (clear and mark its
-    map)."""
+    used prefix: one launch more (a test counts them in the scheduled kernels)."""
     layout = scan_layout(math.ceil(elements))
     if hw.kind != "gpu":  # (the CPU profiles were fitted with the prefix copy inside)
         return Work(kind, serial=elements)
     # on a GPU the list's prefix of ``count`` entries, the sparse kernels' (n,) argument, is
-    # one more launch (``active_prefix`` / ``row_groups_prefix``); ``dilated_rows`` first
-    # clears and marks a map of the pixels (two grid-wide launches, the map written twice)
-    marks = SCAN_MARK_LAUNCHES.get(kind, 0)
+    # one more launch (``active_prefix`` / ``row_groups_prefix``)
     block = 2 * layout.per_thread + 2 * LOG_CHUNKS
     if not layout.grid:
-        work = Work(kind, serial=2 * layout.size + block, launches=2 + marks)
-    else:  # the grid-wide kernels: a thread block per 256 chunks
-        work = Work(kind, serial=2 * layout.size + block, tasks=layout.per_thread,
-                    launches=4 + marks)
-        work.add_bytes(_level(hw, 4 * elements * F32), 4 * elements * F32)
-    if marks:
-        work.add_bytes(_level(hw, 2 * elements * F32), 2 * elements * F32)
+        return Work(kind, serial=2 * layout.size + block, launches=2)
+    # the grid-wide kernels: a thread block per 256 chunks
+    work = Work(kind, serial=2 * layout.size + block, tasks=layout.per_thread, launches=4)
+    work.add_bytes(_level(hw, 4 * elements * F32), 4 * elements * F32)
     return work
 
 
