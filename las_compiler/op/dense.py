@@ -22,6 +22,27 @@ def _check_epilogue(epilogue: str) -> None:
         raise ValueError(f"unknown epilogue {epilogue!r}; choose from {EPILOGUES}")
 
 
+def _pointwise(M, K, C, s, Ho, Wo):  # noqa: N803
+    """The 1x1 conv's reduction ``acc[M, K]`` over ``x`` (``(M, C)`` rows at stride 1, the
+    even pixels of ``x[N, H, W, C]`` at stride 2), shared by every epilogue."""
+
+    @T.macro
+    def accumulate(x, w, acc):
+        for m, k, rc in T.grid(M, K, C):
+            with T.sblock("conv"):
+                vm, vk, vrc = T.axis.remap("SSR", [m, k, rc])
+                with T.init():
+                    acc[vm, vk] = T.float32(0)
+                if s == 1:
+                    acc[vm, vk] = acc[vm, vk] + x[vm, vrc] * w[vk // NB, vrc, vk % NB]
+                else:
+                    acc[vm, vk] = acc[vm, vk] + x[
+                        vm // (Ho * Wo), vm % (Ho * Wo) // Wo * s, vm % Wo * s, vrc
+                    ] * w[vk // NB, vrc, vk % NB]
+
+    return accumulate
+
+
 @kernel("conv1x1")
 def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue="relu",
             patches=None):
@@ -50,6 +71,7 @@ def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue=
     x_shape = (M, C) if s == 1 else (N, H, W, C)
     has_residual = epilogue == "add_relu"
     res_shape = (M, K) if has_residual else (1, 1)
+    accumulate = _pointwise(M, K, C, s, Ho, Wo)
 
     @T.prim_func(s_tir=True)
     def func(
@@ -63,17 +85,7 @@ def conv1x1(batch, height, width, in_channels, out_channels, stride=1, epilogue=
                      "las.reduce_block": "conv", "las.num_reduce": 1})
         x = T.match_buffer(x_handle, x_shape, "float32")
         acc = T.sblock_alloc_buffer((M, K), "float32")
-        for m, k, rc in T.grid(M, K, C):
-            with T.sblock("conv"):
-                vm, vk, vrc = T.axis.remap("SSR", [m, k, rc])
-                with T.init():
-                    acc[vm, vk] = T.float32(0)
-                if s == 1:
-                    acc[vm, vk] = acc[vm, vk] + x[vm, vrc] * w[vk // NB, vrc, vk % NB]
-                else:
-                    acc[vm, vk] = acc[vm, vk] + x[
-                        vm // (Ho * Wo), vm % (Ho * Wo) // Wo * s, vm % Wo * s, vrc
-                    ] * w[vk // NB, vrc, vk % NB]
+        accumulate(x, w, acc)
         for m, k in T.grid(M, K):
             with T.sblock("epilogue"):
                 vm, vk = T.axis.remap("SS", [m, k])
@@ -95,6 +107,7 @@ def _conv1x1_masked(patches, height, width, in_channels, out_channels, stride, e
     M = N * Ho * Wo  # noqa: N806
     x_shape = (M, C) if s == 1 else (N, height, width, C)
     res_shape = (M, K) if epilogue == "masked_add_relu" else (1, 1)
+    accumulate = _pointwise(M, K, C, s, Ho, Wo)
 
     @T.prim_func(s_tir=True)
     def func(
@@ -109,17 +122,7 @@ def _conv1x1_masked(patches, height, width, in_channels, out_channels, stride, e
                      "las.reduce_block": "conv", "las.num_reduce": 1})
         x = T.match_buffer(x_handle, x_shape, "float32")
         acc = T.sblock_alloc_buffer((M, K), "float32")
-        for m, k, rc in T.grid(M, K, C):
-            with T.sblock("conv"):
-                vm, vk, vrc = T.axis.remap("SSR", [m, k, rc])
-                with T.init():
-                    acc[vm, vk] = T.float32(0)
-                if s == 1:
-                    acc[vm, vk] = acc[vm, vk] + x[vm, vrc] * w[vk // NB, vrc, vk % NB]
-                else:
-                    acc[vm, vk] = acc[vm, vk] + x[
-                        vm // (Ho * Wo), vm % (Ho * Wo) // Wo * s, vm % Wo * s, vrc
-                    ] * w[vk // NB, vrc, vk % NB]
+        accumulate(x, w, acc)
         for m, k in T.grid(M, K):
             with T.sblock("epilogue"):
                 vm, vk = T.axis.remap("SS", [m, k])
