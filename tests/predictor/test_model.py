@@ -286,25 +286,12 @@ def test_masker_chains_pool_only_the_cells_that_changed():
 def test_gpu_scan_launches_are_the_kernels_launches(batch):
     """The predictor prices each work list with the launches its CUDA schedule makes (plus
     the prefix copy): counted from the scheduled kernels' ``blockIdx.x`` loops."""
-    import tvm_ffi
-    from tvm import tirx
-
     from las_compiler.compiler import resolve_target
     from las_compiler.geometry import PatchGeometry
     from las_compiler.op import get_kernel
     from las_compiler.schedules import schedule
 
-    def launches(func):
-        found = []
-
-        def visit(node):
-            if node.kind == tirx.ForKind.THREAD_BINDING and \
-                    str(node.thread_binding.thread_tag) == "blockIdx.x":
-                found.append(node)
-            return node
-
-        tvm_ffi.structural_map(func.body, [(tirx.For, visit)], order="post")
-        return len(found)
+    from ..schedules.test_cuda_rules import launches
 
     target, hw = resolve_target("nvidia/jetson-tx2"), get_hardware("tx2")
     g = PatchGeometry(batch, 56, 56, 4, 1)
