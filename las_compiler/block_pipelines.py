@@ -4,7 +4,8 @@ a block's kernel chain is written.
 Each pipeline is a list of steps. A step names a registered kernel (``las_compiler.op``), how
 its generator arguments follow from the block's geometry, which named values it reads, which it
 produces, and which buffer it updates in place; a scan step also turns a count into a
-symbolic length. Three readers share the table:
+symbolic length (a block's scans stand side by side: their lengths reach the host in one sync,
+:func:`scan_runs`). Three readers share the table:
 
 * ``transform.LowerLASOps`` emits one Relax call per step (:mod:`.transform.emit_steps`);
 * the latency predictor models each step by its name and kernel (``predictor.block``);
@@ -152,6 +153,19 @@ class Scan(Step):
                     when, self.prefix)
 
 
+def scan_runs(steps: Sequence[Step]) -> list[list[Step]]:
+    """``steps`` cut into runs: each maximal run of consecutive scans together (the block
+    reads their lengths in one device-to-host sync, the last scan carrying the others'), each
+    other step alone. Pipelines list a block's scans side by side for this."""
+    runs: list[list[Step]] = []
+    for step in steps:
+        if isinstance(step, Scan) and runs and isinstance(runs[-1][-1], Scan):
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    return runs
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """A named kernel pipeline (see the module docstring)."""
@@ -245,8 +259,8 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
         "fused",
         "masker, compaction, conv1 on the pixels active windows read, gather+conv3x3, "
         "conv1x1+scatter-add in place (S = 1: on groups of 12 active cells)",
-        (MASKER, SHORTCUT_CONV, COMPACT.only(multi_pixel), DILATED_ROWS, CONV1_ROWS,
-         CELL_ROWS.only(single_pixel), GATHER_CONV2.only(multi_pixel),
+        (MASKER, SHORTCUT_CONV, COMPACT.only(multi_pixel), DILATED_ROWS,
+         CELL_ROWS.only(single_pixel), CONV1_ROWS, GATHER_CONV2.only(multi_pixel),
          GATHER_CONV2_ROWS.only(single_pixel), SCATTER_CONV3.only(multi_pixel),
          SCATTER_CONV3_ROWS.only(single_pixel), RELU_SHORTCUT)),
     Pipeline(
@@ -265,7 +279,7 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
         "masker, conv1 on the pixels active windows read, then gather+conv3x3 and "
         "conv1x1+scatter-add on the active cells' output pixels in groups of 12: several "
         "small patches share a register tile (CPU) or a thread block (GPU)",
-        (MASKER, SHORTCUT_CONV, DILATED_ROWS, CONV1_ROWS, PIXEL_ROWS, GATHER_CONV2_PIXELS,
+        (MASKER, SHORTCUT_CONV, DILATED_ROWS, PIXEL_ROWS, CONV1_ROWS, GATHER_CONV2_PIXELS,
          SCATTER_CONV3_PIXELS, RELU_SHORTCUT),
         applies=multi_pixel, requirement="S >= 2 (at S = 1, fused runs on the same lists)"),
     Pipeline(

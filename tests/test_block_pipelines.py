@@ -10,7 +10,7 @@ import tvm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from las_compiler.block_pipelines import PIPELINES, Scan, Step, get_pipeline
+from las_compiler.block_pipelines import PIPELINES, Scan, Step, get_pipeline, scan_runs
 from las_compiler.compiler import compile_block, resolve_target
 from las_compiler.frontend import import_block
 from las_compiler.geometry import BlockGeometry, PatchGeometry, patch_grid
@@ -116,6 +116,13 @@ def test_pipeline_with_its_own_masker(name, stride, s, size):
     assert compiled.run(nhwc(x)).shape == out.shape
 
 
+def _host_syncs(mod) -> int:
+    """The device-to-host reads (``tensor_to_shape``) in ``main``."""
+    return sum(isinstance(binding.value, tvm.relax.Call)
+               and getattr(binding.value.op, "name", "") == "relax.tensor_to_shape"
+               for block in mod["main"].body.blocks for binding in block.bindings)
+
+
 def _called_kernels(mod) -> list[str]:
     """Kernel names of the call_tir calls of ``main``, in order (``gather_conv3x3_0`` ->
     ``gather_conv3x3``)."""
@@ -133,8 +140,8 @@ def _called_kernels(mod) -> list[str]:
 
 @pytest.mark.parametrize("geometry, name", [c for c in CASES if c[0] in GEOMETRIES[:3]])
 def test_lowering_emits_exactly_the_tables_steps(geometry, name):
-    """One definition: the kernels a compiled block calls are the table's steps (a scan adds
-    the prefix copy of its work list), nothing assembled elsewhere."""
+    """One definition: the kernels a compiled block calls are the table's steps (a run of
+    scans is followed by the prefix copies of its work lists), nothing assembled elsewhere."""
     in_c, planes, stride, size, s, batch = geometry
     block = make_block(in_c, planes, stride, s)
     mod = import_block(block, torch.zeros(batch, size, size, in_c), name)
@@ -146,11 +153,15 @@ def test_lowering_emits_exactly_the_tables_steps(geometry, name):
     # computes it, else a dense conv before the block
     computed = shape.projected and pipeline.computes_shortcut
     expected = ["conv1x1"] if shape.projected and not computed else []
-    for step in pipeline.steps_for(replace(shape, shortcut_conv=computed)):
-        expected.append(step.kernel)
-        if isinstance(step, Scan):
-            expected.append("active_prefix" if step.kernel == "compact" else "row_groups_prefix")
+    runs = scan_runs(pipeline.steps_for(replace(shape, shortcut_conv=computed)))
+    for run in runs:
+        expected += [step.kernel for step in run]
+        expected += ["active_prefix" if step.kernel == "compact" else "row_groups_prefix"
+                     for step in run if isinstance(step, Scan)]
     assert _called_kernels(lowered) == expected
+    # a block's work-list lengths reach the host together (the predictor prices one sync)
+    syncs = sum(isinstance(run[0], Scan) for run in runs)
+    assert _host_syncs(lowered) == syncs == (name != "dense")
 
 
 def test_profile_names_every_kernel_of_the_pipeline():

@@ -148,10 +148,12 @@ def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
 
 
 @kernel("compact")
-def compact(num_cells: int):
+def compact(num_cells: int, carried: int = 0):
     """PrimFunc ``(mask[cells] int32, idx[cells] int32, count[1] int64)``: a stable partition,
     active cell ids first (in order), then the inactive ones; ``count`` = active cells, in
-    int64, the dtype of the Relax shape it becomes (no cast kernel between them).
+    int64, the dtype of the Relax shape it becomes (no cast kernel between them). With
+    ``carried`` lengths of earlier lists: ``(mask, carried_in[carried], idx,
+    count[carried + 1])``, this one's in the last slot (:func:`.scan.work_list`).
 
     Chunked (:mod:`.scan`): per chunk, the actives go to their offset among all actives, the
     inactives after all actives at their offset among the inactives.
@@ -166,7 +168,7 @@ def compact(num_cells: int):
             with T.sblock("write"):
                 vc = T.axis.spatial(C, c)
                 T.reads(mask[0:L], starts[vc], total[0])
-                T.writes(idx[0:L], count[0:1])
+                T.writes(idx[0:L], count[carried:carried + 1])
                 active = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 inactive = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 active[0] = starts[vc]
@@ -180,20 +182,32 @@ def compact(num_cells: int):
                             idx[inactive[0]] = vc * size + i
                             inactive[0] = inactive[0] + 1
                 if vc == C - 1:
-                    count[0] = T.Cast("int64", total[0])
+                    count[carried] = T.Cast("int64", total[0])
 
-    phases = work_list(layout, write)
+    phases = work_list(layout, write, carried=carried)
+    if not carried:
+        @T.prim_func(s_tir=True)
+        def func(
+            mask: T.Buffer((L,), "int32"),
+            idx: T.Buffer((L,), "int32"),
+            count: T.Buffer((1,), "int64"),
+        ):
+            T.func_attr({"tirx.noalias": True})
+            phases(mask, idx, count, count)
+
+        return func
 
     @T.prim_func(s_tir=True)
-    def func(
+    def func_carrying(
         mask: T.Buffer((L,), "int32"),
+        carried_in: T.Buffer((carried,), "int64"),
         idx: T.Buffer((L,), "int32"),
-        count: T.Buffer((1,), "int64"),
+        count: T.Buffer((carried + 1,), "int64"),
     ):
         T.func_attr({"tirx.noalias": True})
-        phases(mask, idx, count)
+        phases(mask, idx, count, carried_in)
 
-    return func
+    return func_carrying
 
 
 @kernel("active_prefix")

@@ -86,11 +86,12 @@ def _count(layout: ScanLayout, listing: Listing):
     return count
 
 
-def _offsets(layout: ScanLayout):
+def _offsets(layout: ScanLayout, carried: int):
     per = layout.per_thread
+    carrying = carried > 0
 
     @T.macro
-    def offsets(counts, totals, inclusive, swap, starts, total):
+    def offsets(counts, totals, inclusive, swap, starts, total, carried_in, out_counts):
         for t in range(CHUNKS):
             with T.sblock("thread_total"):
                 vt = T.axis.spatial(CHUNKS, t)
@@ -118,8 +119,14 @@ def _offsets(layout: ScanLayout):
         for t in range(CHUNKS):
             with T.sblock("chunk_offsets"):
                 vt = T.axis.spatial(CHUNKS, t)
-                T.reads(counts[vt * per:vt * per + per], totals[vt], inclusive[0:CHUNKS])
-                T.writes(starts[vt * per:vt * per + per], total[0:1])
+                if carrying:  # (a Python bool: the parser keeps one branch)
+                    T.reads(counts[vt * per:vt * per + per], totals[vt], inclusive[0:CHUNKS],
+                            carried_in[0:carried])
+                    T.writes(starts[vt * per:vt * per + per], total[0:1],
+                             out_counts[0:carried])
+                else:
+                    T.reads(counts[vt * per:vt * per + per], totals[vt], inclusive[0:CHUNKS])
+                    T.writes(starts[vt * per:vt * per + per], total[0:1])
                 at = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 last = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 at[0] = inclusive[vt] - totals[vt]
@@ -129,26 +136,35 @@ def _offsets(layout: ScanLayout):
                     at[0] = at[0] + counts[vt * per + j]
                 if vt == CHUNKS - 1:
                     total[0] = last[0]
+                    if carrying:
+                        for s in range(carried):
+                            out_counts[s] = carried_in[s]
 
     return offsets
 
 
-def work_list(layout: ScanLayout, write, listing: Listing = Listing()):
-    """A TVMScript macro ``(src, out_a, out_b)``: the phases of the module docstring over the
-    layout's ``length`` entries, entry ``i`` listed as ``listing`` says (default: where the
-    int32 array ``src`` is non-zero), ending in ``write(src, starts, total, out_a, out_b)``:
-    a macro looping over the layout's chunks (``starts[c]``: entries before chunk c;
-    ``total[0]``: all of them) that lists by the same ``listing``. Call it at the top of a
+def work_list(layout: ScanLayout, write, listing: Listing = Listing(), carried: int = 0):
+    """A TVMScript macro ``(src, out_a, counts, carried_in)``: the phases of the module
+    docstring over the layout's ``length`` entries, entry ``i`` listed as ``listing`` says
+    (default: where the int32 array ``src`` is non-zero), ending in
+    ``write(src, starts, total, out_a, counts)``: a macro looping over the layout's chunks
+    (``starts[c]``: entries before chunk c; ``total[0]``: all of them) that lists by the same
+    ``listing`` and writes the list's length to ``counts[carried]``. Call it at the top of a
     kernel. A list of pixels derived from cell flags passes the flags and a listing, not a
-    marked copy of the map: no passes to clear and mark one (on a GPU, launches fewer)."""
+    marked copy of the map: no passes to clear and mark one (on a GPU, launches fewer).
+
+    ``carried``: the lengths of that many earlier lists of the same block, ``carried_in``,
+    go to ``counts[0:carried]`` (the scanning block's last thread copies them), so the
+    block's last scan holds every length and the host reads them in one sync (``carried``
+    0: ``carried_in`` is not read; pass ``counts``)."""
     C = layout.chunks  # noqa: N806
     count = _count(layout, listing)
-    offsets = _offsets(layout)
+    offsets = _offsets(layout, carried)
 
     grid = layout.grid
 
     @T.macro
-    def phases(src, out_a, out_b):
+    def phases(src, out_a, out_b, carried_in):
         counts = T.sblock_alloc_buffer((C,), "int32")
         starts = T.sblock_alloc_buffer((C,), "int32")
         total = T.sblock_alloc_buffer((1,), "int32")
@@ -160,7 +176,7 @@ def work_list(layout: ScanLayout, write, listing: Listing = Listing()):
         for block in range(1):  # noqa: B007 - the scanning thread block
             if not grid:
                 count(src, counts)
-            offsets(counts, totals, inclusive, swap, starts, total)
+            offsets(counts, totals, inclusive, swap, starts, total, carried_in, out_b)
             if not grid:
                 write(src, starts, total, out_a, out_b)
         if grid:
@@ -170,11 +186,11 @@ def work_list(layout: ScanLayout, write, listing: Listing = Listing()):
 
 
 def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_last: bool,
-                     listing: Listing = Listing()):
+                     listing: Listing = Listing(), slot: int = 0):
     """The ``write`` phase of the row-group lists (for :func:`work_list`): the listed
     positions (``listed``, ``source`` as there) in order, as ``rows[max_groups, group]``, the
-    last group padded with its last entry (``pad_with_last``) or with -1; ``groups[0]`` = the
-    groups used (int64)."""
+    last group padded with its last entry (``pad_with_last``) or with -1; ``groups[slot]`` =
+    the groups used (int64)."""
     L, C, size, G = layout.length, layout.chunks, layout.size, group  # noqa: N806
     listed, prepare = listing.listed, listing.prepare
     source = L if listing.source is None else listing.source
@@ -186,7 +202,7 @@ def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_l
             with T.sblock("write"):
                 vc = T.axis.spatial(C, c)
                 T.reads(src[0:source], starts[vc], total[0])
-                T.writes(rows[0:max_groups, 0:G], groups[0:1])
+                T.writes(rows[0:max_groups, 0:G], groups[slot:slot + 1])
                 at = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 last = T.sblock_alloc_buffer((1,), "int32", scope="local")
                 scratch = T.sblock_alloc_buffer((SCRATCH,), "int32", scope="local")
@@ -205,6 +221,6 @@ def listed_in_groups(layout: ScanLayout, group: int, max_groups: int, pad_with_l
                                             pad_with_last, vc * size + i, -1)
                             at[0] = at[0] + 1
                 if vc == C - 1:
-                    groups[0] = T.Cast("int64", (last[0] + G) // G)
+                    groups[slot] = T.Cast("int64", (last[0] + G) // G)
 
     return write

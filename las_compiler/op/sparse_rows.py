@@ -34,33 +34,54 @@ def max_row_groups(geometry: PatchGeometry) -> int:
     return -(-geometry.batch * geometry.height * geometry.width // ROW_GROUP)
 
 
+def _row_list(src_len: int, groups_max: int, layout, write, listing: Listing, carried: int):
+    """The PrimFunc of a row-group work list: ``(src[src_len] int32, rows[groups_max, 12]
+    int32, groups[1] int64)``, or with ``carried`` earlier lengths
+    ``(src, carried_in[carried] int64, rows, groups[carried + 1])`` (:func:`.scan.work_list`)."""
+    G = ROW_GROUP  # noqa: N806
+    phases = work_list(layout, write, listing, carried)
+    if not carried:
+        @T.prim_func(s_tir=True)
+        def func(
+            flags: T.Buffer((src_len,), "int32"),
+            rows: T.Buffer((groups_max, G), "int32"),
+            groups: T.Buffer((1,), "int64"),
+        ):
+            T.func_attr({"tirx.noalias": True})
+            phases(flags, rows, groups, groups)
+
+        return func
+
+    @T.prim_func(s_tir=True)
+    def func_carrying(
+        flags: T.Buffer((src_len,), "int32"),
+        carried_in: T.Buffer((carried,), "int64"),
+        rows: T.Buffer((groups_max, G), "int32"),
+        groups: T.Buffer((carried + 1,), "int64"),
+    ):
+        T.func_attr({"tirx.noalias": True})
+        phases(flags, rows, groups, carried_in)
+
+    return func_carrying
+
+
 def _listed_pixels(cells: int, pixels: int, groups_max: int, pad_with_last: bool,
-                   listing: Listing):
+                   listing: Listing, carried: int):
     """PrimFunc ``(flags[cells] int32, rows[groups_max, 12] int32, groups[1] int64)`` of a
     pixel work list: pixel ``p`` of ``pixels`` is listed as ``listing`` says from the cell
     flags; they are listed in order in groups of :data:`ROW_GROUP` (a chunked compaction,
-    :mod:`.scan`), the last group padded with its last pixel (``pad_with_last``) or -1."""
-    G = ROW_GROUP  # noqa: N806
+    :mod:`.scan`), the last group padded with its last pixel (``pad_with_last``) or -1.
+    ``carried``: see :func:`_row_list`."""
     layout = scan_layout(pixels)
     listing = replace(listing, source=cells)
-    phases = work_list(layout, listed_in_groups(layout, G, groups_max, pad_with_last, listing),
-                       listing)
-
-    @T.prim_func(s_tir=True)
-    def func(
-        flags: T.Buffer((cells,), "int32"),
-        rows: T.Buffer((groups_max, G), "int32"),
-        groups: T.Buffer((1,), "int64"),
-    ):
-        T.func_attr({"tirx.noalias": True})
-        phases(flags, rows, groups)
-
-    return func
+    write = listed_in_groups(layout, ROW_GROUP, groups_max, pad_with_last, listing, carried)
+    return _row_list(cells, groups_max, layout, write, listing, carried)
 
 
 @kernel("dilated_rows")
-def dilated_rows(geometry: PatchGeometry):
-    """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int64)``.
+def dilated_rows(geometry: PatchGeometry, carried: int = 0):
+    """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int64)``
+    (``carried``: see :func:`_row_list`).
 
     Input pixel (b, r, c) (flat index ``(b*H + r)*W + c``) is listed when an active cell's conv
     window (the ``span_h x span_w`` window of its tile, :class:`PatchGeometry`) contains it:
@@ -97,7 +118,7 @@ def dilated_rows(geometry: PatchGeometry):
                     flags[cell] != 0, False)
         return hit
 
-    return _listed_pixels(total, M, groups_max, True, Listing(listed, runs))
+    return _listed_pixels(total, M, groups_max, True, Listing(listed, runs), carried)
 
 
 @kernel("row_groups_prefix")
@@ -157,30 +178,19 @@ def conv1x1_rows(pixels: int, in_channels: int, out_channels: int):
 
 
 @kernel("active_rows")
-def active_rows(geometry: PatchGeometry):
+def active_rows(geometry: PatchGeometry, carried: int = 0):
     """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int64)``: active
-    cell ids in groups of 12, the last group padded with -1 (kernels skip negative ids)."""
+    cell ids in groups of 12, the last group padded with -1 (kernels skip negative ids).
+    ``carried``: see :func:`_row_list`."""
     g, G = geometry, ROW_GROUP  # noqa: N806
     groups_max = -(-g.num_cells // G)
-
-    L = g.num_cells  # noqa: N806
-    layout = scan_layout(L)
-    phases = work_list(layout, listed_in_groups(layout, G, groups_max, pad_with_last=False))
-
-    @T.prim_func(s_tir=True)
-    def func(
-        flags: T.Buffer((L,), "int32"),
-        rows: T.Buffer((groups_max, G), "int32"),
-        groups: T.Buffer((1,), "int64"),
-    ):
-        T.func_attr({"tirx.noalias": True})
-        phases(flags, rows, groups)
-
-    return func
+    layout = scan_layout(g.num_cells)
+    write = listed_in_groups(layout, G, groups_max, False, Listing(), carried)
+    return _row_list(g.num_cells, groups_max, layout, write, Listing(), carried)
 
 
 @kernel("pixel_rows")
-def pixel_rows(geometry: PatchGeometry):
+def pixel_rows(geometry: PatchGeometry, carried: int = 0):
     """PrimFunc ``(flags[cells] int32, rows[max_groups, 12] int32, groups[1] int64)``: the
     output pixels of the active cells, in groups of 12, the last group padded with -1.
 
@@ -200,7 +210,7 @@ def pixel_rows(geometry: PatchGeometry):
     def listed(flags, p, scratch):
         return flags[ix.cell_of_pixel(p // (Ho * Wo), p % (Ho * Wo) // Wo, p % Wo)] != 0
 
-    return _listed_pixels(total, M, groups_max, False, Listing(listed))
+    return _listed_pixels(total, M, groups_max, False, Listing(listed), carried)
 
 
 @kernel("gather_conv3x3_rows")

@@ -1,5 +1,6 @@
 """Block latency = the sum of its pipeline's steps, each modelled by its kernel, plus the dense
-downsample shortcut a projected block computes before them and one host sync per scan.
+downsample shortcut a projected block computes before them and one host sync per run of scans
+(each block has one: ``block_pipelines.scan_runs``).
 
 The steps are the compiler's own (``las_compiler.block_pipelines``): a step's kernel name picks
 its model here, and the model reads the same generator arguments the compiler passes, so the
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..block_pipelines import Scan, auto_candidates, candidates_for, get_pipeline
+from ..block_pipelines import Scan, auto_candidates, candidates_for, get_pipeline, scan_runs
 from ..geometry import PatchGeometry
 from ..masker_chain import ALONE, ChainPosition, chained_step
 from . import kernels as K
@@ -198,7 +199,7 @@ def block_work(hw: Hardware, layer: BlockLayer, granularity: int | None, pipelin
                 raise ValueError(f"no latency model for kernel {step.kernel!r} (step "
                                  f"{step.name!r} of pipeline {pipeline!r})")
             work.append((step.name, MODELS[step.kernel](context, *step.args(block))))
-        syncs = sum(isinstance(step, Scan) for step in steps)
+        syncs = sum(isinstance(run[0], Scan) for run in scan_runs(steps))
     return [(label, K.with_cold_weights(hw, w, footprint)) for label, w in work], syncs
 
 

@@ -52,7 +52,7 @@ class Hardware:
     independent accumulators a CPU tile needs to keep its FMA pipes busy. ``efficiency``:
     calibrated per-kernel-kind factors (fraction of peak the kernel's inner loop reaches);
     kinds without one use ``default_efficiency``. ``launch_us``: cost of one kernel dispatch;
-    ``sync_us``: one device->host read of an active-patch count (a dynamic block's symbolic shape);
+    ``sync_us``: one device->host read of a block's work-list lengths (its symbolic shapes);
     ``scan_ns``: one step of a serial scan (compaction, row lists: a CPU walks the whole
     array, a GPU thread its chunk, see ``kernels.scan``). CPU micro-kernels also
     depend on ``vector_registers`` (the register file a tile's accumulators live in) and the

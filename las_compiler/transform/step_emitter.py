@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, tirx
 
-from ..block_pipelines import Scan, Step
+from ..block_pipelines import Scan, Step, scan_runs
 from ..geometry import BlockGeometry
 from .kernel_table import KernelTable
 
@@ -36,15 +36,16 @@ class StepEmitter:
         """Emit ``steps`` in order; ``values`` holds the named inputs (see the table's module
         docstring) and gains every value the steps produce."""
         values = dict(values)
-        for step in steps:
-            missing = [name for name in step.inputs if name not in values]
-            if missing:
-                raise ValueError(f"step {step.name!r} ({step.kernel}) reads {missing}, which no "
-                                 "earlier step produced")
-            if isinstance(step, Scan):
-                self._scan(step, block, values)
+        for run in scan_runs(steps):
+            for step in run:
+                missing = [name for name in step.inputs if name not in values]
+                if missing:
+                    raise ValueError(f"step {step.name!r} ({step.kernel}) reads {missing}, "
+                                     "which no earlier step produced")
+            if isinstance(run[0], Scan):
+                self._scans(run, block, values)
             else:
-                self._call(step, block, values)
+                self._call(run[0], block, values)
         return values
 
     # -- one step -----------------------------------------------------------------------------
@@ -117,26 +118,36 @@ class StepEmitter:
             for index, name in enumerate(step.outputs):
                 values[name] = self.builder.emit(relax.TupleGetItem(result, index))
 
-    def _scan(self, step: Scan, block: BlockGeometry, values: dict) -> None:
-        gvar, params, outputs = self._kernel(Step(step.name, step.kernel, step.args,
-                                                  step.inputs, ("list", "count")), block)
-        args, sizes = self._arguments(step, params, values)
-        list_type, count_type = (self._type(buffer, sizes) for buffer in outputs)
-        both = self.builder.emit(relax.call_tir(gvar, args, out_ty=[list_type, count_type]),
-                                 step.name)
-        full = self.builder.emit(relax.TupleGetItem(both, 0))
-        count = self.builder.emit(relax.TupleGetItem(both, 1))  # int64: the shape dtype
-        length = tirx.Var(f"{step.prefix}_{self.label}", "int64")
-        self.builder.match_cast(self.builder.emit(relax.op.tensor_to_shape(count)),
-                                relax.ShapeType([length]))
-        # a kernel of ours rather than a Relax strided_slice: FuseOps may move a fused slice
-        # above the match_cast that defines the length
-        shape = _static(list_type.shape)
-        prefix_kernel, prefix_args = (("active_prefix", (shape[0],)) if len(shape) == 1
-                                      else ("row_groups_prefix", (shape[0],)))
-        prefix_gvar, _ = self.kernels.get(prefix_kernel, *prefix_args)
-        prefix_type = relax.TensorType((length, *shape[1:]), str(list_type.dtype))
-        values[step.prefix] = self.builder.emit(
-            relax.call_tir(prefix_gvar, [full], out_ty=prefix_type), step.prefix)
-        if step.outputs:
-            values[step.outputs[0]] = full
+    def _scans(self, run: list[Scan], block: BlockGeometry, values: dict) -> None:
+        """A run of scans, each carrying the lengths before it (``op.scan.work_list``), so
+        the last one's counts become the run's symbolic sizes in one device-to-host read."""
+        lists, counts = [], None
+        for slot, step in enumerate(run):
+            inputs = (*step.inputs, "_carried") if slot else step.inputs
+            gvar, params, outputs = self._kernel(
+                Step(step.name, step.kernel,
+                     lambda b, s=step, k=slot: (*s.args(b), *((k,) if k else ())),
+                     inputs, ("list", "count")), block)
+            args, sizes = self._arguments(step, params[:len(step.inputs)], values)
+            if slot:
+                args.append(counts)
+            list_type, count_type = (self._type(buffer, sizes) for buffer in outputs)
+            both = self.builder.emit(
+                relax.call_tir(gvar, args, out_ty=[list_type, count_type]), step.name)
+            lists.append((step, list_type, self.builder.emit(relax.TupleGetItem(both, 0))))
+            counts = self.builder.emit(relax.TupleGetItem(both, 1))  # int64: the shape dtype
+        lengths = [tirx.Var(f"{step.prefix}_{self.label}", "int64") for step in run]
+        self.builder.match_cast(self.builder.emit(relax.op.tensor_to_shape(counts)),
+                                relax.ShapeType(lengths))
+        for (step, list_type, full), length in zip(lists, lengths, strict=True):
+            # a kernel of ours rather than a Relax strided_slice: FuseOps may move a fused
+            # slice above the match_cast that defines the length
+            shape = _static(list_type.shape)
+            prefix_kernel, prefix_args = (("active_prefix", (shape[0],)) if len(shape) == 1
+                                          else ("row_groups_prefix", (shape[0],)))
+            prefix_gvar, _ = self.kernels.get(prefix_kernel, *prefix_args)
+            prefix_type = relax.TensorType((length, *shape[1:]), str(list_type.dtype))
+            values[step.prefix] = self.builder.emit(
+                relax.call_tir(prefix_gvar, [full], out_ty=prefix_type), step.prefix)
+            if step.outputs:
+                values[step.outputs[0]] = full

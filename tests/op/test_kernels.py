@@ -355,6 +355,33 @@ def test_long_work_lists_are_counted_and_written_grid_wide(target, g, rate):
     check_compact(target, 20011, rate)  # the grid layout, its last chunks past the end
 
 
+@pytest.mark.parametrize("g", [PatchGeometry(2, 13, 11, 2, 1), LONG[0]], ids=str)
+def test_scans_carry_the_lengths_before_them(target, g):
+    """A block's scans in a row, each carrying the earlier lengths (``carried``): the last
+    count holds every list's length, the one read the host makes; the lists are unchanged."""
+    flags = np.zeros(g.num_cells, "int32")
+    flags[active_list(g, 0.4, 3)] = 1
+    scans = [("compact", (g.num_cells,), (g.num_cells,)),
+             ("dilated_rows", (g,), (op.max_row_groups(g), op.ROW_GROUP)),
+             ("pixel_rows", (g,), (-(-g.batch * g.out_height * g.out_width // op.ROW_GROUP),
+                                   op.ROW_GROUP)),
+             ("active_rows", (g,), (-(-g.num_cells // op.ROW_GROUP), op.ROW_GROUP))]
+    counts, lengths = None, []
+    for carried, (name, args, shape) in enumerate(scans):
+        alone, alone_count = empty(*shape, dtype="int32"), empty(1, dtype="int64")
+        kernel_function(name, *args, target=target)(tensor(flags), alone, alone_count)
+        listed, out = empty(*shape, dtype="int32"), empty(carried + 1, dtype="int64")
+        before = (counts,) if carried else ()
+        kernel_function(name, *args, *((carried,) if carried else ()), target=target)(
+            tensor(flags), *before, listed, out)
+        lengths.append(int(alone_count.numpy()[0]))
+        np.testing.assert_array_equal(out.numpy(), lengths)
+        n = lengths[-1]
+        np.testing.assert_array_equal(listed.numpy()[:n], alone.numpy()[:n])
+        counts = out
+    assert 0 < lengths[0] < g.num_cells
+
+
 @given(length=st.integers(0, 10**6))
 def test_scan_layout_covers_the_array(length):
     layout = scan_layout(length)
