@@ -17,6 +17,16 @@ logits are computed by the same pooling and dot-product code either way, so ever
 bit for bit the one the block's own masker gives (``tests/op/test_kernels.py`` checks it on
 both targets). A later masker reads ``r`` of the map instead of all of it.
 
+The same holds one grid coarser. Where the next block's pooling windows are whole cells of
+this block's grid (a stage's projected first block after the previous stage's last block:
+at 224 x 224, 8 x 8 windows of 4 x 4 cells; at S = 2 after S = 4, one cell each), its
+window mean is the mean of those cells' means, so its logits are the mean of theirs: it
+pools only the pixels of the cells this block activated and takes the others' logits from
+the cache (``op.masker(..., fine=...)``), reading ``r`` of a map four times its output
+instead of all of it. The mean of means sums in another order than one pass over the
+window, so these masks equal the block's own masker's up to the float rounding of a tie
+(as every masker's equal PyTorch's); a chain on one grid stays bit for bit.
+
 This module is the rule, written once: :func:`links` (may block ``b`` take block ``a``'s
 cache?), :func:`chain_positions` (runs over a sequence of blocks) and :func:`chained_step`
 (the masker step of a chain member). ``transform.LowerLASOps`` applies it to the blocks of a
@@ -29,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .block_pipelines import Step, get_pipeline
-from .geometry import BlockGeometry
+from .geometry import BlockGeometry, PatchGeometry
 
 MASKER_KERNEL = "masker"
 
@@ -37,10 +47,13 @@ MASKER_KERNEL = "masker"
 @dataclass(frozen=True)
 class ChainPosition:
     """Where a block sits in its masker chain: ``consumers`` = the blocks whose logits its
-    masker computes (itself and those after it), ``update`` = it follows a chain member."""
+    masker computes (itself and those after it), ``update`` = it follows a chain member,
+    ``fine`` = that member's grid where it is finer than this block's (whole cells of it
+    make this block's pooling windows)."""
 
     consumers: int
     update: bool
+    fine: PatchGeometry | None = None
 
     @property
     def chained(self) -> bool:
@@ -55,28 +68,47 @@ def _own_masker(pipeline: str, block: BlockGeometry) -> bool:
                for step in get_pipeline(pipeline).steps_for(block))
 
 
+def nests(fine: PatchGeometry, coarse: PatchGeometry) -> bool:
+    """Whether every pooling window of ``coarse`` (a block reading ``fine``'s output map) is
+    a whole number of ``fine``'s cells, all of one size (S divides ``fine``'s map)."""
+    def axis(f, c) -> bool:
+        return (f.in_size == f.out_size == c.in_size and f.out_size == f.cells * f.tile
+                and c.in_size % c.cells == 0 and (c.in_size // c.cells) % f.tile == 0)
+
+    return (fine.batch == coarse.batch and axis(fine.rows, coarse.rows)
+            and axis(fine.cols, coarse.cols))
+
+
 def links(before: BlockGeometry, before_pipeline: str, block: BlockGeometry,
           pipeline: str) -> bool:
     """Whether ``block``, whose input is the output of ``before``, may pool only the cells
-    ``before`` activated (module docstring): both plain, stride 1, on the same map and patch
-    grid, S dividing it, both with the standalone masker step. The caller vouches that the
-    input of ``before`` is non-negative (a block's output) and that nothing else writes it."""
-    g = block.patches
-    return (not block.projected and not before.projected and g.stride == 1
-            and before.patches == g and g.height % g.granularity == 0
-            and g.width % g.granularity == 0 and before.out_channels == block.in_channels
+    ``before`` activated (module docstring): ``before`` plain, stride 1, S dividing its map;
+    ``block`` on the same grid and plain, or with pooling windows of whole ``before`` cells
+    (:func:`nests`, a projected block too); both with the standalone masker step. The caller
+    vouches that the input of ``before`` is non-negative (a block's output) and that nothing
+    else writes it."""
+    g, f = block.patches, before.patches
+    same_grid = not block.projected and g.stride == 1 and f == g
+    return (not before.projected and f.stride == 1 and before.out_channels == block.in_channels
+            and (same_grid or (f != g and nests(f, g)))
+            and nests(f, f)  # (S divides the map)
             and _own_masker(before_pipeline, before) and _own_masker(pipeline, block))
 
 
-def chain_positions(linked: Sequence[bool]) -> list[ChainPosition]:
+def chain_positions(linked: Sequence[bool],
+                    grids: Sequence[PatchGeometry] | None = None) -> list[ChainPosition]:
     """Positions of a sequence of blocks where ``linked[i]`` says block i takes block i-1's
-    cache (``linked[0]`` is ignored)."""
+    cache (``linked[0]`` is ignored); ``grids``: the blocks' patch grids (a link between
+    two grids is a ``fine`` one)."""
     positions = []
     run_after = [0] * len(linked)  # blocks after i in its run
     for i in range(len(linked) - 2, -1, -1):
         run_after[i] = run_after[i + 1] + 1 if linked[i + 1] else 0
     for i in range(len(linked)):
-        positions.append(ChainPosition(1 + run_after[i], i > 0 and bool(linked[i])))
+        update = i > 0 and bool(linked[i])
+        fine = grids[i - 1] if update and grids is not None and grids[i - 1] != grids[i] \
+            else None
+        positions.append(ChainPosition(1 + run_after[i], update, fine))
     return positions
 
 
@@ -86,8 +118,9 @@ def chained_step(step: Step, position: ChainPosition) -> Step:
     ``chain_cache_in``), and its own cache (``chain_cache``) beside the flags."""
     if step.kernel != MASKER_KERNEL:
         raise ValueError(f"step {step.name!r} runs {step.kernel}, not the standalone masker")
-    consumers, update = position.consumers, position.update
+    consumers, update, fine = position.consumers, position.update, position.fine
     inputs = ("x", "chain_w", "chain_b",
               *(("chain_dirty", "chain_cache_in") if update else ()))
-    return replace(step, args=lambda b: (b.patches, b.in_channels, consumers, update),
+    return replace(step, args=lambda b: (b.patches, b.in_channels, consumers, update,
+                                         *((fine,) if fine is not None else ())),
                    inputs=inputs, outputs=(*step.outputs, "chain_cache"))

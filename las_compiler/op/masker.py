@@ -20,7 +20,7 @@ from .scan import scan_layout, work_list
 
 @kernel("masker")
 def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
-           update: bool = False):
+           update: bool = False, fine: PatchGeometry | None = None):
     """PrimFunc ``(x[N,H,W,C], w[2,C], bias[2], mask[cells] int32)``.
 
     Cell (i, j) averages its ``adaptive_avg_pool2d`` window of the input (see
@@ -36,15 +36,40 @@ def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
     the only ones whose pixels changed since the previous masker read them) are pooled; the
     others copy their logits from ``cache_in``, the previous link's cache, whose first pair
     was that block's own.
+
+    ``fine``: the previous link's grid, finer than this block's, whole cells of it making
+    each pooling window (``masker_chain.nests``); ``dirty`` and ``cache_in`` are on that grid.
+    Only the pixels of dirty fine cells are pooled; a window's logits add, for each clean
+    fine cell, its cached logit less the bias times its pixels (the window sum's dot
+    product), over the window's pixels, plus the bias.
     """
+    from ..masker_chain import nests
+
     if update and not consumers:
         raise ValueError("masker: update needs consumers >= 1 (a chain link)")
+    if fine is not None and not (update and nests(fine, geometry)):
+        raise ValueError(f"masker: a fine grid ({fine}) needs update and pooling windows of "
+                         f"whole cells of it (this block: {geometry})")
     g = geometry
     ix = PatchIndex(g)
     N, H, W, C = g.batch, g.height, g.width, in_channels  # noqa: N806
     ph, pw, total = g.rows.pool_tile, g.cols.pool_tile, g.num_cells
     chained = consumers > 0
     K2 = 2 * max(consumers, 1)  # noqa: N806 - logits priced per cell
+    coarse = fine is not None
+    f = fine if coarse else g
+    fs, fgw, f_total = f.rows.tile, f.cols.cells, f.num_cells  # fine cells: fs x fs pixels
+    mh, mw = (ph // fs, pw // fs) if coarse else (1, 1)  # fine cells per window, each axis
+    fine_pixels = fs * fs
+
+    def fine_cell(q, a, b):
+        """The fine cell holding pixel (a, b) of cell q's window."""
+        batch, row, col = ix.pool_pixel(q, a, b)
+        return batch * f.cells_per_image + (row // fs) * fgw + col // fs
+
+    def window_cell(q, u, v):
+        """Fine cell (u, v) of cell q's window."""
+        return fine_cell(q, u * fs, v * fs)
 
     @T.macro
     def pool_logits_compare(x, w, bias, dirty, cache_in, mask, cache):
@@ -57,7 +82,11 @@ def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
                     pooled[vq, vc] = T.float32(0)
                 # the largest window's extent for every cell, the rest masked off (and in an
                 # update the clean cells: their loads sit behind the flag)
-                if update:
+                if coarse:
+                    pooled[vq, vc] = pooled[vq, vc] + T.if_then_else(
+                        dirty[fine_cell(vq, va, vb)] != 0,
+                        x[ix.pool_pixel(vq, va, vb) + (vc,)], T.float32(0))
+                elif update:
                     pooled[vq, vc] = pooled[vq, vc] + T.if_then_else(
                         (dirty[vq] != 0) & ix.pool_inside(vq, va, vb),
                         x[ix.pool_pixel(vq, va, vb)[0],
@@ -87,6 +116,20 @@ def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
                         logits[vq, 0] / T.Cast("float32", ix.pool_pixels(vq)) + bias[0]
                         >= logits[vq, 1] / T.Cast("float32", ix.pool_pixels(vq)) + bias[1], 1,
                         0)
+                elif coarse:
+                    T.reads(logits[vq, 0:K2], bias[0:K2], dirty[0:f_total],
+                            cache_in[0:f_total, 0:K2 + 2])
+                    T.writes(cache[vq, 0:K2], mask[vq])
+                    clean = T.sblock_alloc_buffer((1,), "float32", scope="local")
+                    for j in range(K2):
+                        clean[0] = T.float32(0)
+                        for u, v in T.grid(mh, mw):
+                            if dirty[window_cell(vq, u, v)] == 0:
+                                clean[0] = clean[0] + (
+                                    cache_in[window_cell(vq, u, v), j + 2] - bias[j])
+                        cache[vq, j] = (logits[vq, j] + clean[0] * T.float32(fine_pixels)) \
+                            / T.Cast("float32", ix.pool_pixels(vq)) + bias[j]
+                    mask[vq] = T.Select(cache[vq, 0] >= cache[vq, 1], 1, 0)
                 elif update:
                     T.reads(logits[vq, 0:K2], bias[0:K2], dirty[vq], cache_in[vq, 0:K2 + 2])
                     T.writes(cache[vq, 0:K2], mask[vq])
@@ -110,8 +153,8 @@ def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
             x: T.Buffer((N, H, W, C), "float32"),
             w: T.Buffer((K2, C), "float32"),
             bias: T.Buffer((K2,), "float32"),
-            dirty: T.Buffer((total,), "int32"),
-            cache_in: T.Buffer((total, K2 + 2), "float32"),
+            dirty: T.Buffer((f_total,), "int32"),
+            cache_in: T.Buffer((f_total, K2 + 2), "float32"),
             mask: T.Buffer((total,), "int32"),
             cache: T.Buffer((total, K2), "float32"),
         ):

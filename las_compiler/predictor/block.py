@@ -97,7 +97,7 @@ def _inactive_bytes(c: _Context) -> float:
 
 # kernel name -> model(context, *generator arguments)
 MODELS: dict[str, Callable[..., K.Work]] = {
-    "masker": lambda c, g, cin, consumers=1, update=False: K.masker(
+    "masker": lambda c, g, cin, consumers=1, update=False, fine=None: K.masker(
         c.hw, c.tile, c.layer, c.patches, max(consumers, 1),
         c.before_rate if update else 1.0, update),
     "compact": lambda c, cells: K.scan(c.hw, "compact", cells),

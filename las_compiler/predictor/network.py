@@ -109,7 +109,8 @@ def chained(hw: Hardware, blocks: Sequence[BlockPrediction], rate: float,
     linked = [i >= 2 and links(*geometries[i - 1], *geometries[i])
               for i in range(len(blocks))]
     out = []
-    for p, position in zip(blocks, chain_positions(linked), strict=True):
+    grids = [g.patches for g, _ in geometries]
+    for p, position in zip(blocks, chain_positions(linked, grids), strict=True):
         if position.chained:
             p = predict_block(hw, p.layer, p.granularity, rate, p.pipeline,
                               footprint_bytes=footprint, chain=position, before_rate=rate)

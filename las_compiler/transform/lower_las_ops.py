@@ -211,7 +211,8 @@ class _Rewriter(PyExprMutator):
                 and links(before.geometry(), before.pipeline, op.geometry(), op.pipeline))
         return {var: (position, [op for _, op in calls[i:i + position.consumers]],
                       calls[i - 1][0] if position.update else None)
-                for i, ((var, _), position) in enumerate(zip(calls, chain_positions(linked),
+                for i, ((var, _), position) in enumerate(zip(calls, chain_positions(
+                    linked, [op.geometry().patches for _, op in calls]),
                                                              strict=True))
                 if position.chained}
 

@@ -187,6 +187,47 @@ def test_chained_masker_prices_later_blocks_and_reads_only_dirty_cells(target, g
     np.testing.assert_array_equal(cache2.numpy()[clean], cache.numpy()[clean][:, 2:])
 
 
+# (fine grid, coarse grid on its output): a projected block's 8x8 windows of 4x4 cells, S = 2
+# windows of 2x2 cells, one cell per window, a plain block at twice the S on a 12x8 map
+COARSE = [(PatchGeometry(2, 16, 16, 4, 1), PatchGeometry(2, 16, 16, 4, 2)),
+          (PatchGeometry(1, 8, 8, 2, 1), PatchGeometry(1, 8, 8, 2, 2)),
+          (PatchGeometry(1, 16, 16, 4, 1), PatchGeometry(1, 16, 16, 2, 2)),
+          (PatchGeometry(2, 12, 8, 2, 1), PatchGeometry(2, 12, 8, 4, 1))]
+
+
+@pytest.mark.parametrize("fine, g", COARSE, ids=lambda v: str(v))
+def test_coarse_masker_pools_only_the_dirty_fine_cells(target, fine, g):
+    """A masker whose windows are whole cells of the previous link's grid (``fine``) pools
+    the pixels of the dirty fine cells and takes the clean ones' logits from their cache:
+    its logits are the window means' (no cached value of a dirty cell is read)."""
+    rng = np.random.default_rng(7)
+    c = 32
+    x = rng.random((g.batch, g.height, g.width, c)).astype("float32")
+    w = rng.standard_normal((4, c)).astype("float32")
+    b = (rng.standard_normal(4) * 0.1).astype("float32")
+    mask, cache = empty(fine.num_cells, dtype="int32"), empty(fine.num_cells, 4)
+    kernel_function("masker", fine, c, 2, False, target=target)(
+        tensor(x), tensor(w), tensor(b), mask, cache)
+    dirty = (rng.random(fine.num_cells) < 0.5).astype("int32")  # the previous block's flags
+    dirty[:2] = 0, 1
+    cell = np.arange(fine.num_cells).reshape(fine.batch, *fine.grid)
+    moved = dirty[np.kron(cell, np.ones((1, fine.granularity, fine.granularity), int))] != 0
+    changed = x.copy()
+    changed[moved] = rng.random((int(moved.sum()), c)).astype("float32")
+    stale = cache.numpy().copy()
+    stale[dirty != 0] = np.nan
+    mask2, cache2 = empty(g.num_cells, dtype="int32"), empty(g.num_cells, 2)
+    kernel_function("masker", g, c, 1, True, fine, target=target)(
+        tensor(changed), tensor(w[2:]), tensor(b[2:]), tensor(dirty), tensor(stale), mask2,
+        cache2)
+    pooled = F.adaptive_avg_pool2d(nchw(changed.astype("float64")), g.grid)
+    logits = np.einsum("nchw,kc->nhwk", pooled.numpy(), w[2:].astype("float64")) + b[2:]
+    logits = logits.reshape(g.num_cells, 2)
+    np.testing.assert_allclose(cache2.numpy(), logits, rtol=1e-5, atol=1e-5)
+    clear = np.abs(logits[:, 0] - logits[:, 1]) > 1e-4  # (a tie may round either way)
+    np.testing.assert_array_equal(mask2.numpy()[clear], (logits[:, 0] >= logits[:, 1])[clear])
+
+
 def check_compact(target, cells, rate):
     mask = (np.random.default_rng(1).random(cells) < rate).astype("int32")
     idx, count = empty(cells, dtype="int32"), empty(1, dtype="int64")

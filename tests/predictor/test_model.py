@@ -266,12 +266,18 @@ def _by_kind(layer, s, pipeline, active, hw, work):
 def test_masker_chains_pool_only_the_cells_that_changed():
     """Inside a stage a plain block's masker pools only the cells the block before it
     activated (``las_compiler.masker_chain``); the chain starts after the projected block,
-    and where S does not divide the map every masker pools the whole map."""
+    which pools only the previous stage's changed cells where its windows are whole cells of
+    them, and where S does not divide the map every masker pools the whole map."""
     hw = get_hardware("v100")
     pred = predict_network(hw, "las_resnet50", "4-4-2-1", 0.5, batch=8)
     masker = {p.layer.name: dict(p.kernels)["masker"] for _, p in pred.blocks}
     launch = hw.launch_us
     assert masker["layer1.2"] - launch == pytest.approx(0.5 * (masker["layer1.1"] - launch),
+                                                        rel=0.1)
+    # layer2.0 reads layer1's map (as layer1.1 does), layer3.0 layer2's (as layer2.1)
+    assert masker["layer2.0"] - launch == pytest.approx(0.5 * (masker["layer1.1"] - launch),
+                                                        rel=0.1)
+    assert masker["layer3.0"] - launch == pytest.approx(0.5 * (masker["layer2.1"] - launch),
                                                         rel=0.1)
     assert masker["layer3.5"] == pytest.approx(masker["layer3.2"], rel=0.01)
     assert masker["layer3.2"] - launch < 0.6 * (masker["layer3.1"] - launch)
@@ -279,6 +285,8 @@ def test_masker_chains_pool_only_the_cells_that_changed():
     backbone = predict_network(hw, "las_resnet101", "4-4-7-1", 0.5, 800, 1344, backbone=True)
     masker = {p.layer.name: dict(p.kernels)["masker"] for _, p in backbone.blocks}
     assert masker["layer3.2"] == pytest.approx(masker["layer3.1"])
+    # nor does its projected block pool whole stage-2 cells (windows of 100/7 rows)
+    assert masker["layer3.0"] - launch > 0.9 * (masker["layer2.1"] - launch)
     assert masker["layer2.2"] - launch < 0.6 * (masker["layer2.1"] - launch)
 
 
