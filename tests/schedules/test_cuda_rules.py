@@ -18,7 +18,7 @@ from tvm import tirx
 from las_compiler.block_pipelines import PIPELINES
 from las_compiler.compiler import resolve_target
 from las_compiler.geometry import BlockGeometry, PatchGeometry
-from las_compiler.masker_chain import links
+from las_compiler.masker_chain import links, nests
 from las_compiler.op import get_kernel
 from las_compiler.predictor.layers import network_blocks
 from las_compiler.schedules import pipeline_fits, schedule
@@ -199,11 +199,23 @@ def test_gpu_verification_at_every_layer_shape(geometry):
 
 def chained_maskers(geometry):
     """Masker arguments of a chain's first link (three consumers, a stage-3 run) and of an
-    update, where the block can be in a chain (``las_compiler.masker_chain``)."""
+    update, where the block can be in a chain (``las_compiler.masker_chain``); for a
+    projected block, its update from a previous grid of S or 2S (LAS-ResNet-50 4-4-2-1's
+    stage boundaries) whose cells make its pooling windows."""
+    g, c = geometry.patches, geometry.in_channels
+    if geometry.projected:
+        out = []
+        for s in sorted({g.granularity, 2 * g.granularity}):
+            try:
+                fine = PatchGeometry(g.batch, g.height, g.width, s, 1)
+            except ValueError:  # S does not fit the map
+                continue
+            if fine != g and nests(fine, g):
+                out.append((g, c, 1, True, fine))
+        return out
     if not links(geometry, "fused", geometry, "fused"):
         return []
-    return [(geometry.patches, geometry.in_channels, 3, False),
-            (geometry.patches, geometry.in_channels, 2, True)]
+    return [(g, c, 3, False), (g, c, 2, True)]
 
 
 def test_serialized_schedule_is_the_gpu_program_in_order():
