@@ -308,6 +308,8 @@ def test_code_only_artifact_runs_with_its_weights(artifact, tmp_path, capfd):
         assert message in _las_error(argv, capfd)
 
 
+@pytest.mark.full_matrix  # two LAS-ResNet-50 compiles (2 minutes); the default tier's ONNX
+# round trips are tests/frontend/test_onnx.py's, its official checkpoints models/test_official's
 def test_official_checkpoint_through_onnx_equals_compiling_it_from_pytorch(tmp_path, capfd):
     """The README's two ONNX commands on an official-format LASNet checkpoint: `las
     export-onnx` (checked in ONNX Runtime against PyTorch) then `las compile model.onnx`
