@@ -4,12 +4,13 @@
 
 Issue 25's ptxas level of verification, as a table: the kernels the compiler emits for
 LAS-ResNet-50 4-4-2-1 at 224x224 (every distinct layer shape; the pipelines ``fused``,
-``pixel_rows``, ``halo`` and ``dense``, and the chained maskers), scheduled by the CUDA rules for
-each goal GPU, assembled by ``ptxas -v`` for its arch (nvcc for sm_90; LLVM's NVPTX and CUDA
-12's ptxas for sm_61/62/70), one row per kernel family: threads per block, registers per
-thread, shared memory per block (double-buffered stages counted twice), spilled bytes, and the
-occupancy those allow (``schedules.cuda.limits.occupancy``: resident warps over the SM's most,
-and what limits it). No GPU runs here: these are what the assembler and the data sheets say.
+``pixel_rows``, ``halo`` and ``dense``, the scans also carrying a length, and the chained
+maskers, a projected block's too), scheduled by the CUDA rules for each goal GPU, assembled
+by ``ptxas -v`` for its arch (nvcc for sm_90; LLVM's NVPTX and CUDA 12's ptxas for
+sm_61/62/70), one row per kernel family: threads per block, registers per thread, shared
+memory per block (double-buffered stages counted twice), spilled bytes, and the occupancy
+those allow (``schedules.cuda.limits.occupancy``: resident warps over the SM's most, and what
+limits it). No GPU runs here: these are what the assembler and the data sheets say.
 """
 
 from __future__ import annotations
@@ -28,21 +29,30 @@ PIPELINES = ("fused", "pixel_rows", "halo", "dense")
 def kernels(target) -> dict[str, tuple[str, object]]:
     """``{entry name: (kernel kind, scheduled PrimFunc)}`` of LAS-ResNet-50's blocks."""
     from las_compiler.block_pipelines import PIPELINES as ALL
+    from las_compiler.block_pipelines import Scan
     from las_compiler.masker_chain import links
     from las_compiler.op import get_kernel
     from las_compiler.predictor.layers import network_blocks
     from las_compiler.schedules import pipeline_fits, schedule
 
-    funcs, seen = {}, set()
+    funcs, seen, before = {}, set(), None
     for layer, s in zip(network_blocks("las_resnet50", 224, 224),
                         [4] * 3 + [4] * 4 + [2] * 6 + [1] * 3, strict=True):
         block = layer.geometry(s)
-        calls = [(step.kernel, step.args(block)) for name in PIPELINES
+        calls = [(step.kernel, args) for name in PIPELINES
                  if ALL[name].applies(block) and pipeline_fits(ALL[name], block, target)
-                 for step in ALL[name].steps_for(block)]
+                 for step in ALL[name].steps_for(block)
+                 # a block's later scans carry the earlier lengths
+                 for args in (step.args(block),
+                              *(((*step.args(block), 1),) if isinstance(step, Scan) else ()))]
         if links(block, "fused", block, "fused"):
             calls += [("masker", (block.patches, block.in_channels, 3, False)),
                       ("masker", (block.patches, block.in_channels, 2, True))]
+        if before is not None and block.projected and links(before, "fused", block, "fused"):
+            # a stage's first block, pooling the previous stage's changed cells
+            calls.append(("masker", (block.patches, block.in_channels, 1, True,
+                                     before.patches)))
+        before = block
         for kind, args in calls:
             if (kind, args) in seen:
                 continue
