@@ -23,9 +23,10 @@ at 224 x 224, 8 x 8 windows of 4 x 4 cells; at S = 2 after S = 4, one cell each)
 window mean is the mean of those cells' means, so its logits are the mean of theirs: it
 pools only the pixels of the cells this block activated and takes the others' logits from
 the cache (``op.masker(..., fine=...)``), reading ``r`` of a map four times its output
-instead of all of it. The mean of means sums in another order than one pass over the
-window, so these masks equal the block's own masker's up to the float rounding of a tie
-(as every masker's equal PyTorch's); a chain on one grid stays bit for bit.
+instead of all of it (on GPUs: :func:`links`' ``across_grids``). The mean of means sums in
+another order than one pass over the window, so these masks equal the block's own masker's
+up to the float rounding of a tie (as every masker's equal PyTorch's); a chain on one grid
+stays bit for bit.
 
 This module is the rule, written once: :func:`links` (may block ``b`` take block ``a``'s
 cache?), :func:`chain_positions` (runs over a sequence of blocks) and :func:`chained_step`
@@ -80,19 +81,31 @@ def nests(fine: PatchGeometry, coarse: PatchGeometry) -> bool:
 
 
 def links(before: BlockGeometry, before_pipeline: str, block: BlockGeometry,
-          pipeline: str) -> bool:
+          pipeline: str, across_grids: bool = True) -> bool:
     """Whether ``block``, whose input is the output of ``before``, may pool only the cells
     ``before`` activated (module docstring): ``before`` plain, stride 1, S dividing its map;
-    ``block`` on the same grid and plain, or with pooling windows of whole ``before`` cells
-    (:func:`nests`, a projected block too); both with the standalone masker step. The caller
-    vouches that the input of ``before`` is non-negative (a block's output) and that nothing
-    else writes it."""
+    ``block`` on the same grid and plain, or (``across_grids``) with pooling windows of whole
+    ``before`` cells (:func:`nests`, a projected block too); both with the standalone masker
+    step. The caller vouches that the input of ``before`` is non-negative (a block's output)
+    and that nothing else writes it.
+
+    ``across_grids``: :func:`links_across_grids` for the target. A GPU's masker costs its
+    read of the map, which the link halves at r = 0.5. The CPU rule's pooling of only the
+    changed fine cells (a predicate per pixel) measured slower than pooling the whole map
+    (Zen 3 VM, one 56x56x256 map at r = 0.5: 117-126 us against 83-108 us), so CPUs link on
+    one grid only."""
     g, f = block.patches, before.patches
     same_grid = not block.projected and g.stride == 1 and f == g
     return (not before.projected and f.stride == 1 and before.out_channels == block.in_channels
-            and (same_grid or (f != g and nests(f, g)))
+            and (same_grid or (across_grids and f != g and nests(f, g)))
             and nests(f, f)  # (S divides the map)
             and _own_masker(before_pipeline, before) and _own_masker(pipeline, block))
+
+
+def links_across_grids(device_kind: str) -> bool:
+    """``links``' ``across_grids`` for a ``"gpu"`` or ``"cpu"`` (a hardware profile's kind, a
+    target's ``"cuda"`` counting as a GPU)."""
+    return device_kind in ("gpu", "cuda")
 
 
 def chain_positions(linked: Sequence[bool],

@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import tvm
 
 import las_compiler
 import las_compiler.target
@@ -137,7 +138,7 @@ def test_masker_chains_inside_stages(tmp_path):
     (layer2.0: 8x8 windows of stage 1's 4x4 cells; layer4.0: one stage-3 cell each), and
     every mask still equals PyTorch's, here in a code-only build on the TX2's schedules
     emulated (on the host: the main job's LAS-ResNet-50, ``test_cli``, whose stages all
-    chain)."""
+    chain; a CPU target does not link across grids, checked on the lowered IR)."""
     from las_compiler.target import EmulatedGPU
     from las_compiler.verify import compare_with_pytorch
 
@@ -154,6 +155,17 @@ def test_masker_chains_inside_stages(tmp_path):
     chained = [line for line in maskers if "dtype=\"float32\")])" in line]
     assert len(maskers) == 9 and len(chained) == 7  # blocks 1, 2, 3 and 5, 6, 7, 8
     assert 0.2 < np.mean([m.mean() for m in compiled.run_with_masks(x.numpy())[1]]) < 0.8
+    # a CPU target links blocks on one grid only (``masker_chain.links``' across_grids)
+    from las_compiler.frontend import import_torch
+    from las_compiler.phases import lowering_passes
+    from las_compiler.target import host_target
+
+    with tvm.transform.PassContext(opt_level=3):
+        on_host = lowering_passes(host_target())(import_torch(model, x, pipelines="fused"))
+    maskers = [line for line in on_host["main"].script().splitlines()
+               if "= R.call_tir(masker_" in line]
+    chained = [line for line in maskers if "dtype=\"float32\")])" in line]
+    assert len(maskers) == 9 and len(chained) == 5  # blocks 1, 2 and 5, 6, 7
 
 
 @pytest.mark.full_matrix  # full width by default: the main job (test_cli, R50 at 64x64) and

@@ -34,7 +34,14 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..block_pipelines import get_pipeline
 from ..las_ops import SPARSE_BOTTLENECK, SparseBottleneck, las_op_name
-from ..masker_chain import ALONE, ChainPosition, chain_positions, chained_step, links
+from ..masker_chain import (
+    ALONE,
+    ChainPosition,
+    chain_positions,
+    chained_step,
+    links,
+    links_across_grids,
+)
 from ..op.params import fold_bn, pack_weight, with_masker_tile
 from .kernel_table import KernelTable, constant
 from .step_emitter import StepEmitter
@@ -119,7 +126,8 @@ class LowerLASOps:
         self.donate_params = donate_params
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        rewriter = _Rewriter(mod, self.donate_params)
+        rewriter = _Rewriter(mod, self.donate_params,
+                             links_across_grids(str(self.target.kind.name)))
         for gvar, func in list(mod.functions_items()):
             if isinstance(func, relax.Function):
                 rewriter.prepare(func)
@@ -148,8 +156,9 @@ def _shape(expr) -> tuple[int, ...]:
 
 @mutator
 class _Rewriter(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, donate_params: bool):
+    def __init__(self, mod: tvm.IRModule, donate_params: bool, across_grids: bool):
         super().__init__(mod)
+        self.across_grids = across_grids  # masker chains between grids (masker_chain.links)
         self.kernels = KernelTable(self.builder_)
         self.donate_params = donate_params
         self.blocks = 0
@@ -208,7 +217,8 @@ class _Rewriter(PyExprMutator):
                 and "auto" not in (op.pipeline, before.pipeline)
                 and all(isinstance(t, tvm.ir.expr.Constant) or t in self.weights.weights
                         for t in (op.masker_weight, op.masker_bias))
-                and links(before.geometry(), before.pipeline, op.geometry(), op.pipeline))
+                and links(before.geometry(), before.pipeline, op.geometry(), op.pipeline,
+                          self.across_grids))
         return {var: (position, [op for _, op in calls[i:i + position.consumers]],
                       calls[i - 1][0] if position.update else None)
                 for i, ((var, _), position) in enumerate(zip(calls, chain_positions(

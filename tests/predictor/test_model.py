@@ -16,7 +16,7 @@ from las_compiler.predictor import (
 from las_compiler.predictor import kernels as K
 from las_compiler.predictor.fit import KernelSample, fit_profile
 from las_compiler.predictor.network import predict_network, select_granularity
-from las_compiler.predictor.profiles import cpu_profile
+from las_compiler.predictor.profiles import cpu_profile, nominal_host
 
 from ..machines import RECORDED
 
@@ -279,6 +279,11 @@ def test_masker_chains_pool_only_the_cells_that_changed():
                                                         rel=0.1)
     assert masker["layer3.0"] - launch == pytest.approx(0.5 * (masker["layer2.1"] - launch),
                                                         rel=0.1)
+    # a CPU links blocks on one grid only (``masker_chain.links``' across_grids)
+    cpu = predict_network(nominal_host(), "las_resnet50", "4-4-2-1", 0.5, batch=8)
+    on_cpu = {p.layer.name: dict(p.kernels)["masker"] for _, p in cpu.blocks}
+    assert on_cpu["layer1.2"] < 0.7 * on_cpu["layer1.1"]
+    assert on_cpu["layer2.0"] == pytest.approx(on_cpu["layer1.1"], rel=0.1)  # all of the map
     assert masker["layer3.5"] == pytest.approx(masker["layer3.2"], rel=0.01)
     assert masker["layer3.2"] - launch < 0.6 * (masker["layer3.1"] - launch)
     # 4-4-7-1 on an 800x1344 input: S = 7 does not divide the 50x84 stage-3 map
