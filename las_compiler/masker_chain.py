@@ -69,43 +69,42 @@ def _own_masker(pipeline: str, block: BlockGeometry) -> bool:
                for step in get_pipeline(pipeline).steps_for(block))
 
 
+def _cells_tile_the_map(g: PatchGeometry) -> bool:
+    """Stride 1 and cells of one size along each axis (S divides the map, or the floor
+    grid's cells come out equal: 15 pixels at S = 4 are three cells of 5): a cell's pooling
+    window is exactly the pixels its flag switches."""
+    return all(a.in_size == a.out_size == a.cells * a.tile for a in (g.rows, g.cols))
+
+
 def nests(fine: PatchGeometry, coarse: PatchGeometry) -> bool:
     """Whether every pooling window of ``coarse`` (a block reading ``fine``'s output map) is
-    a whole number of ``fine``'s cells, all of one size (S divides ``fine``'s map)."""
-    def axis(f, c) -> bool:
-        return (f.in_size == f.out_size == c.in_size and f.out_size == f.cells * f.tile
-                and c.in_size % c.cells == 0 and (c.in_size // c.cells) % f.tile == 0)
-
-    return (fine.batch == coarse.batch and axis(fine.rows, coarse.rows)
-            and axis(fine.cols, coarse.cols))
+    a whole number of ``fine``'s cells, all of one size."""
+    return fine.batch == coarse.batch and _cells_tile_the_map(fine) and all(
+        c.in_size == f.out_size and c.in_size % c.cells == 0
+        and (c.in_size // c.cells) % f.tile == 0
+        for f, c in ((fine.rows, coarse.rows), (fine.cols, coarse.cols)))
 
 
 def links(before: BlockGeometry, before_pipeline: str, block: BlockGeometry,
           pipeline: str, across_grids: bool = True) -> bool:
     """Whether ``block``, whose input is the output of ``before``, may pool only the cells
-    ``before`` activated (module docstring): ``before`` plain, stride 1, S dividing its map;
+    ``before`` activated (module docstring): ``before`` plain, its cells tiling its map;
     ``block`` on the same grid and plain, or (``across_grids``) with pooling windows of whole
     ``before`` cells (:func:`nests`, a projected block too); both with the standalone masker
     step. The caller vouches that the input of ``before`` is non-negative (a block's output)
     and that nothing else writes it.
 
-    ``across_grids``: :func:`links_across_grids` for the target. A GPU's masker costs its
-    read of the map, which the link halves at r = 0.5. The CPU rule's pooling of only the
-    changed fine cells (a predicate per pixel) measured slower than pooling the whole map
-    (Zen 3 VM, one 56x56x256 map at r = 0.5: 117-126 us against 83-108 us), so CPUs link on
-    one grid only."""
+    ``across_grids``: the target family's ``masker_links_across_grids`` (the predictor: GPU
+    profiles). A GPU's masker costs its read of the map, which the link halves at r = 0.5.
+    The CPU rule's pooling of only the changed fine cells (a predicate per pixel) measured
+    slower than pooling the whole map (Zen 3 VM, one 56x56x256 map at r = 0.5: 117-126 us
+    against 83-108 us), so CPUs link on one grid only."""
     g, f = block.patches, before.patches
-    same_grid = not block.projected and g.stride == 1 and f == g
-    return (not before.projected and f.stride == 1 and before.out_channels == block.in_channels
+    same_grid = not block.projected and f == g
+    return (not before.projected and _cells_tile_the_map(f)
+            and before.out_channels == block.in_channels
             and (same_grid or (across_grids and f != g and nests(f, g)))
-            and nests(f, f)  # (S divides the map)
             and _own_masker(before_pipeline, before) and _own_masker(pipeline, block))
-
-
-def links_across_grids(device_kind: str) -> bool:
-    """``links``' ``across_grids`` for a ``"gpu"`` or ``"cpu"`` (a hardware profile's kind, a
-    target's ``"cuda"`` counting as a GPU)."""
-    return device_kind in ("gpu", "cuda")
 
 
 def chain_positions(linked: Sequence[bool],

@@ -43,6 +43,10 @@ class TargetFamily:
     #: per-patch chains can exceed a per-block resource (a GPU's shared memory), so
     #: ``auto`` must schedule them before choosing them
     block_limited: bool = False
+    #: masker chains may link blocks on different grids (``masker_chain.links``'
+    #: ``across_grids``): where a masker costs its read of the map. The CPU rule's pooling of
+    #: only the changed cells (a predicate per pixel) measured slower than a whole read.
+    masker_links_across_grids: bool = False
 
     def rules(self) -> tuple:
         """Our rules for our kernels (``LASRule`` s), most specific first."""

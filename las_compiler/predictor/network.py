@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..masker_chain import chain_positions, links, links_across_grids
+from ..masker_chain import chain_positions, links
 from . import kernels as K
 from .block import BlockPrediction, best_pipeline, predict_block
 from .hardware import Hardware
@@ -106,7 +106,7 @@ def chained(hw: Hardware, blocks: Sequence[BlockPrediction], rate: float,
     (``las_compiler.masker_chain``; a block's input is the previous block's output, and the
     first block's input is the stem's, not a block's) priced in."""
     geometries = [(p.layer.geometry(p.granularity), p.pipeline) for p in blocks]
-    across_grids = links_across_grids(hw.kind)
+    across_grids = hw.kind == "gpu"  # the CUDA family's masker_links_across_grids
     linked = [i >= 2 and links(*geometries[i - 1], *geometries[i], across_grids)
               for i in range(len(blocks))]
     out = []

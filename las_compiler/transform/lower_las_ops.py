@@ -34,14 +34,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..block_pipelines import get_pipeline
 from ..las_ops import SPARSE_BOTTLENECK, SparseBottleneck, las_op_name
-from ..masker_chain import (
-    ALONE,
-    ChainPosition,
-    chain_positions,
-    chained_step,
-    links,
-    links_across_grids,
-)
+from ..masker_chain import ALONE, ChainPosition, chain_positions, chained_step, links
 from ..op.params import fold_bn, pack_weight, with_masker_tile
 from .kernel_table import KernelTable, constant
 from .step_emitter import StepEmitter
@@ -126,8 +119,10 @@ class LowerLASOps:
         self.donate_params = donate_params
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        from ..schedules import family_of
+
         rewriter = _Rewriter(mod, self.donate_params,
-                             links_across_grids(str(self.target.kind.name)))
+                             family_of(self.target).masker_links_across_grids)
         for gvar, func in list(mod.functions_items()):
             if isinstance(func, relax.Function):
                 rewriter.prepare(func)

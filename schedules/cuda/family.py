@@ -55,6 +55,7 @@ class CUDAFamily(TargetFamily):
     description = "NVIDIA GPUs and Jetsons (cuda targets and nvidia/* tags, sm_61 and up)"
     runtime_device = "cuda"
     block_limited = True  # a per-patch chain's intermediates live in shared memory
+    masker_links_across_grids = True  # a masker is its read of the map: half it at r = 0.5
 
     @functools.cache  # noqa: B019 - one family object per process; rules are stateless
     def rules(self) -> tuple:
