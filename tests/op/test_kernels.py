@@ -363,7 +363,9 @@ def check_pixel_rows(target, g, flags):
     assert (listed[len(on):] == -1).all() and listed.size - len(on) < op.ROW_GROUP
 
 
-@settings(max_examples=12)
+# six maps each (a kernel compile apiece); the long lists, the carried scans, every block
+# test and the fuzzer list more
+@settings(max_examples=6)
 @given(g=GEOMETRIES, rate=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 99))
 def test_dilated_rows_are_the_pixels_active_windows_read(target, g, rate, seed):
     flags = np.zeros(g.num_cells, "int32")
@@ -371,7 +373,7 @@ def test_dilated_rows_are_the_pixels_active_windows_read(target, g, rate, seed):
     check_dilated_rows(target, g, flags)
 
 
-@settings(max_examples=12)
+@settings(max_examples=6)
 @given(g=GEOMETRIES, rate=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 99))
 def test_pixel_rows_are_the_output_pixels_of_the_active_cells(target, g, rate, seed):
     flags = np.zeros(g.num_cells, "int32")
@@ -407,6 +409,8 @@ def test_scans_carry_the_lengths_before_them(target, g):
              ("pixel_rows", (g,), (-(-g.batch * g.out_height * g.out_width // op.ROW_GROUP),
                                    op.ROW_GROUP)),
              ("active_rows", (g,), (-(-g.num_cells // op.ROW_GROUP), op.ROW_GROUP))]
+    if scan_layout(g.batch * g.height * g.width).grid:  # the grid layout: two suffice
+        scans = scans[:2]
     counts, lengths = None, []
     for carried, (name, args, shape) in enumerate(scans):
         alone, alone_count = empty(*shape, dtype="int32"), empty(1, dtype="int64")
