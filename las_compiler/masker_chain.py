@@ -73,7 +73,7 @@ def _cells_tile_the_map(g: PatchGeometry) -> bool:
     """Stride 1 and cells of one size along each axis (S divides the map, or the floor
     grid's cells come out equal: 15 pixels at S = 4 are three cells of 5): a cell's pooling
     window is exactly the pixels its flag switches."""
-    return all(a.in_size == a.out_size == a.cells * a.tile for a in (g.rows, g.cols))
+    return all(a.in_size == a.out_size and a.uniform for a in (g.rows, g.cols))
 
 
 def nests(fine: PatchGeometry, coarse: PatchGeometry) -> bool:

@@ -58,14 +58,14 @@ def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
     K2 = 2 * max(consumers, 1)  # noqa: N806 - logits priced per cell
     coarse = fine is not None
     f = fine if coarse else g
-    fs, fgw, f_total = f.rows.tile, f.cols.cells, f.num_cells  # fine cells: fs x fs pixels
+    fine_ix = PatchIndex(f)
+    fs, f_total = f.rows.tile, f.num_cells  # fine cells: fs x fs pixels
     mh, mw = (ph // fs, pw // fs) if coarse else (1, 1)  # fine cells per window, each axis
     fine_pixels = fs * fs
 
     def fine_cell(q, a, b):
         """The fine cell holding pixel (a, b) of cell q's window."""
-        batch, row, col = ix.pool_pixel(q, a, b)
-        return batch * f.cells_per_image + (row // fs) * fgw + col // fs
+        return fine_ix.cell_of_pixel(*ix.pool_pixel(q, a, b))
 
     def window_cell(q, u, v):
         """Fine cell (u, v) of cell q's window."""
