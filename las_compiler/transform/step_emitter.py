@@ -10,6 +10,8 @@ per work list.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from tvm import relax, tirx
 
@@ -121,21 +123,21 @@ class StepEmitter:
     def _scans(self, run: list[Scan], block: BlockGeometry, values: dict) -> None:
         """A run of scans, each carrying the lengths before it (``op.scan.work_list``), so
         the last one's counts become the run's symbolic sizes in one device-to-host read."""
-        lists, counts = [], None
+        lists, carried = [], {}
         for slot, step in enumerate(run):
-            inputs = (*step.inputs, "_carried") if slot else step.inputs
-            gvar, params, outputs = self._kernel(
-                Step(step.name, step.kernel,
-                     lambda b, s=step, k=slot: (*s.args(b), *((k,) if k else ())),
-                     inputs, ("list", "count")), block)
-            args, sizes = self._arguments(step, params[:len(step.inputs)], values)
-            if slot:
-                args.append(counts)
+            # slot > 0: the kernel's ``carried`` argument and the counts so far as an input
+            carrying = replace(
+                step, args=lambda b, s=step, k=slot: (*s.args(b), *((k,) if k else ())),
+                inputs=(*step.inputs, *carried), outputs=("list", "count"))
+            gvar, params, outputs = self._kernel(carrying, block)
+            args, sizes = self._arguments(carrying, params, {**values, **carried})
             list_type, count_type = (self._type(buffer, sizes) for buffer in outputs)
             both = self.builder.emit(
                 relax.call_tir(gvar, args, out_ty=[list_type, count_type]), step.name)
             lists.append((step, list_type, self.builder.emit(relax.TupleGetItem(both, 0))))
-            counts = self.builder.emit(relax.TupleGetItem(both, 1))  # int64: the shape dtype
+            # int64: the shape dtype
+            carried = {"carried counts": self.builder.emit(relax.TupleGetItem(both, 1))}
+        counts = carried["carried counts"]
         lengths = [tirx.Var(f"{step.prefix}_{self.label}", "int64") for step in run]
         self.builder.match_cast(self.builder.emit(relax.op.tensor_to_shape(counts)),
                                 relax.ShapeType(lengths))
