@@ -59,9 +59,11 @@ def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
     coarse = fine is not None
     f = fine if coarse else g
     fine_ix = PatchIndex(f)
-    fs, f_total = f.rows.tile, f.num_cells  # fine cells: fs x fs pixels
-    mh, mw = (ph // fs, pw // fs) if coarse else (1, 1)  # fine cells per window, each axis
-    fine_pixels = fs * fs
+    # fine cells: fh x fw pixels (one size per axis; not square where S does not divide
+    # both sides and the floor grid's cells still come out equal)
+    fh, fw, f_total = f.rows.tile, f.cols.tile, f.num_cells
+    mh, mw = (ph // fh, pw // fw) if coarse else (1, 1)  # fine cells per window, each axis
+    fine_pixels = fh * fw
 
     def fine_cell(q, a, b):
         """The fine cell holding pixel (a, b) of cell q's window."""
@@ -69,7 +71,7 @@ def masker(geometry: PatchGeometry, in_channels: int, consumers: int = 0,
 
     def window_cell(q, u, v):
         """Fine cell (u, v) of cell q's window."""
-        return fine_cell(q, u * fs, v * fs)
+        return fine_cell(q, u * fh, v * fw)
 
     @T.macro
     def pool_logits_compare(x, w, bias, dirty, cache_in, mask, cache):

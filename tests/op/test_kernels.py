@@ -188,11 +188,13 @@ def test_chained_masker_prices_later_blocks_and_reads_only_dirty_cells(target, g
 
 
 # (fine grid, coarse grid on its output): a projected block's 8x8 windows of 4x4 cells, S = 2
-# windows of 2x2 cells, one cell per window, a plain block at twice the S on a 12x8 map
+# windows of 2x2 cells, one cell per window, a plain block at twice the S on a 12x8 map, and
+# 5x4 fine cells (15 rows at S = 4 are three cells of 5) under 15x8 windows
 COARSE = [(PatchGeometry(2, 16, 16, 4, 1), PatchGeometry(2, 16, 16, 4, 2)),
           (PatchGeometry(1, 8, 8, 2, 1), PatchGeometry(1, 8, 8, 2, 2)),
           (PatchGeometry(1, 16, 16, 4, 1), PatchGeometry(1, 16, 16, 2, 2)),
-          (PatchGeometry(2, 12, 8, 2, 1), PatchGeometry(2, 12, 8, 4, 1))]
+          (PatchGeometry(2, 12, 8, 2, 1), PatchGeometry(2, 12, 8, 4, 1)),
+          (PatchGeometry(1, 15, 16, 4, 1), PatchGeometry(1, 15, 16, 8, 1))]
 
 
 @pytest.mark.parametrize("fine, g", COARSE, ids=lambda v: str(v))
@@ -211,7 +213,7 @@ def test_coarse_masker_pools_only_the_dirty_fine_cells(target, fine, g):
     dirty = (rng.random(fine.num_cells) < 0.5).astype("int32")  # the previous block's flags
     dirty[:2] = 0, 1
     cell = np.arange(fine.num_cells).reshape(fine.batch, *fine.grid)
-    moved = dirty[np.kron(cell, np.ones((1, fine.granularity, fine.granularity), int))] != 0
+    moved = dirty[np.kron(cell, np.ones((1, fine.tile_h, fine.tile_w), int))] != 0
     changed = x.copy()
     changed[moved] = rng.random((int(moved.sum()), c)).astype("float32")
     stale = cache.numpy().copy()
